@@ -1,0 +1,163 @@
+//! Database connection and migrations, for PostgreSQL (production) and SQLite (embedded mode).
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::settings::SettingsError;
+
+/// Which database server a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `postgres://` / `postgresql://`
+    Postgres,
+    /// `sqlite:`
+    Sqlite,
+}
+
+impl Backend {
+    /// Recognises the URL's scheme.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] on `DATABASE_URL` when the scheme is neither PostgreSQL nor SQLite.
+    pub fn from_url(url: &str) -> Result<Self, SettingsError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(SettingsError::Invalid {
+                var: "DATABASE_URL".into(),
+                message: format!(
+                    "{:?} is not a database URL (expected postgres://user@host/db or sqlite://file.db?mode=rwc)",
+                    redact_url(url)
+                ),
+            })
+        }
+    }
+}
+
+/// The URL with its password replaced by `***`, fit for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The database could not be reached or prepared; the message names `DATABASE_URL`.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// The URL is not usable.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// Connecting failed.
+    #[error("DATABASE_URL: cannot connect to {url}: {source}")]
+    Connect {
+        /// The redacted URL.
+        url: String,
+        /// The driver's reason.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Migrating failed.
+    #[error("DATABASE_URL: cannot migrate {url}: {source}")]
+    Migrate {
+        /// The redacted URL.
+        url: String,
+        /// The migration's reason.
+        source: DbErr,
+    },
+}
+
+/// Connects to the database named by `url`. SQLite databases get WAL journaling and a busy timeout so
+/// the embedded API, workers and scheduler can write from several connections.
+///
+/// # Errors
+/// [`DbSetupError`] naming `DATABASE_URL` (redacted) and the driver's reason.
+pub async fn connect(url: &SecretString) -> Result<DatabaseConnection, DbSetupError> {
+    let raw = url.expose_secret();
+    let backend = Backend::from_url(raw)?;
+    let mut options = ConnectOptions::new(raw.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(30));
+    match backend {
+        Backend::Postgres => {
+            options.max_connections(20).min_connections(1);
+        }
+        Backend::Sqlite => {
+            options.max_connections(8).map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+            });
+        }
+    }
+    let connect_error = |source: Box<dyn std::error::Error + Send + Sync>| DbSetupError::Connect {
+        url: redact_url(raw),
+        source,
+    };
+    if backend == Backend::Postgres {
+        // The pool retries until its timeout and then reports only "pool timed out"; one direct
+        // connection first gives the operator the real reason (refused, auth, unknown database).
+        use sea_orm::sqlx::Connection;
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            sea_orm::sqlx::PgConnection::connect(raw),
+        )
+        .await
+        .map_err(|_| connect_error("no answer within 10 s".into()))?
+        .map_err(|e| connect_error(e.into()))?;
+        probe.close().await.ok();
+    }
+    let db = Database::connect(options)
+        .await
+        .map_err(|e| connect_error(e.into()))?;
+    // Connecting can be lazy; a first statement proves the server answers.
+    db.execute_unprepared("SELECT 1")
+        .await
+        .map_err(|e| connect_error(e.into()))?;
+    Ok(db)
+}
+
+/// Applies pending migrations.
+///
+/// # Errors
+/// [`DbSetupError::Migrate`] with the migration's reason.
+pub async fn migrate(db: &DatabaseConnection, url: &SecretString) -> Result<(), DbSetupError> {
+    Migrator::up(db, None)
+        .await
+        .map_err(|source| DbSetupError::Migrate {
+            url: redact_url(url.expose_secret()),
+            source,
+        })
+}
+
+/// Connects and migrates: what every binary does at start-up.
+///
+/// # Errors
+/// See [`connect`] and [`migrate`].
+pub async fn connect_and_migrate(url: &SecretString) -> Result<DatabaseConnection, DbSetupError> {
+    let db = connect(url).await?;
+    migrate(&db, url).await?;
+    Ok(db)
+}

@@ -1,0 +1,27 @@
+//! Sentinela's shared library: everything more than one binary needs.
+//!
+//! The API, the workers and the scheduler are thin binaries over this crate: they load the same
+//! [`settings::Settings`], log through the same [`telemetry`], talk to the database through the
+//! same [`repo`] functions and parse user input into the same [`domain`] types.
+//!
+//! # Layout
+//! - [`settings`]: the typed settings tree (defaults → file → environment).
+//! - [`telemetry`]: tracing set-up, JSON logs in production.
+//! - [`domain`]: types that parse once — plates, colours, vehicle types, time ranges.
+//! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
+//! - [`repo`]: repository functions over sea-orm.
+//! - [`seed`]: the idempotent demo city and cameras.
+//! - [`cli`]: one-line errors and exit codes for the binaries.
+//! - [`testing`]: a fresh database per integration test.
+
+pub mod cli;
+pub mod db;
+pub mod domain;
+pub mod repo;
+pub mod seed;
+pub mod settings;
+pub mod telemetry;
+pub mod testing;
+
+pub use entity;
+pub use entity::status::{SearchStatus, TaskStatus};

@@ -1,0 +1,107 @@
+//! Cameras.
+
+use chrono::Utc;
+use entity::camera;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+
+/// What creating a camera needs.
+#[derive(Debug, Clone)]
+pub struct NewCamera {
+    /// Owning city.
+    pub city_id: i64,
+    /// Name, unique within the city.
+    pub name: String,
+    /// Human description of where it points.
+    pub location: Option<String>,
+    /// WGS84 latitude.
+    pub latitude: Option<f64>,
+    /// WGS84 longitude.
+    pub longitude: Option<f64>,
+    /// MediaMTX path, unique.
+    pub mediamtx_path: Option<String>,
+}
+
+/// Inserts a camera (enabled).
+///
+/// # Errors
+/// The database error; a duplicate (city, name) or MediaMTX path is a unique violation.
+pub async fn create(db: &impl ConnectionTrait, new: NewCamera) -> Result<camera::Model, DbErr> {
+    camera::ActiveModel {
+        city_id: Set(new.city_id),
+        name: Set(new.name),
+        location: Set(new.location),
+        latitude: Set(new.latitude),
+        longitude: Set(new.longitude),
+        mediamtx_path: Set(new.mediamtx_path),
+        enabled: Set(true),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+}
+
+/// Returns the camera of this city with this name, creating it if missing.
+///
+/// # Errors
+/// The database error.
+pub async fn ensure(db: &impl ConnectionTrait, new: NewCamera) -> Result<camera::Model, DbErr> {
+    let find = |db, city_id, name: String| async move {
+        camera::Entity::find()
+            .filter(camera::Column::CityId.eq(city_id))
+            .filter(camera::Column::Name.eq(name))
+            .one(db)
+            .await
+    };
+    if let Some(found) = find(db, new.city_id, new.name.clone()).await? {
+        return Ok(found);
+    }
+    let (city_id, name) = (new.city_id, new.name.clone());
+    match create(db, new).await {
+        Ok(camera) => Ok(camera),
+        Err(e) if super::is_unique_violation(&e) => find(db, city_id, name.clone())
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(format!("camera {name}"))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The camera with this id.
+///
+/// # Errors
+/// The database error.
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Option<camera::Model>, DbErr> {
+    camera::Entity::find_by_id(id).one(db).await
+}
+
+/// A city's cameras, by id.
+///
+/// # Errors
+/// The database error.
+pub async fn list_by_city(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+) -> Result<Vec<camera::Model>, DbErr> {
+    camera::Entity::find()
+        .filter(camera::Column::CityId.eq(city_id))
+        .order_by_asc(camera::Column::Id)
+        .all(db)
+        .await
+}
+
+/// The camera recording under this MediaMTX path.
+///
+/// # Errors
+/// The database error.
+pub async fn find_by_mediamtx_path(
+    db: &impl ConnectionTrait,
+    path: &str,
+) -> Result<Option<camera::Model>, DbErr> {
+    camera::Entity::find()
+        .filter(camera::Column::MediamtxPath.eq(path))
+        .one(db)
+        .await
+}

@@ -1,0 +1,85 @@
+//! The frame-analysis cache: one analysis per (recording, offset, provider), reused by every later
+//! search whatever its criteria.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use entity::frame_analysis;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+/// The cached analysis of one frame.
+///
+/// # Errors
+/// The database error.
+pub async fn get(
+    db: &impl ConnectionTrait,
+    recording_id: i64,
+    offset_ms: i64,
+    provider: &str,
+) -> Result<Option<serde_json::Value>, DbErr> {
+    Ok(frame_analysis::Entity::find()
+        .filter(frame_analysis::Column::RecordingId.eq(recording_id))
+        .filter(frame_analysis::Column::OffsetMs.eq(offset_ms))
+        .filter(frame_analysis::Column::Provider.eq(provider))
+        .one(db)
+        .await?
+        .map(|row| row.result))
+}
+
+/// Every cached analysis of a recording by a provider, by offset: one query per task instead of
+/// one per frame.
+///
+/// # Errors
+/// The database error.
+pub async fn all_for_recording(
+    db: &impl ConnectionTrait,
+    recording_id: i64,
+    provider: &str,
+) -> Result<HashMap<i64, serde_json::Value>, DbErr> {
+    Ok(frame_analysis::Entity::find()
+        .filter(frame_analysis::Column::RecordingId.eq(recording_id))
+        .filter(frame_analysis::Column::Provider.eq(provider))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| (row.offset_ms, row.result))
+        .collect())
+}
+
+/// Stores an analysis; if one is already stored for the key (a concurrent search analysed the same
+/// frame), the first one stays.
+///
+/// # Errors
+/// The database error.
+pub async fn put(
+    db: &impl ConnectionTrait,
+    recording_id: i64,
+    offset_ms: i64,
+    provider: &str,
+    result: serde_json::Value,
+) -> Result<(), DbErr> {
+    let insert = frame_analysis::Entity::insert(frame_analysis::ActiveModel {
+        recording_id: Set(recording_id),
+        offset_ms: Set(offset_ms),
+        provider: Set(provider.to_owned()),
+        result: Set(result),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([
+            frame_analysis::Column::RecordingId,
+            frame_analysis::Column::OffsetMs,
+            frame_analysis::Column::Provider,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await;
+    match insert {
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,31 @@
+//! Repository functions over sea-orm: what the API, the workers and the scheduler read and write.
+//!
+//! Functions take any [`sea_orm::ConnectionTrait`] where they are single statements (so callers can
+//! run them inside a transaction) and a [`sea_orm::DatabaseConnection`] where they open their own.
+//! Writes that a retried job may repeat are idempotent: they lean on the unique constraints of the
+//! schema (`ON CONFLICT DO NOTHING`) instead of read-then-write.
+//!
+//! # Layout
+//! - [`cities`], [`cameras`]: administration.
+//! - [`recordings`]: registration and the window-overlap query the planner needs.
+//! - [`searches`]: create, read, status transitions and the fan-in that finalises a search once.
+//! - [`tasks`]: a search's recording-range tasks.
+//! - [`points`]: trajectory points, inserted idempotently.
+//! - [`frames`]: the frame-analysis cache.
+
+pub mod cameras;
+pub mod cities;
+pub mod frames;
+pub mod points;
+pub mod recordings;
+pub mod searches;
+pub mod tasks;
+
+/// Whether a database error is a unique-constraint violation (callers map it to 409 or treat it
+/// as "already there").
+pub fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

@@ -1,0 +1,268 @@
+//! Vehicle searches: creation, status transitions and the fan-in that finalises a search exactly
+//! once.
+
+use chrono::Utc;
+use entity::search_task;
+use entity::status::{SearchStatus, TaskStatus};
+use entity::vehicle_search;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+
+use crate::domain::{Color, PlatePattern, TimeRange, VehicleType};
+
+/// What creating a search needs; criteria are already parsed domain values.
+#[derive(Debug, Clone)]
+pub struct NewSearch {
+    /// City whose recordings are searched.
+    pub city_id: i64,
+    /// Who asked.
+    pub user_id: Option<String>,
+    /// Plate pattern.
+    pub plate: Option<PlatePattern>,
+    /// Colour.
+    pub color: Option<Color>,
+    /// Vehicle type.
+    pub vehicle_type: Option<VehicleType>,
+    /// When.
+    pub window: TimeRange,
+    /// Restrict to these cameras.
+    pub camera_ids: Option<Vec<i64>>,
+}
+
+/// Inserts a pending search.
+///
+/// # Errors
+/// The database error.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    new: NewSearch,
+) -> Result<vehicle_search::Model, DbErr> {
+    vehicle_search::ActiveModel {
+        city_id: Set(new.city_id),
+        user_id: Set(new.user_id),
+        plate: Set(new.plate.map(String::from)),
+        color: Set(new.color.map(|c| c.as_str().to_owned())),
+        vehicle_type: Set(new.vehicle_type.map(|v| v.as_str().to_owned())),
+        start_date: Set(new.window.start()),
+        end_date: Set(new.window.end()),
+        camera_ids: Set(new.camera_ids.map(|ids| serde_json::json!(ids))),
+        status: Set(SearchStatus::Pending),
+        error_message: Set(None),
+        tasks_total: Set(0),
+        tasks_done: Set(0),
+        tasks_failed: Set(0),
+        frames_analyzed: Set(0),
+        detector_calls: Set(0),
+        created_at: Set(Utc::now()),
+        started_at: Set(None),
+        completed_at: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+}
+
+/// The search with this id.
+///
+/// # Errors
+/// The database error.
+pub async fn get(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<vehicle_search::Model>, DbErr> {
+    vehicle_search::Entity::find_by_id(id).one(db).await
+}
+
+/// The camera filter of a search, if it has one.
+pub fn camera_filter(search: &vehicle_search::Model) -> Option<Vec<i64>> {
+    search
+        .camera_ids
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// Moves a pending search to processing with its task count. Returns `false` when the search was
+/// not pending (already planned by an earlier attempt, or cancelled), so a re-run plan does not
+/// reset progress.
+///
+/// # Errors
+/// The database error.
+pub async fn start_processing(
+    db: &impl ConnectionTrait,
+    id: i64,
+    tasks_total: i32,
+) -> Result<bool, DbErr> {
+    let result = vehicle_search::Entity::update_many()
+        .col_expr(
+            vehicle_search::Column::Status,
+            Expr::value(SearchStatus::Processing.as_str()),
+        )
+        .col_expr(vehicle_search::Column::TasksTotal, Expr::value(tasks_total))
+        .col_expr(vehicle_search::Column::StartedAt, Expr::value(Utc::now()))
+        .filter(vehicle_search::Column::Id.eq(id))
+        .filter(vehicle_search::Column::Status.eq(SearchStatus::Pending.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Ends a search that had nothing to analyse: completed with an empty trajectory.
+///
+/// # Errors
+/// The database error.
+pub async fn complete_empty(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
+    let now = Utc::now();
+    let result = vehicle_search::Entity::update_many()
+        .col_expr(
+            vehicle_search::Column::Status,
+            Expr::value(SearchStatus::Completed.as_str()),
+        )
+        .col_expr(vehicle_search::Column::TasksTotal, Expr::value(0))
+        .col_expr(vehicle_search::Column::StartedAt, Expr::value(now))
+        .col_expr(vehicle_search::Column::CompletedAt, Expr::value(now))
+        .filter(vehicle_search::Column::Id.eq(id))
+        .filter(vehicle_search::Column::Status.eq(SearchStatus::Pending.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Marks a search failed with a reason, unless it already ended.
+///
+/// # Errors
+/// The database error.
+pub async fn fail(db: &impl ConnectionTrait, id: i64, reason: &str) -> Result<bool, DbErr> {
+    let result = vehicle_search::Entity::update_many()
+        .col_expr(
+            vehicle_search::Column::Status,
+            Expr::value(SearchStatus::Failed.as_str()),
+        )
+        .col_expr(vehicle_search::Column::ErrorMessage, Expr::value(reason))
+        .col_expr(vehicle_search::Column::CompletedAt, Expr::value(Utc::now()))
+        .filter(vehicle_search::Column::Id.eq(id))
+        .filter(vehicle_search::Column::Status.is_in(active_statuses()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Cancels a search that has not ended, and its unfinished tasks. Returns `false` when the search
+/// had already ended.
+///
+/// # Errors
+/// The database error.
+pub async fn cancel(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
+    let now = Utc::now();
+    let result = vehicle_search::Entity::update_many()
+        .col_expr(
+            vehicle_search::Column::Status,
+            Expr::value(SearchStatus::Cancelled.as_str()),
+        )
+        .col_expr(vehicle_search::Column::CompletedAt, Expr::value(now))
+        .filter(vehicle_search::Column::Id.eq(id))
+        .filter(vehicle_search::Column::Status.is_in(active_statuses()))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 1 {
+        search_task::Entity::update_many()
+            .col_expr(
+                search_task::Column::Status,
+                Expr::value(TaskStatus::Cancelled.as_str()),
+            )
+            .col_expr(search_task::Column::FinishedAt, Expr::value(now))
+            .filter(search_task::Column::SearchId.eq(id))
+            .filter(search_task::Column::Status.is_in([
+                TaskStatus::Pending.as_str(),
+                TaskStatus::Processing.as_str(),
+            ]))
+            .exec(db)
+            .await?;
+    }
+    Ok(result.rows_affected == 1)
+}
+
+fn active_statuses() -> [&'static str; 2] {
+    [
+        SearchStatus::Pending.as_str(),
+        SearchStatus::Processing.as_str(),
+    ]
+}
+
+/// Finalises a processing search whose tasks have all ended: `completed`, or
+/// `completed_with_errors` (with the failed recordings listed) when any task failed.
+///
+/// The conditional `UPDATE … WHERE status = 'processing' AND tasks_done + tasks_failed >=
+/// tasks_total` is the fan-in: however many workers finish their last tasks at once, exactly one
+/// of them sees a row affected, and only that caller gets `Some(status)`.
+///
+/// # Errors
+/// The database error.
+pub async fn finalize_if_complete(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<SearchStatus>, DbErr> {
+    use vehicle_search::Column as C;
+    let result = vehicle_search::Entity::update_many()
+        .col_expr(
+            C::Status,
+            Expr::case(
+                Expr::col(C::TasksFailed).gt(0),
+                SearchStatus::CompletedWithErrors.as_str(),
+            )
+            .finally(SearchStatus::Completed.as_str())
+            .into(),
+        )
+        .col_expr(C::CompletedAt, Expr::value(Utc::now()))
+        .filter(C::Id.eq(id))
+        .filter(C::Status.eq(SearchStatus::Processing.as_str()))
+        .filter(
+            Expr::col(C::TasksDone)
+                .add(Expr::col(C::TasksFailed))
+                .gte(Expr::col(C::TasksTotal)),
+        )
+        .exec(db)
+        .await?;
+    if result.rows_affected != 1 {
+        return Ok(None);
+    }
+    let search = get(db, id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("search {id}")))?;
+    if search.status == SearchStatus::CompletedWithErrors {
+        let summary = failure_summary(db, id).await?;
+        vehicle_search::Entity::update_many()
+            .col_expr(C::ErrorMessage, Expr::value(summary))
+            .filter(C::Id.eq(id))
+            .exec(db)
+            .await?;
+    }
+    Ok(Some(search.status))
+}
+
+/// "2 recordings failed: recording 7: <error>; recording 9: <error>".
+async fn failure_summary(db: &impl ConnectionTrait, id: i64) -> Result<String, DbErr> {
+    let failed = search_task::Entity::find()
+        .filter(search_task::Column::SearchId.eq(id))
+        .filter(search_task::Column::Status.eq(TaskStatus::Failed.as_str()))
+        .order_by_asc(search_task::Column::RecordingId)
+        .all(db)
+        .await?;
+    let details: Vec<String> = failed
+        .iter()
+        .map(|t| {
+            format!(
+                "recording {}: {}",
+                t.recording_id,
+                t.error.as_deref().unwrap_or("unknown error")
+            )
+        })
+        .collect();
+    Ok(format!(
+        "{} recording(s) failed: {}",
+        failed.len(),
+        details.join("; ")
+    ))
+}

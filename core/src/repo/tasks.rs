@@ -1,0 +1,260 @@
+//! A search's recording-range tasks: creation, claiming and the counted transition to an end state.
+
+use chrono::{DateTime, Utc};
+use entity::search_task;
+use entity::status::TaskStatus;
+use entity::vehicle_search;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, TransactionTrait,
+};
+
+use crate::domain::TimeRange;
+use entity::status::SearchStatus;
+
+/// One task to create: a recording and the part of it inside the search window.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The recording.
+    pub recording_id: i64,
+    /// The search window clipped to the recording.
+    pub window: TimeRange,
+}
+
+/// Creates a search's tasks. Re-running it (a retried plan) creates nothing twice: the unique
+/// (search, recording) constraint drops the duplicates. Returns all the search's tasks.
+///
+/// # Errors
+/// The database error.
+pub async fn create_for_search(
+    db: &impl ConnectionTrait,
+    search_id: i64,
+    tasks: &[NewTask],
+) -> Result<Vec<search_task::Model>, DbErr> {
+    let now = Utc::now();
+    // Bounded batches keep each statement under SQLite's bound-parameter limit.
+    for chunk in tasks.chunks(500) {
+        let rows = chunk.iter().map(|t| search_task::ActiveModel {
+            search_id: Set(search_id),
+            recording_id: Set(t.recording_id),
+            window_start: Set(t.window.start()),
+            window_end: Set(t.window.end()),
+            status: Set(TaskStatus::Pending),
+            attempts: Set(0),
+            error: Set(None),
+            worker: Set(None),
+            frames_analyzed: Set(0),
+            detector_calls: Set(0),
+            created_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+            ..Default::default()
+        });
+        let result = search_task::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    search_task::Column::SearchId,
+                    search_task::Column::RecordingId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await;
+        match result {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    list_for_search(db, search_id).await
+}
+
+/// A search's tasks, by id.
+///
+/// # Errors
+/// The database error.
+pub async fn list_for_search(
+    db: &impl ConnectionTrait,
+    search_id: i64,
+) -> Result<Vec<search_task::Model>, DbErr> {
+    search_task::Entity::find()
+        .filter(search_task::Column::SearchId.eq(search_id))
+        .order_by_asc(search_task::Column::Id)
+        .all(db)
+        .await
+}
+
+/// The task with this id.
+///
+/// # Errors
+/// The database error.
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Option<search_task::Model>, DbErr> {
+    search_task::Entity::find_by_id(id).one(db).await
+}
+
+/// Claims a task for a run: status processing, one more attempt, the worker's name. Returns the
+/// task, or `None` when it has already ended (a duplicate delivery of a finished job).
+///
+/// # Errors
+/// The database error.
+pub async fn start(
+    db: &impl ConnectionTrait,
+    id: i64,
+    worker: &str,
+) -> Result<Option<search_task::Model>, DbErr> {
+    let result = search_task::Entity::update_many()
+        .col_expr(
+            search_task::Column::Status,
+            Expr::value(TaskStatus::Processing.as_str()),
+        )
+        .col_expr(
+            search_task::Column::Attempts,
+            Expr::col(search_task::Column::Attempts).add(1),
+        )
+        .col_expr(search_task::Column::Worker, Expr::value(worker))
+        .col_expr(search_task::Column::StartedAt, Expr::value(Utc::now()))
+        .filter(search_task::Column::Id.eq(id))
+        .filter(search_task::Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Processing.as_str(),
+        ]))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// How a task ended.
+#[derive(Debug, Clone)]
+pub enum TaskOutcome {
+    /// Analysed.
+    Done {
+        /// Frames analysed (from the cache or the detector).
+        frames_analyzed: i64,
+        /// Calls made to the detector.
+        detector_calls: i64,
+    },
+    /// Failed for good; the reason is reported on the search.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// What [`finish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Whether this call moved the task to its end state (and counted it); `false` when it had
+    /// already ended, so a re-delivered job never counts twice.
+    pub counted: bool,
+    /// `Some` when this call finalised the search, with its final status.
+    pub finalized: Option<SearchStatus>,
+}
+
+/// Ends a task and counts it on its search in one transaction, then runs the fan-in
+/// ([`super::searches::finalize_if_complete`]).
+///
+/// Both the task's transition and the search's counters are conditional or relative updates, so
+/// concurrent finishers neither lose an increment nor count a task twice.
+///
+/// # Errors
+/// The database error.
+pub async fn finish(
+    db: &DatabaseConnection,
+    task_id: i64,
+    outcome: TaskOutcome,
+) -> Result<Finished, DbErr> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    // Write first, read after: on SQLite a transaction that reads before it writes can fail to
+    // upgrade its lock when another writer got in between.
+    let mut update = search_task::Entity::update_many()
+        .col_expr(search_task::Column::FinishedAt, Expr::value(now))
+        .filter(search_task::Column::Id.eq(task_id))
+        .filter(search_task::Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Processing.as_str(),
+        ]));
+    let mut counters = vehicle_search::Entity::update_many();
+    match &outcome {
+        TaskOutcome::Done {
+            frames_analyzed,
+            detector_calls,
+        } => {
+            update = update
+                .col_expr(
+                    search_task::Column::Status,
+                    Expr::value(TaskStatus::Done.as_str()),
+                )
+                .col_expr(
+                    search_task::Column::FramesAnalyzed,
+                    Expr::value(*frames_analyzed),
+                )
+                .col_expr(
+                    search_task::Column::DetectorCalls,
+                    Expr::value(*detector_calls),
+                )
+                .col_expr(
+                    search_task::Column::Error,
+                    Expr::value(Option::<String>::None),
+                );
+            counters = counters
+                .col_expr(
+                    vehicle_search::Column::TasksDone,
+                    Expr::col(vehicle_search::Column::TasksDone).add(1),
+                )
+                .col_expr(
+                    vehicle_search::Column::FramesAnalyzed,
+                    Expr::col(vehicle_search::Column::FramesAnalyzed).add(*frames_analyzed),
+                )
+                .col_expr(
+                    vehicle_search::Column::DetectorCalls,
+                    Expr::col(vehicle_search::Column::DetectorCalls).add(*detector_calls),
+                );
+        }
+        TaskOutcome::Failed { error } => {
+            update = update
+                .col_expr(
+                    search_task::Column::Status,
+                    Expr::value(TaskStatus::Failed.as_str()),
+                )
+                .col_expr(search_task::Column::Error, Expr::value(error.clone()));
+            counters = counters.col_expr(
+                vehicle_search::Column::TasksFailed,
+                Expr::col(vehicle_search::Column::TasksFailed).add(1),
+            );
+        }
+    }
+    let counted = update.exec(&txn).await?.rows_affected == 1;
+    let Some(task) = get(&txn, task_id).await? else {
+        return Err(DbErr::RecordNotFound(format!("task {task_id}")));
+    };
+    if counted {
+        counters
+            .filter(vehicle_search::Column::Id.eq(task.search_id))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    let finalized = super::searches::finalize_if_complete(db, task.search_id).await?;
+    Ok(Finished { counted, finalized })
+}
+
+/// Tasks still `processing` whose run started before `started_before` (their worker may have died).
+///
+/// # Errors
+/// The database error.
+pub async fn stale_processing(
+    db: &impl ConnectionTrait,
+    started_before: DateTime<Utc>,
+) -> Result<Vec<search_task::Model>, DbErr> {
+    search_task::Entity::find()
+        .filter(search_task::Column::Status.eq(TaskStatus::Processing.as_str()))
+        .filter(search_task::Column::StartedAt.lt(started_before))
+        .order_by_asc(search_task::Column::Id)
+        .all(db)
+        .await
+}

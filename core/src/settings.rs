@@ -1,0 +1,333 @@
+//! The typed settings tree every binary loads the same way: defaults, then an optional TOML file,
+//! then `SENTINELA__SECTION__KEY` environment variables, then the plain names of the contract
+//! (`DATABASE_URL`, `REDIS_URL`, `SAMPLE_FPS`…), which win.
+//!
+//! Secrets (database and Redis URLs, the admin key) are [`SecretString`]s: never logged, and shown
+//! redacted in error messages.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Which detector analyses frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorProvider {
+    /// NanoDet-m on OpenCV `dnn` plus Tesseract OCR, offline.
+    Local,
+    /// AWS Rekognition DetectLabels / DetectText.
+    Rekognition,
+}
+
+impl DetectorProvider {
+    /// The name stored with cached analyses and used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Rekognition => "rekognition",
+        }
+    }
+}
+
+/// Everything a Sentinela process can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `postgres://…` or `sqlite://path?mode=rwc` (`DATABASE_URL`).
+    pub database_url: SecretString,
+    /// Redis for the distributed queue (`REDIS_URL`); `None` selects the embedded SQLite queue.
+    pub redis_url: Option<SecretString>,
+    /// Bootstrap admin API key ensured at start-up (`SENTINELA_ADMIN_KEY`).
+    pub admin_key: Option<SecretString>,
+    /// HTTP API.
+    pub api: ApiSettings,
+    /// Job workers.
+    pub worker: WorkerSettings,
+    /// Periodic jobs.
+    pub scheduler: SchedulerSettings,
+    /// Frame sampling.
+    pub sampler: SamplerSettings,
+    /// Detector providers.
+    pub detector: DetectorSettings,
+    /// Files on disk.
+    pub storage: StorageSettings,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiSettings {
+    /// Listen address (`API_BIND`).
+    pub bind: String,
+    /// Longest search window accepted, in hours.
+    pub max_search_window_hours: u32,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Recording jobs in flight per worker process (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// `/metrics` listen address (`METRICS_BIND`).
+    pub metrics_bind: String,
+    /// A job running longer than this is failed and retried.
+    pub job_timeout_secs: u64,
+    /// How long SIGTERM waits for running jobs before exiting.
+    pub drain_timeout_secs: u64,
+    /// Heartbeat and poll interval of the queue: bounds how fast an idle worker sees a new job.
+    pub poll_interval_ms: u64,
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerSettings {
+    /// `/metrics` listen address of the scheduler.
+    pub metrics_bind: String,
+}
+
+/// Frame sampling settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SamplerSettings {
+    /// Frames sampled per second of video (`SAMPLE_FPS`).
+    pub fps: f64,
+    /// JPEG quality of frames sent to the detector, 1–100.
+    pub jpeg_quality: i32,
+    /// Frames larger than this (longest side, pixels) are scaled down before encoding.
+    pub max_dimension: i32,
+    /// Mean absolute grey-level difference (0–255) under which a frame counts as unchanged.
+    pub gate_threshold: f64,
+}
+
+/// Detector settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DetectorSettings {
+    /// `local` or `rekognition` (`DETECTOR`).
+    pub provider: DetectorProvider,
+    /// Detector calls in flight per process (`DETECTOR_MAX_IN_FLIGHT`).
+    pub max_in_flight: usize,
+    /// Detector calls per second across the cluster (`DETECTOR_RATE_LIMIT`); `None` is unlimited.
+    pub rate_limit: Option<f64>,
+    /// The local provider's ONNX model.
+    pub model_path: PathBuf,
+    /// Detections below this confidence (0–1) are dropped.
+    pub min_confidence: f64,
+}
+
+/// Where files live.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    /// MediaMTX recordPath root (`RECORDINGS_DIR`).
+    pub recordings_dir: PathBuf,
+    /// Matched-frame JPEGs (`SNAPSHOT_DIR`).
+    pub snapshot_dir: PathBuf,
+}
+
+/// A setting that cannot be used, naming the variable (or key) and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A plain environment variable with a bad value.
+    #[error("{var}: {message}")]
+    Invalid {
+        /// The variable or settings key.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The settings file or the merged tree could not be read.
+    #[error("settings: {0}")]
+    Config(#[from] config::ConfigError),
+}
+
+/// The kind of value a plain variable holds, checked before merging so errors name the variable.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Float,
+    Count,
+    Provider,
+}
+
+/// The plain variable names of the contract and the settings keys they set.
+const PLAIN_VARS: &[(&str, &str, Kind)] = &[
+    ("DATABASE_URL", "database_url", Kind::Text),
+    ("REDIS_URL", "redis_url", Kind::Text),
+    ("SENTINELA_ADMIN_KEY", "admin_key", Kind::Text),
+    ("API_BIND", "api.bind", Kind::Text),
+    ("METRICS_BIND", "worker.metrics_bind", Kind::Text),
+    ("DETECTOR", "detector.provider", Kind::Provider),
+    ("SAMPLE_FPS", "sampler.fps", Kind::Float),
+    ("WORKER_CONCURRENCY", "worker.concurrency", Kind::Count),
+    (
+        "DETECTOR_MAX_IN_FLIGHT",
+        "detector.max_in_flight",
+        Kind::Count,
+    ),
+    ("DETECTOR_RATE_LIMIT", "detector.rate_limit", Kind::Float),
+    ("RECORDINGS_DIR", "storage.recordings_dir", Kind::Text),
+    ("SNAPSHOT_DIR", "storage.snapshot_dir", Kind::Text),
+];
+
+/// The default database: a SQLite file in the working directory, created on first use.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sentinela.db?mode=rwc";
+
+impl Settings {
+    /// Loads settings from the process environment and the optional file named by
+    /// `SENTINELA_CONFIG` (or `sentinela.toml` in the working directory, if present).
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the variable whose value is unusable.
+    pub fn load() -> Result<Self, SettingsError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let file = env.get("SENTINELA_CONFIG").map(PathBuf::from);
+        Self::from_sources(file.as_deref(), &env)
+    }
+
+    /// Loads settings from an explicit file and environment map (tests use this).
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the variable whose value is unusable, or the file that is
+    /// missing or malformed.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder()
+            .set_default("database_url", DEFAULT_DATABASE_URL)?
+            .set_default("api.bind", "0.0.0.0:8000")?
+            .set_default("api.max_search_window_hours", 24 * 7)?
+            .set_default("api.body_limit_bytes", 64 * 1024)?
+            .set_default("worker.concurrency", 4)?
+            .set_default("worker.metrics_bind", "0.0.0.0:9999")?
+            .set_default("worker.job_timeout_secs", 30 * 60)?
+            .set_default("worker.drain_timeout_secs", 60)?
+            .set_default("worker.poll_interval_ms", 500)?
+            .set_default("scheduler.metrics_bind", "0.0.0.0:9998")?
+            .set_default("sampler.fps", 1.0)?
+            .set_default("sampler.jpeg_quality", 85)?
+            .set_default("sampler.max_dimension", 1280)?
+            .set_default("sampler.gate_threshold", 2.0)?
+            .set_default("detector.provider", "local")?
+            .set_default("detector.max_in_flight", 8)?
+            .set_default("detector.model_path", "models/nanodet_m_416.onnx")?
+            .set_default("detector.min_confidence", 0.35)?
+            .set_default("storage.recordings_dir", "./recordings")?
+            .set_default("storage.snapshot_dir", "./snapshots")?;
+
+        builder = match file {
+            Some(path) => {
+                builder.add_source(File::from(path).format(FileFormat::Toml).required(true))
+            }
+            None => {
+                builder.add_source(File::new("sentinela.toml", FileFormat::Toml).required(false))
+            }
+        };
+        builder = builder.add_source(
+            Environment::with_prefix("SENTINELA")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env.clone())),
+        );
+
+        for (var, key, kind) in PLAIN_VARS {
+            let Some(raw) = env.get(*var) else { continue };
+            let value = raw.trim();
+            // An empty optional variable means "unset", as in most compose `.env` files.
+            if value.is_empty() {
+                continue;
+            }
+            check_kind(var, value, *kind)?;
+            builder = builder.set_override(*key, value)?;
+        }
+
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |var: &str, message: String| {
+            Err(SettingsError::Invalid {
+                var: var.to_owned(),
+                message,
+            })
+        };
+        crate::db::Backend::from_url(self.database_url.expose_secret())?;
+        if let Some(redis) = &self.redis_url {
+            let url = redis.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return invalid(
+                    "REDIS_URL",
+                    format!(
+                        "{:?} is not a Redis URL (expected redis://host:port/db)",
+                        crate::db::redact_url(url)
+                    ),
+                );
+            }
+        }
+        if !(self.sampler.fps > 0.0 && self.sampler.fps <= 30.0) {
+            return invalid(
+                "SAMPLE_FPS",
+                format!("{} is out of range (0 < fps ≤ 30)", self.sampler.fps),
+            );
+        }
+        if self.worker.concurrency == 0 {
+            return invalid("WORKER_CONCURRENCY", "must be at least 1".into());
+        }
+        if self.detector.max_in_flight == 0 {
+            return invalid("DETECTOR_MAX_IN_FLIGHT", "must be at least 1".into());
+        }
+        if let Some(rate) = self.detector.rate_limit
+            && rate <= 0.0
+        {
+            return invalid(
+                "DETECTOR_RATE_LIMIT",
+                format!("{rate} must be a positive number of calls per second"),
+            );
+        }
+        if !(1..=100).contains(&self.sampler.jpeg_quality) {
+            return invalid(
+                "sampler.jpeg_quality",
+                format!("{} is out of range 1–100", self.sampler.jpeg_quality),
+            );
+        }
+        if self.api.max_search_window_hours == 0 {
+            return invalid("api.max_search_window_hours", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the queue is the embedded SQLite one (no `REDIS_URL`).
+    pub fn embedded_queue(&self) -> bool {
+        self.redis_url.is_none()
+    }
+}
+
+fn check_kind(var: &str, value: &str, kind: Kind) -> Result<(), SettingsError> {
+    let error = |message: String| SettingsError::Invalid {
+        var: var.to_owned(),
+        message,
+    };
+    match kind {
+        Kind::Text => Ok(()),
+        Kind::Float => value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(drop)
+            .ok_or_else(|| error(format!("{value:?} is not a number"))),
+        Kind::Count => value
+            .parse::<usize>()
+            .map(drop)
+            .map_err(|_| error(format!("{value:?} is not a whole number"))),
+        Kind::Provider => match value {
+            "local" | "rekognition" => Ok(()),
+            _ => Err(error(format!(
+                "{value:?} is not a detector (expected local or rekognition)"
+            ))),
+        },
+    }
+}

@@ -1,0 +1,109 @@
+//! Helpers for integration tests across the workspace: a fresh PostgreSQL database or SQLite file
+//! per test, migrated. Tests talk to real servers; nothing here mocks one.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use secrecy::SecretString;
+
+use crate::db;
+
+/// The server tests create their databases on (`TEST_DATABASE_URL`, default the local `test`
+/// database).
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The Redis tests use (`TEST_REDIS_URL`, default the local server).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+}
+
+/// A fresh, migrated database that belongs to one test.
+pub struct TestDb {
+    /// Connection to it.
+    pub db: DatabaseConnection,
+    /// Its URL.
+    pub url: SecretString,
+    name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "sentinela_t_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+impl TestDb {
+    /// Creates a new PostgreSQL database on [`admin_url`] and migrates it.
+    ///
+    /// # Panics
+    /// When the server is unreachable: the test cannot run.
+    pub async fn postgres() -> Self {
+        let name = unique_name();
+        let admin = Database::connect(admin_url())
+            .await
+            .expect("connect to the PostgreSQL test server (TEST_DATABASE_URL)");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let base = admin_url();
+        let url = match base.rfind('/') {
+            Some(i) => format!("{}/{name}", &base[..i]),
+            None => panic!("TEST_DATABASE_URL has no database part: {base}"),
+        };
+        let url = SecretString::from(url);
+        let db = db::connect_and_migrate(&url)
+            .await
+            .expect("migrate test database");
+        Self {
+            db,
+            url,
+            name: Some(name),
+            _dir: None,
+        }
+    }
+
+    /// Creates a new SQLite file in a temporary directory and migrates it.
+    ///
+    /// # Panics
+    /// When the file cannot be created.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = SecretString::from(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("test.db").display()
+        ));
+        let db = db::connect_and_migrate(&url)
+            .await
+            .expect("migrate test database");
+        Self {
+            db,
+            url,
+            name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Drops the PostgreSQL database (SQLite files go with their temporary directory).
+    pub async fn cleanup(self) {
+        self.db.close().await.ok();
+        if let Some(name) = self.name
+            && let Ok(admin) = Database::connect(admin_url()).await
+        {
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .ok();
+        }
+    }
+}

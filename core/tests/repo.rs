@@ -1,0 +1,468 @@
+//! Repository behaviour on real databases: idempotent writes and the fan-in under concurrency.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use entity::{camera, city, recording};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
+use sentinela_core::repo::cameras::{self, NewCamera};
+use sentinela_core::repo::cities::{self, NewCity};
+use sentinela_core::repo::frames;
+use sentinela_core::repo::points::{self, NewPoint};
+use sentinela_core::repo::recordings::{self, NewRecording};
+use sentinela_core::repo::searches::{self, NewSearch};
+use sentinela_core::repo::tasks::{self, NewTask, TaskOutcome};
+use sentinela_core::testing::TestDb;
+use sentinela_core::{SearchStatus, TaskStatus, seed};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).unwrap()
+}
+
+struct Fixture {
+    city: city::Model,
+    cameras: Vec<camera::Model>,
+}
+
+async fn fixture(db: &DatabaseConnection) -> Fixture {
+    let city = cities::create(
+        db,
+        NewCity {
+            name: "São Paulo".into(),
+            timezone: "America/Sao_Paulo".into(),
+            recording_retention_days: 30,
+            max_storage_bytes: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut cams = Vec::new();
+    for i in 0..3 {
+        cams.push(
+            cameras::create(
+                db,
+                NewCamera {
+                    city_id: city.id,
+                    name: format!("cam-{i}"),
+                    location: None,
+                    latitude: None,
+                    longitude: None,
+                    mediamtx_path: Some(format!("sp/cam-{i}")),
+                },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    Fixture {
+        city,
+        cameras: cams,
+    }
+}
+
+/// One-minute recordings, round-robin over the cameras, starting at `t0`.
+async fn minute_recordings(
+    db: &DatabaseConnection,
+    f: &Fixture,
+    n: usize,
+) -> Vec<recording::Model> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let camera = &f.cameras[i % f.cameras.len()];
+        let start = t0() + Duration::minutes(i as i64);
+        let (rec, inserted) = recordings::register(
+            db,
+            NewRecording {
+                camera_id: camera.id,
+                city_id: f.city.id,
+                file_path: format!("/rec/{}/{i}.mp4", camera.name),
+                started_at: start,
+                ended_at: start + Duration::minutes(1),
+                size_bytes: 1_000,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(inserted);
+        out.push(rec);
+    }
+    out
+}
+
+async fn search_over(db: &DatabaseConnection, f: &Fixture, window: TimeRange) -> i64 {
+    searches::create(
+        db,
+        NewSearch {
+            city_id: f.city.id,
+            user_id: Some("operator-1".into()),
+            plate: Some(PlatePattern::parse("ABC1D23").unwrap()),
+            color: Some(Color::Red),
+            vehicle_type: Some(VehicleType::Bus),
+            window,
+            camera_ids: None,
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+fn point(search_id: i64, rec: &recording::Model, at: DateTime<Utc>) -> NewPoint {
+    NewPoint {
+        search_id,
+        camera_id: rec.camera_id,
+        recording_id: rec.id,
+        timestamp: at,
+        confidence: 0.9,
+        label: "bus".into(),
+        color: Some("red".into()),
+        plate_text: Some("ABC1D23".into()),
+        plate_score: Some(1.0),
+        bbox: serde_json::json!({"x": 1, "y": 2, "w": 3, "h": 4}),
+        image_path: Some("1/2.jpg".into()),
+    }
+}
+
+async fn the_same_point_inserted_twice_leaves_one_row(test: TestDb) {
+    let f = fixture(&test.db).await;
+    let recs = minute_recordings(&test.db, &f, 1).await;
+    let window = TimeRange::new(t0(), t0() + Duration::hours(1)).unwrap();
+    let search = search_over(&test.db, &f, window).await;
+    let at = t0() + Duration::seconds(12);
+
+    assert!(
+        points::insert_idempotent(&test.db, point(search, &recs[0], at))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !points::insert_idempotent(&test.db, point(search, &recs[0], at))
+            .await
+            .unwrap()
+    );
+    assert!(
+        points::insert_idempotent(&test.db, point(search, &recs[0], at + Duration::seconds(1)))
+            .await
+            .unwrap(),
+        "another second is another point"
+    );
+    let rows = points::list_for_search(&test.db, search).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].timestamp < rows[1].timestamp, "time order");
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_same_trajectory_point_inserted_twice_leaves_one_row_on_postgres() {
+    the_same_point_inserted_twice_leaves_one_row(TestDb::postgres().await).await;
+}
+
+#[tokio::test]
+async fn the_same_trajectory_point_inserted_twice_leaves_one_row_on_sqlite() {
+    the_same_point_inserted_twice_leaves_one_row(TestDb::sqlite().await).await;
+}
+
+/// Plans 20 tasks, then finishes all of them from 20 tokio tasks at once — twice, as a
+/// re-delivered job would — and checks the search was finalised once with exact counters.
+async fn twenty_concurrent_finishes(test: TestDb, failures: usize) {
+    let f = fixture(&test.db).await;
+    let recs = minute_recordings(&test.db, &f, 20).await;
+    let window = TimeRange::new(t0(), t0() + Duration::hours(1)).unwrap();
+    let search = search_over(&test.db, &f, window).await;
+    let new_tasks: Vec<NewTask> = recs
+        .iter()
+        .map(|r| NewTask {
+            recording_id: r.id,
+            window: TimeRange::new(r.started_at, r.ended_at).unwrap(),
+        })
+        .collect();
+    let created = tasks::create_for_search(&test.db, search, &new_tasks)
+        .await
+        .unwrap();
+    let again = tasks::create_for_search(&test.db, search, &new_tasks)
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 20);
+    assert_eq!(again, created, "a re-run plan creates no task twice");
+    assert!(
+        searches::start_processing(&test.db, search, 20)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !searches::start_processing(&test.db, search, 20)
+            .await
+            .unwrap(),
+        "planning twice does not reset progress"
+    );
+    for task in &created {
+        tasks::start(&test.db, task.id, "worker-a")
+            .await
+            .unwrap()
+            .expect("claimable");
+    }
+
+    let mut finalised = Vec::new();
+    let mut counted = 0;
+    for _round in 0..2 {
+        let handles: Vec<_> = created
+            .iter()
+            .enumerate()
+            .map(|(i, task)| {
+                let db = test.db.clone();
+                let id = task.id;
+                let outcome = if i < failures {
+                    TaskOutcome::Failed {
+                        error: format!("corrupt file {i}"),
+                    }
+                } else {
+                    TaskOutcome::Done {
+                        frames_analyzed: 60,
+                        detector_calls: 3,
+                    }
+                };
+                tokio::spawn(async move { tasks::finish(&db, id, outcome).await.unwrap() })
+            })
+            .collect();
+        for handle in handles {
+            let finished = handle.await.unwrap();
+            counted += usize::from(finished.counted);
+            finalised.extend(finished.finalized);
+        }
+    }
+
+    let expected = if failures > 0 {
+        SearchStatus::CompletedWithErrors
+    } else {
+        SearchStatus::Completed
+    };
+    assert_eq!(
+        counted, 20,
+        "each task counted exactly once over two deliveries"
+    );
+    assert_eq!(finalised, vec![expected], "finalised exactly once");
+    let row = searches::get(&test.db, search).await.unwrap().unwrap();
+    assert_eq!(row.status, expected);
+    assert_eq!(row.tasks_total, 20);
+    assert_eq!(row.tasks_done, 20 - failures as i32);
+    assert_eq!(row.tasks_failed, failures as i32);
+    assert_eq!(row.frames_analyzed, 60 * (20 - failures as i64));
+    assert_eq!(row.detector_calls, 3 * (20 - failures as i64));
+    assert!(row.completed_at.is_some());
+    if failures > 0 {
+        let message = row.error_message.expect("failed recordings are reported");
+        assert!(
+            message.starts_with(&format!("{failures} recording(s) failed")),
+            "{message}"
+        );
+        assert!(message.contains("corrupt file 0"), "{message}");
+    }
+    let states = tasks::list_for_search(&test.db, search).await.unwrap();
+    assert!(states.iter().all(|t| t.status.is_final()));
+    assert_eq!(
+        states
+            .iter()
+            .filter(|t| t.status == TaskStatus::Failed)
+            .count(),
+        failures
+    );
+    test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_tasks_finished_concurrently_complete_the_search_once_on_postgres() {
+    twenty_concurrent_finishes(TestDb::postgres().await, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_tasks_end_the_search_completed_with_errors_once_on_postgres() {
+    twenty_concurrent_finishes(TestDb::postgres().await, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_tasks_finished_concurrently_complete_the_search_once_on_sqlite() {
+    twenty_concurrent_finishes(TestDb::sqlite().await, 0).await;
+}
+
+#[tokio::test]
+async fn overlapping_recordings_respect_the_window_edges_and_the_camera_filter() {
+    let test = TestDb::postgres().await;
+    let f = fixture(&test.db).await;
+    let recs = minute_recordings(&test.db, &f, 6).await; // 08:00..08:06, cameras 0,1,2,0,1,2
+    // 08:01:30 – 08:03:00: overlaps minute 1 (partly) and minute 2; minute 3 starts at the end.
+    let window = TimeRange::new(t0() + Duration::seconds(90), t0() + Duration::minutes(3)).unwrap();
+    let found = recordings::overlapping(&test.db, f.city.id, &window, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![recs[1].id, recs[2].id]
+    );
+    let only_cam2 = [f.cameras[2].id];
+    let found = recordings::overlapping(&test.db, f.city.id, &window, Some(&only_cam2))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![recs[2].id]
+    );
+    let other_city = cities::create(
+        &test.db,
+        NewCity {
+            name: "Rio".into(),
+            timezone: "America/Sao_Paulo".into(),
+            recording_retention_days: 7,
+            max_storage_bytes: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        recordings::overlapping(&test.db, other_city.id, &window, None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another city's recordings are not listed"
+    );
+    // Registering the same segment again changes nothing.
+    let (again, inserted) = recordings::register(
+        &test.db,
+        NewRecording {
+            camera_id: recs[0].camera_id,
+            city_id: f.city.id,
+            file_path: "/elsewhere.mp4".into(),
+            started_at: recs[0].started_at,
+            ended_at: recs[0].ended_at,
+            size_bytes: 1,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!inserted);
+    assert_eq!(again, recs[0]);
+    assert_eq!(recording::Entity::find().count(&test.db).await.unwrap(), 6);
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_search_cancels_its_open_tasks_and_blocks_finalisation() {
+    let test = TestDb::sqlite().await;
+    let f = fixture(&test.db).await;
+    let recs = minute_recordings(&test.db, &f, 3).await;
+    let search = search_over(
+        &test.db,
+        &f,
+        TimeRange::new(t0(), t0() + Duration::hours(1)).unwrap(),
+    )
+    .await;
+    let new_tasks: Vec<NewTask> = recs
+        .iter()
+        .map(|r| NewTask {
+            recording_id: r.id,
+            window: TimeRange::new(r.started_at, r.ended_at).unwrap(),
+        })
+        .collect();
+    let created = tasks::create_for_search(&test.db, search, &new_tasks)
+        .await
+        .unwrap();
+    searches::start_processing(&test.db, search, 3)
+        .await
+        .unwrap();
+    let done = tasks::finish(
+        &test.db,
+        created[0].id,
+        TaskOutcome::Done {
+            frames_analyzed: 1,
+            detector_calls: 1,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(done.counted && done.finalized.is_none());
+
+    assert!(searches::cancel(&test.db, search).await.unwrap());
+    assert!(
+        !searches::cancel(&test.db, search).await.unwrap(),
+        "cancel is once"
+    );
+    assert!(
+        tasks::start(&test.db, created[1].id, "w")
+            .await
+            .unwrap()
+            .is_none(),
+        "cancelled tasks are not claimable"
+    );
+    let late = tasks::finish(
+        &test.db,
+        created[2].id,
+        TaskOutcome::Done {
+            frames_analyzed: 1,
+            detector_calls: 1,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!late.counted && late.finalized.is_none());
+    let row = searches::get(&test.db, search).await.unwrap().unwrap();
+    assert_eq!(row.status, SearchStatus::Cancelled);
+    assert_eq!(row.tasks_done, 1);
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn frame_analyses_are_cached_per_recording_offset_and_provider() {
+    let test = TestDb::postgres().await;
+    let f = fixture(&test.db).await;
+    let recs = minute_recordings(&test.db, &f, 1).await;
+    let id = recs[0].id;
+    assert_eq!(
+        frames::get(&test.db, id, 1000, "local").await.unwrap(),
+        None
+    );
+    frames::put(
+        &test.db,
+        id,
+        1000,
+        "local",
+        serde_json::json!({"vehicles": [1]}),
+    )
+    .await
+    .unwrap();
+    frames::put(
+        &test.db,
+        id,
+        1000,
+        "local",
+        serde_json::json!({"vehicles": [2]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        frames::get(&test.db, id, 1000, "local").await.unwrap(),
+        Some(serde_json::json!({"vehicles": [1]})),
+        "the first analysis stays"
+    );
+    assert_eq!(
+        frames::get(&test.db, id, 1000, "rekognition")
+            .await
+            .unwrap(),
+        None
+    );
+    let all = frames::all_for_recording(&test.db, id, "local")
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn seeding_the_demo_twice_creates_it_once() {
+    let test = TestDb::sqlite().await;
+    let (city, cams) = seed::seed_demo(&test.db).await.unwrap();
+    let (city2, cams2) = seed::seed_demo(&test.db).await.unwrap();
+    assert_eq!(city, city2);
+    assert_eq!(cams, cams2);
+    assert_eq!(cams.len(), seed::DEMO_CAMERAS.len());
+    assert_eq!(city::Entity::find().count(&test.db).await.unwrap(), 1);
+    assert_eq!(camera::Entity::find().count(&test.db).await.unwrap(), 3);
+    test.cleanup().await;
+}

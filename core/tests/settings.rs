@@ -1,0 +1,132 @@
+//! Settings: defaults, the plain variable names of the contract, and errors that name the variable.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use secrecy::ExposeSecret;
+use sentinela_core::settings::{DetectorProvider, Settings};
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_are_the_embedded_mode_of_the_contract() {
+    let s = Settings::from_sources(None, &env(&[])).expect("defaults load");
+    assert_eq!(
+        s.database_url.expose_secret(),
+        "sqlite://sentinela.db?mode=rwc"
+    );
+    assert!(s.redis_url.is_none() && s.embedded_queue());
+    assert_eq!(s.api.bind, "0.0.0.0:8000");
+    assert_eq!(s.worker.metrics_bind, "0.0.0.0:9999");
+    assert_eq!(s.detector.provider, DetectorProvider::Local);
+    assert_eq!(s.sampler.fps, 1.0);
+    assert_eq!(s.worker.concurrency, 4);
+    assert_eq!(s.detector.max_in_flight, 8);
+    assert_eq!(s.detector.rate_limit, None);
+    assert_eq!(s.storage.recordings_dir.to_str(), Some("./recordings"));
+    assert_eq!(s.storage.snapshot_dir.to_str(), Some("./snapshots"));
+    assert_eq!(s.api.max_search_window_hours, 168);
+}
+
+#[test]
+fn plain_variables_override_the_file_and_prefixed_variables() {
+    let mut file = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
+    writeln!(
+        file,
+        "[sampler]\nfps = 0.5\n[worker]\nconcurrency = 2\n[api]\nmax_search_window_hours = 48"
+    )
+    .unwrap();
+    let s = Settings::from_sources(
+        Some(file.path()),
+        &env(&[
+            (
+                "DATABASE_URL",
+                "postgres://sentinela:hunter2@db:5432/sentinela",
+            ),
+            ("REDIS_URL", "redis://redis:6379/0"),
+            ("DETECTOR", "rekognition"),
+            ("SAMPLE_FPS", "2"),
+            ("SENTINELA__WORKER__CONCURRENCY", "3"),
+            ("WORKER_CONCURRENCY", "6"),
+            ("DETECTOR_RATE_LIMIT", "5"),
+            ("METRICS_BIND", "127.0.0.1:9100"),
+            ("SENTINELA__WORKER__DRAIN_TIMEOUT_SECS", "5"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(s.sampler.fps, 2.0, "SAMPLE_FPS beats the file");
+    assert_eq!(
+        s.worker.concurrency, 6,
+        "WORKER_CONCURRENCY beats SENTINELA__WORKER__CONCURRENCY"
+    );
+    assert_eq!(
+        s.worker.drain_timeout_secs, 5,
+        "prefixed variables reach nested keys"
+    );
+    assert_eq!(s.api.max_search_window_hours, 48, "the file beats defaults");
+    assert_eq!(s.detector.provider, DetectorProvider::Rekognition);
+    assert_eq!(s.detector.rate_limit, Some(5.0));
+    assert_eq!(s.worker.metrics_bind, "127.0.0.1:9100");
+    assert!(!s.embedded_queue());
+    assert!(
+        !format!("{s:?}").contains("hunter2"),
+        "secrets never appear in Debug output"
+    );
+}
+
+#[test]
+fn bad_values_name_the_variable() {
+    let cases = [
+        ("SAMPLE_FPS", "abc", "SAMPLE_FPS: \"abc\" is not a number"),
+        ("SAMPLE_FPS", "0", "SAMPLE_FPS: 0 is out of range"),
+        (
+            "WORKER_CONCURRENCY",
+            "-1",
+            "WORKER_CONCURRENCY: \"-1\" is not a whole number",
+        ),
+        (
+            "WORKER_CONCURRENCY",
+            "0",
+            "WORKER_CONCURRENCY: must be at least 1",
+        ),
+        ("DETECTOR", "yolo", "DETECTOR: \"yolo\" is not a detector"),
+        (
+            "DETECTOR_RATE_LIMIT",
+            "-3",
+            "DETECTOR_RATE_LIMIT: -3 must be a positive",
+        ),
+        (
+            "DATABASE_URL",
+            "mysql://root:pw@db/x",
+            "DATABASE_URL: \"mysql://root:***@db/x\" is not a database URL",
+        ),
+        (
+            "REDIS_URL",
+            "localhost:6379",
+            "REDIS_URL: \"localhost:6379\" is not a Redis URL",
+        ),
+    ];
+    for (var, value, expected) in cases {
+        let err = Settings::from_sources(None, &env(&[(var, value)]))
+            .expect_err(&format!("{var}={value} must be rejected"))
+            .to_string();
+        assert!(err.starts_with(expected), "{var}={value}: got {err:?}");
+        assert!(!err.contains("pw@"), "the password is redacted: {err}");
+    }
+}
+
+#[test]
+fn a_missing_settings_file_is_an_error_naming_it() {
+    let err = Settings::from_sources(
+        Some(std::path::Path::new("/nonexistent/sentinela.toml")),
+        &env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/nonexistent/sentinela.toml"), "{err}");
+}

@@ -1,0 +1,73 @@
+//! `vehicle_search`: an operator's question ("where did this vehicle go?") and its progress.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::status::SearchStatus;
+
+/// A vehicle search. Progress counters are updated atomically by the workers' fan-in.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "vehicle_search")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub city_id: i64,
+    /// Who asked: the user id carried by the API key.
+    pub user_id: Option<String>,
+    /// Normalised plate pattern (may contain `*` / `?` wildcards).
+    pub plate: Option<String>,
+    /// Canonical colour name (English).
+    pub color: Option<String>,
+    /// Canonical vehicle type (English).
+    pub vehicle_type: Option<String>,
+    pub start_date: DateTimeUtc,
+    pub end_date: DateTimeUtc,
+    /// Restrict to these cameras (JSON array of ids); `None` means every camera of the city.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub camera_ids: Option<Json>,
+    pub status: SearchStatus,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error_message: Option<String>,
+    pub tasks_total: i32,
+    pub tasks_done: i32,
+    pub tasks_failed: i32,
+    pub frames_analyzed: i64,
+    pub detector_calls: i64,
+    pub created_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub completed_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::city::Entity",
+        from = "Column::CityId",
+        to = "super::city::Column::Id"
+    )]
+    City,
+    #[sea_orm(has_many = "super::search_task::Entity")]
+    SearchTask,
+    #[sea_orm(has_many = "super::trajectory_point::Entity")]
+    TrajectoryPoint,
+}
+
+impl Related<super::city::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::City.def()
+    }
+}
+
+impl Related<super::search_task::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::SearchTask.def()
+    }
+}
+
+impl Related<super::trajectory_point::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::TrajectoryPoint.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

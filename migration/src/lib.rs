@@ -1,0 +1,23 @@
+//! Sentinela's schema migrations (sea-orm-migration).
+//!
+//! The same migrations run on PostgreSQL (production) and SQLite (embedded mode), so they use only
+//! what both support: foreign keys declared inside `CREATE TABLE` (SQLite cannot add them later),
+//! unique indexes for the idempotency constraints, and portable column types.
+//!
+//! # Layout
+//! - [`Migrator`]: the ordered list of migrations; `Migrator::up(&db, None)` brings a database current.
+//! - `m20261129_000001_create_schema`: every table of the data model, its constraints and indexes.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_schema;
+
+/// Applies Sentinela's migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_create_schema::Migration)]
+    }
+}
