@@ -11,6 +11,7 @@
 //! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
 //! - [`repo`]: repository functions over sea-orm.
 //! - [`seed`]: the idempotent demo city and cameras.
+//! - [`video`]: frame sampling, the motion gate, JPEG encoding, synthetic recordings.
 //! - [`cli`]: one-line errors and exit codes for the binaries.
 //! - [`testing`]: a fresh database per integration test.
 
@@ -22,6 +23,7 @@ pub mod seed;
 pub mod settings;
 pub mod telemetry;
 pub mod testing;
+pub mod video;
 
 pub use entity;
 pub use entity::status::{SearchStatus, TaskStatus};

@@ -1,0 +1,501 @@
+//! The frame sampler: frames of a recording at a fixed rate inside a window, each with its offset
+//! from the start of the recording, paying as little decoding as the codec allows.
+//!
+//! H.264 can only be decoded from a keyframe, so the sampler plans its reads:
+//! - it indexes the recording's keyframes first (a demux-only pass, no decoding);
+//! - a sample that falls on a keyframe is read from a second capture whose decoder skips every
+//!   non-key frame (FFmpeg's `skip_frame = nonkey`), so it costs one decode;
+//! - any other sample is reached either by decoding forward from where the main capture is, or by
+//!   seeking, whichever decodes fewer frames. Frames on the way are grabbed (decoded) but never
+//!   converted to BGR; only the sampled ones are.
+//! - in keyframe-aligned mode (the requested interval is at least the keyframe interval, or the
+//!   caller allows snapping) every sample is snapped to its nearest keyframe and only keyframes
+//!   are decoded.
+//!
+//! OpenCV's FFmpeg backend takes decoder options only from the `OPENCV_FFMPEG_CAPTURE_OPTIONS`
+//! environment variable, read when a capture is opened. Every capture here is opened under one
+//! process-wide lock, and the variable is set only inside it (see [`open_capture`]).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use opencv::core::{Mat, Vector};
+use opencv::prelude::*;
+use opencv::videoio::{self, VideoCapture};
+use tokio::sync::mpsc;
+
+/// A sample that could not be read. `Missing`, `Corrupt` and `Truncated` are permanent: retrying
+/// the same file cannot succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// The file does not exist or cannot be read.
+    #[error("recording {path} is missing: {reason}")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// OpenCV cannot open or decode the file.
+    #[error("recording {path} cannot be decoded: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// OpenCV's reason.
+        reason: String,
+    },
+    /// Decoding stopped before the end the container announced.
+    #[error(
+        "recording {path} is truncated: decoding stopped at frame {at_frame} of {expected_frames}"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The first frame that could not be read.
+        at_frame: i64,
+        /// Frames the container announced.
+        expected_frames: i64,
+    },
+    /// OpenCV failed in a way that says nothing about the file (out of memory…).
+    #[error("OpenCV failed on {path}: {source}")]
+    OpenCv {
+        /// The file.
+        path: PathBuf,
+        /// OpenCV's error.
+        source: opencv::Error,
+    },
+}
+
+impl SampleError {
+    /// Whether retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Self::OpenCv { .. })
+    }
+}
+
+/// How to sample.
+#[derive(Debug, Clone, Copy)]
+pub struct SamplerOptions {
+    /// Samples per second of video.
+    pub fps: f64,
+    /// Allow snapping samples to the nearest keyframe (cheapest; timestamps move by up to half a
+    /// keyframe interval).
+    pub snap_to_keyframes: bool,
+}
+
+/// One sampled frame.
+pub struct SampledFrame {
+    /// Index of the frame in the recording (presentation order).
+    pub frame_index: i64,
+    /// Offset of the frame from the start of the recording, in milliseconds.
+    pub offset_ms: i64,
+    /// The picture, BGR.
+    pub image: Mat,
+}
+
+/// What the sampler did, for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SamplerStats {
+    /// Frames decoded without conversion while moving to a sample.
+    pub grabbed: u64,
+    /// Seeks of the main capture.
+    pub seeks: u64,
+    /// Samples read from the keyframe-only capture.
+    pub keyframe_reads: u64,
+    /// Samples delivered.
+    pub samples: u64,
+}
+
+/// Serialises capture opening with the environment variable that carries FFmpeg options.
+static OPEN_LOCK: Mutex<()> = Mutex::new(());
+
+const OPTIONS_VAR: &str = "OPENCV_FFMPEG_CAPTURE_OPTIONS";
+
+/// Opens a capture; `extra` is a FFmpeg option string for this capture only (e.g.
+/// `avdiscard;nonkey`), `params` OpenCV's open parameters.
+fn open_capture(path: &Path, extra: Option<&str>, params: &[i32]) -> opencv::Result<VideoCapture> {
+    let _guard = OPEN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let previous = std::env::var(OPTIONS_VAR).ok();
+    if let Some(extra) = extra {
+        // OpenCV's own default when the variable is unset, plus ours.
+        let value = match &previous {
+            Some(p) => format!("{p}|{extra}"),
+            None => format!("rtsp_flags;prefer_tcp|{extra}"),
+        };
+        set_env(OPTIONS_VAR, Some(&value));
+    }
+    let capture = VideoCapture::from_file_with_params(
+        path.to_string_lossy().as_ref(),
+        videoio::CAP_FFMPEG,
+        &Vector::from_slice(params),
+    );
+    if extra.is_some() {
+        set_env(OPTIONS_VAR, previous.as_deref());
+    }
+    capture
+}
+
+/// Sets or removes an environment variable.
+#[allow(unsafe_code)]
+fn set_env(name: &str, value: Option<&str>) {
+    // SAFETY: the only C code in this process that reads this variable is OpenCV's capture
+    // `open`, and every open runs under `OPEN_LOCK`, held by our caller. Rust code reads the
+    // environment through `std::env`, which synchronises with `set_var`/`remove_var`.
+    unsafe {
+        match value {
+            Some(v) => std::env::set_var(name, v),
+            None => std::env::remove_var(name),
+        }
+    }
+}
+
+/// A recording opened for sampling. Blocking: run it on a blocking thread.
+pub struct Sampler {
+    path: PathBuf,
+    main: VideoCapture,
+    keys_only: Option<VideoCapture>,
+    video_fps: f64,
+    frame_count: i64,
+    keyframes: Vec<i64>,
+    /// Where the packets stop when the file is shorter than its container says.
+    truncated_at: Option<i64>,
+    /// Frame indexes to deliver, ascending.
+    targets: std::collections::VecDeque<i64>,
+    /// Index of the next frame the main capture returns.
+    main_next: i64,
+    /// Index of the last frame the keyframe capture returned.
+    keys_last: i64,
+    stats: SamplerStats,
+}
+
+impl Sampler {
+    /// Opens `path` and plans the samples whose offsets fall in `[from_ms, to_ms)`. Offsets are on
+    /// a grid anchored at the start of the recording (0, 1000/fps, …) so two searches over
+    /// overlapping windows sample the same frames (and share cached analyses).
+    ///
+    /// # Errors
+    /// [`SampleError::Missing`] or [`SampleError::Corrupt`] when the file cannot be opened.
+    pub fn open(
+        path: &Path,
+        from_ms: i64,
+        to_ms: i64,
+        options: SamplerOptions,
+    ) -> Result<Self, SampleError> {
+        std::fs::File::open(path).map_err(|e| SampleError::Missing {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let corrupt = |reason: &str| SampleError::Corrupt {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let opencv = |source| SampleError::OpenCv {
+            path: path.to_owned(),
+            source,
+        };
+        let main = open_capture(path, None, &[]).map_err(opencv)?;
+        if !main.is_opened().map_err(opencv)? {
+            return Err(corrupt(
+                "OpenCV's FFmpeg backend cannot open it (not a video, an unsupported codec, or a damaged container)",
+            ));
+        }
+        let video_fps = main.get(videoio::CAP_PROP_FPS).map_err(opencv)?;
+        let frame_count = main.get(videoio::CAP_PROP_FRAME_COUNT).map_err(opencv)? as i64;
+        if !(video_fps.is_finite() && video_fps > 0.0) || frame_count <= 0 {
+            return Err(corrupt(
+                "the container announces no frames or no frame rate",
+            ));
+        }
+        let (keyframes, packets) = index_keyframes(path).map_err(opencv)?;
+        // A file cut short still announces its full length; its packets stop early. Allow half a
+        // second of slack for containers whose frame count is estimated from the duration.
+        let truncated_at =
+            (packets > 0 && (frame_count - packets) as f64 > video_fps / 2.0).then_some(packets);
+        let last_frame = match (truncated_at, packets) {
+            (Some(_), _) | (None, 0) => frame_count,
+            (None, packets) => packets.min(frame_count),
+        };
+
+        let step_frames = video_fps / options.fps;
+        let key_interval = median_interval(&keyframes);
+        let snap = options.snap_to_keyframes
+            || key_interval.is_some_and(|k| step_frames >= k as f64 - 0.5);
+        let mut targets = BTreeSet::new();
+        let step_ms = 1000.0 / options.fps;
+        let first = (from_ms.max(0) as f64 / step_ms).ceil() as i64;
+        let mut k = first;
+        loop {
+            let offset_ms = (k as f64 * step_ms).round() as i64;
+            if offset_ms >= to_ms {
+                break;
+            }
+            let frame = ((offset_ms as f64) * video_fps / 1000.0).round() as i64;
+            if frame >= last_frame {
+                break;
+            }
+            let frame = if snap && !keyframes.is_empty() && truncated_at.is_none_or(|t| frame < t) {
+                nearest(&keyframes, frame)
+            } else {
+                frame
+            };
+            targets.insert(frame);
+            k += 1;
+        }
+
+        Ok(Self {
+            path: path.to_owned(),
+            main,
+            keys_only: None,
+            video_fps,
+            frame_count,
+            keyframes,
+            truncated_at,
+            targets: targets.into_iter().collect(),
+            main_next: 0,
+            keys_last: -1,
+            stats: SamplerStats::default(),
+        })
+    }
+
+    /// Frames per second of the video.
+    pub fn video_fps(&self) -> f64 {
+        self.video_fps
+    }
+
+    /// Frames the container announces.
+    pub fn frame_count(&self) -> i64 {
+        self.frame_count
+    }
+
+    /// Indexes of the keyframes.
+    pub fn keyframes(&self) -> &[i64] {
+        &self.keyframes
+    }
+
+    /// Samples still to deliver.
+    pub fn remaining(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// What the sampler has done so far.
+    pub fn stats(&self) -> SamplerStats {
+        self.stats
+    }
+
+    /// The next sample, or `None` at the end.
+    ///
+    /// # Errors
+    /// [`SampleError::Truncated`] when the file ends before a planned sample.
+    pub fn next_frame(&mut self) -> Result<Option<SampledFrame>, SampleError> {
+        let Some(target) = self.targets.pop_front() else {
+            return Ok(None);
+        };
+        if let Some(at) = self.truncated_at.filter(|&at| target >= at) {
+            self.targets.clear();
+            return Err(self.truncated(at));
+        }
+        let frame = if self.keyframes.binary_search(&target).is_ok() {
+            self.read_keyframe(target)?
+        } else {
+            self.read_main(target)?
+        };
+        self.stats.samples += 1;
+        Ok(Some(frame))
+    }
+
+    fn opencv_err(&self) -> impl Fn(opencv::Error) -> SampleError + '_ {
+        |source| SampleError::OpenCv {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn truncated(&self, at_frame: i64) -> SampleError {
+        SampleError::Truncated {
+            path: self.path.clone(),
+            at_frame,
+            expected_frames: self.frame_count,
+        }
+    }
+
+    fn index_of(&self, capture: &VideoCapture) -> opencv::Result<i64> {
+        let ms = capture.get(videoio::CAP_PROP_POS_MSEC)?;
+        Ok((ms * self.video_fps / 1000.0).round() as i64)
+    }
+
+    fn read_keyframe(&mut self, target: i64) -> Result<SampledFrame, SampleError> {
+        if self.keys_only.is_none() || self.keys_last >= target {
+            let capture = open_capture(&self.path, Some("avdiscard;nonkey"), &[])
+                .map_err(self.opencv_err())?;
+            self.keys_only = Some(capture);
+            self.keys_last = -1;
+        }
+        loop {
+            let grabbed = self
+                .keys_only
+                .as_mut()
+                .map(|c| c.grab())
+                .transpose()
+                .map_err(self.opencv_err())?
+                .unwrap_or(false);
+            if !grabbed {
+                return Err(self.truncated(target));
+            }
+            let capture = self.keys_only.as_ref().expect("opened above");
+            let index = self.index_of(capture).map_err(self.opencv_err())?;
+            self.keys_last = index;
+            if index >= target {
+                break;
+            }
+        }
+        self.stats.keyframe_reads += 1;
+        let mut image = Mat::default();
+        let capture = self.keys_only.as_mut().expect("opened above");
+        let ok = capture.retrieve(&mut image, 0);
+        let ok = ok.map_err(|source| SampleError::OpenCv {
+            path: self.path.clone(),
+            source,
+        })?;
+        if !ok || image.empty() {
+            return Err(self.truncated(target));
+        }
+        Ok(self.sample(self.keys_last, image))
+    }
+
+    fn read_main(&mut self, target: i64) -> Result<SampledFrame, SampleError> {
+        // OpenCV's seek lands on the last keyframe at or before `target - 16` and decodes forward.
+        let landing = last_at_or_before(&self.keyframes, target - 16).unwrap_or(0);
+        let forward_cost = if self.main_next <= target {
+            target - self.main_next
+        } else {
+            i64::MAX
+        };
+        if target - landing < forward_cost {
+            let ok = self
+                .main
+                .set(videoio::CAP_PROP_POS_FRAMES, target as f64)
+                .map_err(self.opencv_err())?;
+            if !ok {
+                return Err(self.truncated(target));
+            }
+            self.stats.seeks += 1;
+            self.main_next = target;
+        }
+        while self.main_next < target {
+            if !self.main.grab().map_err(self.opencv_err())? {
+                return Err(self.truncated(self.main_next));
+            }
+            self.stats.grabbed += 1;
+            self.main_next += 1;
+        }
+        if !self.main.grab().map_err(self.opencv_err())? {
+            return Err(self.truncated(target));
+        }
+        self.main_next = target + 1;
+        let index = self.index_of(&self.main).map_err(self.opencv_err())?;
+        let mut image = Mat::default();
+        let ok = self
+            .main
+            .retrieve(&mut image, 0)
+            .map_err(self.opencv_err())?;
+        if !ok || image.empty() {
+            return Err(self.truncated(target));
+        }
+        Ok(self.sample(index, image))
+    }
+
+    fn sample(&self, frame_index: i64, image: Mat) -> SampledFrame {
+        SampledFrame {
+            frame_index,
+            offset_ms: (frame_index as f64 * 1000.0 / self.video_fps).round() as i64,
+            image,
+        }
+    }
+}
+
+/// Keyframe indexes and the number of video packets, from a demux-only pass (packets in decode
+/// order; with closed GOPs a keyframe's index is the same in presentation order).
+fn index_keyframes(path: &Path) -> opencv::Result<(Vec<i64>, i64)> {
+    let mut raw = open_capture(path, None, &[videoio::CAP_PROP_FORMAT, -1])?;
+    if !raw.is_opened()? {
+        return Ok((Vec::new(), 0));
+    }
+    let mut keyframes = Vec::new();
+    let mut index = 0i64;
+    while raw.grab()? {
+        if raw.get(videoio::CAP_PROP_LRF_HAS_KEY_FRAME)? > 0.0 {
+            keyframes.push(index);
+        }
+        index += 1;
+    }
+    Ok((keyframes, index))
+}
+
+fn median_interval(keyframes: &[i64]) -> Option<i64> {
+    let mut gaps: Vec<i64> = keyframes.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_unstable();
+    Some(gaps[gaps.len() / 2])
+}
+
+fn nearest(sorted: &[i64], value: i64) -> i64 {
+    match sorted.binary_search(&value) {
+        Ok(i) => sorted[i],
+        Err(0) => sorted[0],
+        Err(i) if i == sorted.len() => sorted[i - 1],
+        Err(i) => {
+            let (below, above) = (sorted[i - 1], sorted[i]);
+            if value - below <= above - value {
+                below
+            } else {
+                above
+            }
+        }
+    }
+}
+
+fn last_at_or_before(sorted: &[i64], value: i64) -> Option<i64> {
+    match sorted.binary_search(&value) {
+        Ok(i) => Some(sorted[i]),
+        Err(0) => None,
+        Err(i) => Some(sorted[i - 1]),
+    }
+}
+
+/// Runs a sampler on a blocking thread and delivers its frames through a bounded channel (two
+/// frames of look-ahead bound memory). Dropping the receiver stops the sampler at its next frame.
+pub fn spawn_sampler(
+    path: PathBuf,
+    from_ms: i64,
+    to_ms: i64,
+    options: SamplerOptions,
+) -> mpsc::Receiver<Result<SampledFrame, SampleError>> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let mut sampler = match Sampler::open(&path, from_ms, to_ms, options) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        loop {
+            match sampler.next_frame() {
+                Ok(Some(frame)) => {
+                    if tx.blocking_send(Ok(frame)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}

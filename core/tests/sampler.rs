@@ -1,0 +1,214 @@
+//! The sampler and the motion gate on real H.264 files generated with a known ground truth.
+
+use std::path::{Path, PathBuf};
+
+use sentinela_core::video::gate::{GateDecision, MotionGate};
+use sentinela_core::video::sampler::{SampleError, Sampler, SamplerOptions};
+use sentinela_core::video::synth::{self, Scene, Sprite};
+
+const FPS: u32 = 30;
+
+fn marked_scene(seconds: f64, keyframe_interval: u32) -> Scene {
+    let mut scene = Scene::new(320, 240, FPS, seconds);
+    scene.keyframe_interval = keyframe_interval;
+    scene.frame_marker = true;
+    scene
+}
+
+fn render(dir: &Path, name: &str, scene: &Scene) -> PathBuf {
+    let path = dir.join(name);
+    synth::render(scene, &path).expect("render");
+    path
+}
+
+fn exact(fps: f64) -> SamplerOptions {
+    SamplerOptions {
+        fps,
+        snap_to_keyframes: false,
+    }
+}
+
+/// Samples `[from_ms, to_ms)` and checks every frame against the painted frame index.
+fn check_timestamps(path: &Path, fps: f64, from_ms: i64, to_ms: i64) {
+    let mut sampler = Sampler::open(path, from_ms, to_ms, exact(fps)).expect("open");
+    let step = 1000.0 / fps;
+    let mut expected: Vec<i64> = (0..)
+        .map(|k| (k as f64 * step).round() as i64)
+        .skip_while(|&ms| ms < from_ms)
+        .take_while(|&ms| ms < to_ms)
+        .collect();
+    expected.reverse();
+    let one_frame_ms = 1000 / i64::from(FPS) + 1;
+    let mut seen = 0;
+    while let Some(frame) = sampler.next_frame().expect("sample") {
+        let want_ms = expected.pop().expect("no more samples than planned");
+        let painted = synth::read_marker(&frame.image).unwrap();
+        let want_frame = want_ms * i64::from(FPS) / 1000;
+        assert!(
+            (painted - want_frame).abs() <= 1,
+            "{fps} fps: wanted frame {want_frame} ({want_ms} ms), decoded frame {painted}"
+        );
+        assert_eq!(
+            painted, frame.frame_index,
+            "the reported index is the decoded one"
+        );
+        assert!(
+            (frame.offset_ms - want_ms).abs() <= one_frame_ms,
+            "{fps} fps: offset {} ms vs expected {want_ms} ms",
+            frame.offset_ms
+        );
+        seen += 1;
+    }
+    assert!(
+        expected.is_empty(),
+        "{fps} fps: {} samples missing",
+        expected.len()
+    );
+    assert!(seen > 0);
+}
+
+#[test]
+fn sampled_timestamps_are_within_one_frame_at_1_and_2_fps_inside_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    // Keyframes every 2 s, like the benchmark: exercises seeks, forward grabs and keyframe reads.
+    let path = render(dir.path(), "marked.mp4", &marked_scene(20.0, 60));
+    check_timestamps(&path, 1.0, 3_500, 15_200);
+    check_timestamps(&path, 2.0, 3_500, 15_200);
+    check_timestamps(&path, 1.0, 0, 20_000);
+}
+
+#[test]
+fn fragmented_mp4_as_recorded_by_mediamtx_is_sampled_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scene = marked_scene(6.0, 30);
+    scene.fragmented = true;
+    let path = render(dir.path(), "fragmented.mp4", &scene);
+    check_timestamps(&path, 1.0, 0, 6_000);
+}
+
+#[test]
+fn keyframe_aligned_mode_decodes_only_keyframes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = render(dir.path(), "gop.mp4", &marked_scene(20.0, 60));
+    // One sample every 4 s is sparser than the 2 s keyframe interval: snapped automatically.
+    let mut sampler = Sampler::open(&path, 0, 20_000, exact(0.25)).unwrap();
+    assert_eq!(sampler.keyframes().len(), 10);
+    let mut indexes = Vec::new();
+    while let Some(frame) = sampler.next_frame().unwrap() {
+        indexes.push(synth::read_marker(&frame.image).unwrap());
+    }
+    assert_eq!(indexes, vec![0, 120, 240, 360, 480]);
+    let stats = sampler.stats();
+    assert_eq!(
+        (stats.grabbed, stats.seeks, stats.keyframe_reads),
+        (0, 0, 5)
+    );
+
+    // Snapping on request at 1 fps: each sample goes to its nearest keyframe, once.
+    let options = SamplerOptions {
+        fps: 1.0,
+        snap_to_keyframes: true,
+    };
+    let mut sampler = Sampler::open(&path, 0, 20_000, options).unwrap();
+    let mut indexes = Vec::new();
+    while let Some(frame) = sampler.next_frame().unwrap() {
+        indexes.push(synth::read_marker(&frame.image).unwrap());
+    }
+    assert_eq!(indexes, (0..10).map(|k| k * 60).collect::<Vec<_>>());
+}
+
+#[test]
+fn missing_corrupt_and_truncated_files_are_typed_permanent_errors() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let missing = dir.path().join("nope.mp4");
+    match Sampler::open(&missing, 0, 10_000, exact(1.0)) {
+        Err(e @ SampleError::Missing { .. }) => {
+            assert!(e.is_permanent());
+            assert!(e.to_string().contains("nope.mp4"), "{e}");
+        }
+        other => panic!("expected Missing, got {:?}", other.err()),
+    }
+
+    let garbage = dir.path().join("garbage.mp4");
+    std::fs::write(
+        &garbage,
+        (0..200_000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    match Sampler::open(&garbage, 0, 10_000, exact(1.0)) {
+        Err(e @ SampleError::Corrupt { .. }) => {
+            assert!(e.is_permanent());
+            assert!(e.to_string().contains("garbage.mp4"), "{e}");
+        }
+        other => panic!("expected Corrupt, got {:?}", other.err()),
+    }
+
+    let empty = dir.path().join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        Sampler::open(&empty, 0, 10_000, exact(1.0)),
+        Err(SampleError::Corrupt { .. })
+    ));
+
+    // The index (moov) is at the front, so the file opens; the frames stop half way.
+    let whole = render(dir.path(), "whole.mp4", &marked_scene(10.0, 30));
+    let bytes = std::fs::read(&whole).unwrap();
+    let truncated = dir.path().join("truncated.mp4");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let mut sampler = Sampler::open(&truncated, 0, 10_000, exact(1.0)).expect("opens");
+    let error = loop {
+        match sampler.next_frame() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a truncated file cannot deliver every sample"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(error, SampleError::Truncated { .. }), "{error}");
+    assert!(error.is_permanent());
+    assert!(error.to_string().contains("truncated.mp4"), "{error}");
+}
+
+fn gate_count(path: &Path, threshold: f64) -> (usize, usize) {
+    let mut sampler = Sampler::open(path, 0, 60_000, exact(1.0)).unwrap();
+    let mut gate = MotionGate::new(threshold);
+    let (mut sampled, mut analysed) = (0, 0);
+    while let Some(frame) = sampler.next_frame().unwrap() {
+        sampled += 1;
+        if gate.check(&frame.image).unwrap() == GateDecision::Analyze {
+            analysed += 1;
+        }
+    }
+    (sampled, analysed)
+}
+
+#[test]
+fn the_gate_sends_at_most_two_frames_of_a_static_minute_and_every_changed_frame_of_a_moving_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let still = render(dir.path(), "still.mp4", &Scene::new(640, 360, FPS, 60.0));
+    let (sampled, analysed) = gate_count(&still, 6.0);
+    assert_eq!(sampled, 60);
+    assert!(
+        analysed <= 2,
+        "static scene: {analysed} of {sampled} frames analysed"
+    );
+
+    let mut moving = Scene::new(640, 360, FPS, 60.0);
+    moving.sprites.push(Sprite {
+        image: synth::load_photo(synth::BUS_DET_PHOTO, 160).unwrap(),
+        enter_s: 0.0,
+        exit_s: 60.0,
+        y: 100,
+        from_x: -160,
+        to_x: 640,
+    });
+    let moving = render(dir.path(), "moving.mp4", &moving);
+    let (sampled, analysed) = gate_count(&moving, 6.0);
+    assert_eq!(sampled, 60);
+    assert_eq!(
+        analysed, 60,
+        "the bus moves every second: every frame changed"
+    );
+}
