@@ -11,12 +11,14 @@
 //! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
 //! - [`repo`]: repository functions over sea-orm.
 //! - [`seed`]: the idempotent demo city and cameras.
+//! - [`detect`]: detector providers, criteria matching, detector concurrency limits.
 //! - [`video`]: frame sampling, the motion gate, JPEG encoding, synthetic recordings.
 //! - [`cli`]: one-line errors and exit codes for the binaries.
 //! - [`testing`]: a fresh database per integration test.
 
 pub mod cli;
 pub mod db;
+pub mod detect;
 pub mod domain;
 pub mod repo;
 pub mod seed;

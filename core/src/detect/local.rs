@@ -1,0 +1,357 @@
+//! The offline provider: NanoDet-m (COCO, Apache-2.0) on OpenCV's `dnn` module for vehicles,
+//! HSV classes for their colours, and the Tesseract command for text inside their boxes.
+//!
+//! Model input and output layout: see `models/PROVENANCE.md`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use opencv::core::{self as cvcore, Mat, Rect, Scalar, Size, Vector};
+use opencv::dnn::{self, Net};
+use opencv::prelude::*;
+use opencv::{imgcodecs, imgproc};
+use sha2::{Digest, Sha256};
+
+use super::{Analysis, BBox, DetectError, Detector, FrameImage, Label, VehicleDetection, colors};
+use crate::domain::VehicleType;
+
+/// sha256 of the shipped `nanodet_m_416.onnx`.
+pub const MODEL_SHA256: &str = "ebd9d2ca05e00826a261defb2bb201cc60bb8dcadadb859ff9b9c8c27caea72f";
+
+const INPUT: i32 = 416;
+const MEAN: [f64; 3] = [103.53, 116.28, 123.675];
+const STD: [f64; 3] = [57.375, 57.12, 58.395];
+const STRIDES: [(usize, f64); 3] = [(52, 8.0), (26, 16.0), (13, 32.0)];
+const BINS: usize = 11;
+const CLASSES: usize = 80;
+const NMS_IOU: f64 = 0.5;
+
+/// COCO classes kept: (id, name, type).
+const VEHICLE_CLASSES: [(usize, &str, VehicleType); 4] = [
+    (2, "car", VehicleType::Car),
+    (3, "motorcycle", VehicleType::Motorcycle),
+    (5, "bus", VehicleType::Bus),
+    (7, "truck", VehicleType::Truck),
+];
+
+/// NanoDet-m on OpenCV `dnn`.
+pub struct LocalDetector {
+    net: Arc<Mutex<Net>>,
+    min_confidence: f64,
+}
+
+impl LocalDetector {
+    /// Loads the model and checks it is the file described in `models/PROVENANCE.md`.
+    ///
+    /// # Errors
+    /// When the file is missing, is another file, or OpenCV cannot load it.
+    pub fn load(model: &Path, min_confidence: f64) -> anyhow::Result<Self> {
+        let path = resolve_model(model)?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!("failed to read the local detector model {}", path.display())
+        })?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if digest != MODEL_SHA256 {
+            bail!(
+                "{} is not NanoDet-m 416 (sha256 {digest}, expected {MODEL_SHA256})",
+                path.display()
+            );
+        }
+        let net = dnn::read_net_from_onnx(path.to_string_lossy().as_ref())
+            .with_context(|| format!("OpenCV cannot load {}", path.display()))?;
+        Ok(Self {
+            net: Arc::new(Mutex::new(net)),
+            min_confidence,
+        })
+    }
+
+    /// Runs the network on a BGR frame (blocking).
+    ///
+    /// # Errors
+    /// OpenCV's error.
+    pub fn detect_blocking(&self, frame: &Mat) -> opencv::Result<Vec<VehicleDetection>> {
+        let blob = preprocess(frame)?;
+        let outputs = {
+            let mut net = self.net.lock().unwrap_or_else(|e| e.into_inner());
+            net.set_input(&blob, "", 1.0, Scalar::default())?;
+            let names = net.get_unconnected_out_layers_names()?;
+            let mut outputs = Vector::<Mat>::new();
+            net.forward(&mut outputs, &names)?;
+            outputs
+        };
+        let mut scores: [Option<Mat>; 3] = [None, None, None];
+        let mut boxes: [Option<Mat>; 3] = [None, None, None];
+        for out in outputs {
+            let (n, c) = {
+                let dims = out.mat_size();
+                if dims.dims() != 3 {
+                    continue;
+                }
+                (dims[1] as usize, dims[2] as usize)
+            };
+            let Some(level) = STRIDES.iter().position(|(g, _)| g * g == n) else {
+                continue;
+            };
+            match c {
+                CLASSES => scores[level] = Some(out),
+                c if c == 4 * BINS => boxes[level] = Some(out),
+                _ => {}
+            }
+        }
+        let (fw, fh) = (f64::from(frame.cols()), f64::from(frame.rows()));
+        let mut candidates: Vec<(usize, f64, [f64; 4])> = Vec::new();
+        for (level, (grid, stride)) in STRIDES.iter().enumerate() {
+            let (Some(score), Some(dist)) = (&scores[level], &boxes[level]) else {
+                return Err(opencv::Error::new(
+                    cvcore::StsError,
+                    "the model's outputs do not have NanoDet-m's shapes",
+                ));
+            };
+            let score = score.data_typed::<f32>()?;
+            let dist = dist.data_typed::<f32>()?;
+            for cell in 0..grid * grid {
+                let row = &score[cell * CLASSES..(cell + 1) * CLASSES];
+                for (class, _, _) in VEHICLE_CLASSES {
+                    let confidence = f64::from(row[class]);
+                    if confidence < self.min_confidence {
+                        continue;
+                    }
+                    let cx = ((cell % grid) as f64 + 0.5) * stride;
+                    let cy = ((cell / grid) as f64 + 0.5) * stride;
+                    let d = &dist[cell * 4 * BINS..(cell + 1) * 4 * BINS];
+                    let side = |i: usize| expectation(&d[i * BINS..(i + 1) * BINS]) * stride;
+                    let (x1, y1, x2, y2) = (cx - side(0), cy - side(1), cx + side(2), cy + side(3));
+                    let sx = fw / f64::from(INPUT);
+                    let sy = fh / f64::from(INPUT);
+                    candidates.push((class, confidence, [x1 * sx, y1 * sy, x2 * sx, y2 * sy]));
+                }
+            }
+        }
+        let kept = nms(candidates);
+        let mut vehicles = Vec::with_capacity(kept.len());
+        for (class, confidence, [x1, y1, x2, y2]) in kept {
+            let (_, name, kind) = VEHICLE_CLASSES
+                .iter()
+                .find(|(id, _, _)| *id == class)
+                .copied()
+                .expect("kept classes are vehicle classes");
+            let bbox = BBox {
+                x: x1 / fw,
+                y: y1 / fh,
+                w: (x2 - x1) / fw,
+                h: (y2 - y1) / fh,
+            }
+            .clamped();
+            vehicles.push(VehicleDetection {
+                kind,
+                label: name.to_owned(),
+                confidence,
+                colors: colors::dominant_colors(frame, &bbox)?,
+                bbox,
+                texts: Vec::new(),
+            });
+        }
+        vehicles.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        Ok(vehicles)
+    }
+}
+
+/// Finds the model: the configured path, else next to the executable's workspace (`models/`).
+fn resolve_model(model: &Path) -> anyhow::Result<PathBuf> {
+    if model.exists() {
+        return Ok(model.to_owned());
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(model);
+    if beside.exists() {
+        return Ok(beside);
+    }
+    bail!(
+        "the local detector model {} does not exist (set SENTINELA__DETECTOR__MODEL_PATH)",
+        model.display()
+    )
+}
+
+/// The network input: 416x416, BGR, per-channel (pixel − mean) / std, NCHW.
+fn preprocess(frame: &Mat) -> opencv::Result<Mat> {
+    let mut resized = Mat::default();
+    imgproc::resize(
+        frame,
+        &mut resized,
+        Size::new(INPUT, INPUT),
+        0.0,
+        0.0,
+        imgproc::INTER_LINEAR,
+    )?;
+    let mut as_float = Mat::default();
+    resized.convert_to(&mut as_float, cvcore::CV_32FC3, 1.0, 0.0)?;
+    let mut centred = Mat::default();
+    cvcore::subtract(
+        &as_float,
+        &Scalar::new(MEAN[0], MEAN[1], MEAN[2], 0.0),
+        &mut centred,
+        &cvcore::no_array(),
+        -1,
+    )?;
+    let mut scaled = Mat::default();
+    cvcore::divide2(
+        &centred,
+        &Scalar::new(STD[0], STD[1], STD[2], 1.0),
+        &mut scaled,
+        1.0,
+        -1,
+    )?;
+    dnn::blob_from_image(
+        &scaled,
+        1.0,
+        Size::new(INPUT, INPUT),
+        Scalar::default(),
+        false,
+        false,
+        cvcore::CV_32F,
+    )
+}
+
+/// Expectation of the softmax over a side's bins (in strides).
+fn expectation(bins: &[f32]) -> f64 {
+    let max = bins.iter().copied().fold(f32::MIN, f32::max);
+    let exps: Vec<f64> = bins.iter().map(|b| f64::from(b - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter()
+        .enumerate()
+        .map(|(i, e)| i as f64 * e / sum)
+        .sum()
+}
+
+fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let area = |r: &[f64; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Per-class non-maximum suppression.
+fn nms(mut candidates: Vec<(usize, f64, [f64; 4])>) -> Vec<(usize, f64, [f64; 4])> {
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut kept: Vec<(usize, f64, [f64; 4])> = Vec::new();
+    for c in candidates {
+        if kept.iter().all(|k| k.0 != c.0 || iou(&k.2, &c.2) < NMS_IOU) {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+/// Reads text in a vehicle's box with the `tesseract` command (Debian's `tesseract-ocr`).
+///
+/// Tesseract runs as a child process rather than through a binding: the bindings' build
+/// (bindgen + clang-sys) conflicts with the opencv crate's binding generator in one workspace,
+/// and a crash inside OCR then cannot take the worker down.
+///
+/// # Errors
+/// When the command is missing or fails.
+pub fn read_text(frame: &Mat, bbox: &BBox) -> anyhow::Result<Vec<String>> {
+    let (fw, fh) = (f64::from(frame.cols()), f64::from(frame.rows()));
+    let rect = Rect::new(
+        (bbox.x * fw) as i32,
+        (bbox.y * fh) as i32,
+        (bbox.w * fw).ceil() as i32,
+        (bbox.h * fh).ceil() as i32,
+    ) & Rect::new(0, 0, frame.cols(), frame.rows());
+    if rect.width < 8 || rect.height < 8 {
+        return Ok(Vec::new());
+    }
+    let crop = Mat::roi(frame, rect)?;
+    // Plates are small; Tesseract reads characters best around 30 px tall.
+    let scale = (600.0 / f64::from(rect.height.max(rect.width))).clamp(1.0, 4.0);
+    let mut big = Mat::default();
+    imgproc::resize(
+        &crop,
+        &mut big,
+        Size::default(),
+        scale,
+        scale,
+        imgproc::INTER_CUBIC,
+    )?;
+    let mut gray = Mat::default();
+    imgproc::cvt_color_def(&big, &mut gray, imgproc::COLOR_BGR2GRAY)?;
+    let mut png = Vector::<u8>::new();
+    imgcodecs::imencode(".png", &gray, &mut png, &Vector::new())?;
+    let mut child = Command::new("tesseract")
+        .args([
+            "stdin",
+            "stdout",
+            "--psm",
+            "11",
+            "-l",
+            "eng",
+            "-c",
+            "tessedit_char_whitelist=ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("failed to start tesseract (install Debian's tesseract-ocr)")?;
+    child
+        .stdin
+        .take()
+        .context("tesseract stdin")?
+        .write_all(png.as_slice())
+        .context("failed to send the crop to tesseract")?;
+    let output = child.wait_with_output().context("tesseract")?;
+    if !output.status.success() {
+        bail!("tesseract failed with {}", output.status);
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.chars().filter(char::is_ascii_alphanumeric).count() >= 3)
+        .map(str::to_owned)
+        .collect())
+}
+
+#[async_trait]
+impl Detector for LocalDetector {
+    fn provider(&self) -> &'static str {
+        "local"
+    }
+
+    async fn detect(&self, frame: &FrameImage, want_text: bool) -> Result<Analysis, DetectError> {
+        let image = frame.image.clone();
+        let this = Self {
+            net: self.net.clone(),
+            min_confidence: self.min_confidence,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut vehicles = this
+                .detect_blocking(&image)
+                .map_err(|e| DetectError::Failed(format!("OpenCV dnn: {e}")))?;
+            if want_text {
+                for vehicle in &mut vehicles {
+                    vehicle.texts = read_text(&image, &vehicle.bbox)
+                        .map_err(|e| DetectError::Failed(format!("{e:#}")))?;
+                }
+            }
+            let labels = vehicles
+                .iter()
+                .map(|v| Label {
+                    name: v.label.clone(),
+                    confidence: v.confidence,
+                })
+                .collect();
+            Ok(Analysis {
+                labels,
+                vehicles,
+                text_checked: want_text,
+            })
+        })
+        .await
+        .map_err(|e| DetectError::Failed(format!("detector task: {e}")))?
+    }
+}

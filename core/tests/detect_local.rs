@@ -1,0 +1,98 @@
+//! The offline detector on real vehicle photos and on a generated recording.
+
+use std::path::Path;
+
+use opencv::imgcodecs;
+use opencv::prelude::*;
+use sentinela_core::detect::criteria::Criteria;
+use sentinela_core::detect::local::LocalDetector;
+use sentinela_core::domain::{Color, VehicleType};
+use sentinela_core::video::sampler::{Sampler, SamplerOptions};
+use sentinela_core::video::synth::{self, Scene, Sprite};
+
+fn detector() -> LocalDetector {
+    LocalDetector::load(Path::new("models/nanodet_m_416.onnx"), 0.35).expect("model loads")
+}
+
+#[test]
+fn the_local_detector_finds_the_red_bus_in_the_photo() {
+    let photo = imgcodecs::imread(synth::BUS_PHOTO, imgcodecs::IMREAD_COLOR).unwrap();
+    assert!(!photo.empty(), "install Debian's opencv-doc");
+    let vehicles = detector().detect_blocking(&photo).unwrap();
+    let bus = vehicles
+        .iter()
+        .find(|v| v.kind == VehicleType::Bus)
+        .unwrap_or_else(|| panic!("no bus in {vehicles:?}"));
+    assert!(bus.confidence > 0.6, "{bus:?}");
+    assert_eq!(bus.main_color(), Some(Color::Red), "{bus:?}");
+    assert!(
+        bus.bbox.w > 0.4 && bus.bbox.h > 0.4,
+        "the bus fills most of the photo: {bus:?}"
+    );
+}
+
+#[test]
+fn a_wrong_model_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake.onnx");
+    std::fs::write(&fake, b"not a model").unwrap();
+    let err = LocalDetector::load(&fake, 0.35)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("fake.onnx") && err.contains("sha256"), "{err}");
+}
+
+#[test]
+fn the_red_bus_crossing_a_recording_matches_onibus_vermelho_and_not_carro_azul() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("street.mp4");
+    let mut scene = Scene::new(1280, 720, 15, 8.0);
+    scene.sprites.push(Sprite {
+        image: synth::load_photo(synth::BUS_PHOTO, 420).unwrap(),
+        enter_s: 2.0,
+        exit_s: 6.0,
+        y: 150,
+        from_x: 0,
+        to_x: 640,
+    });
+    synth::render(&scene, &path).unwrap();
+
+    let detector = detector();
+    let onibus_vermelho = Criteria::new(
+        None,
+        Some(Color::parse("vermelho").unwrap()),
+        Some(VehicleType::parse("ônibus").unwrap()),
+    );
+    let carro_azul = Criteria::new(
+        None,
+        Some(Color::parse("azul").unwrap()),
+        Some(VehicleType::parse("carro").unwrap()),
+    );
+    let options = SamplerOptions {
+        fps: 1.0,
+        snap_to_keyframes: false,
+    };
+    let mut sampler = Sampler::open(&path, 0, 8_000, options).unwrap();
+    let mut matched_seconds = Vec::new();
+    while let Some(frame) = sampler.next_frame().unwrap() {
+        let analysis = sentinela_core::detect::Analysis {
+            vehicles: detector.detect_blocking(&frame.image).unwrap(),
+            ..Default::default()
+        };
+        assert!(
+            carro_azul.best_match(&analysis).is_none(),
+            "no blue car at {} ms",
+            frame.offset_ms
+        );
+        if let Some(m) = onibus_vermelho.best_match(&analysis) {
+            assert_eq!(m.color, Some(Color::Red));
+            matched_seconds.push(frame.offset_ms / 1000);
+        }
+    }
+    assert_eq!(
+        matched_seconds,
+        vec![2, 3, 4, 5],
+        "the bus is on screen from 2 s to 6 s"
+    );
+}
