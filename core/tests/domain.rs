@@ -221,3 +221,72 @@ fn time_range_intersection_clips_a_window_to_a_recording() {
         "touching windows do not overlap"
     );
 }
+
+#[test]
+fn plate_matching_tolerates_ocr_confusions_and_wildcards_and_ranks_near_misses() {
+    let min = PlatePattern::DEFAULT_MIN_SCORE;
+    let exact = PlatePattern::parse("ABC1D23").unwrap();
+    let cases: [(&str, &str, Option<f64>, &str); 10] = [
+        ("ABC1D23", "ABC1D23", Some(1.0), "exact"),
+        ("ABC1D23", "ABC-1D23", Some(1.0), "OCR read a hyphen"),
+        ("ABC1D23", "abc1d23", Some(1.0), "lower case"),
+        (
+            "ABC1D23",
+            "BRASIL ABC1D23",
+            Some(1.0),
+            "plate inside a longer line",
+        ),
+        ("ABC1D23", "A8C1D23", Some(6.9 / 7.0), "8 read for B"),
+        (
+            "ABC1D23",
+            "ABX1D23",
+            Some(6.0 / 7.0),
+            "one wrong character is a near miss",
+        ),
+        (
+            "ABC1D23",
+            "ABCID2Z",
+            None,
+            "a confusion plus a wrong character is too far",
+        ),
+        (
+            "ABC1234",
+            "ABC-I234",
+            Some(6.9 / 7.0),
+            "old format, I for 1",
+        ),
+        ("ABC1D23", "XYZ9W88", None, "another plate"),
+        ("ABC1D23", "", None, "nothing read"),
+    ];
+    for (pattern, text, expected, why) in cases {
+        let pattern = PlatePattern::parse(pattern).unwrap();
+        let got = pattern.best_match([text], min).map(|m| m.score);
+        match (expected, got) {
+            (Some(want), Some(score)) => {
+                assert!((score - want).abs() < 1e-9, "{why}: {score} vs {want}")
+            }
+            (None, None) => {}
+            (want, got) => panic!("{why}: expected {want:?}, got {got:?}"),
+        }
+    }
+
+    let wildcard = PlatePattern::parse("ABC*").unwrap();
+    assert_eq!(wildcard.best_match(["ABC9Z99"], min).unwrap().score, 1.0);
+    assert!(
+        wildcard.best_match(["XBC9Z99"], min).unwrap().score < 1.0,
+        "the fixed part must match"
+    );
+    assert!(wildcard.best_match(["XYZ9Z99"], min).is_none());
+    let single = PlatePattern::parse("AB?1D23").unwrap();
+    assert_eq!(single.best_match(["ABQ1D23"], min).unwrap().score, 1.0);
+    assert_eq!(
+        single.best_match(["ABQ1D23"], min).unwrap().candidate,
+        "ABQ1D23"
+    );
+
+    // Near misses are ranked: exact, then one OCR confusion, then one wrong character.
+    let ranked = exact.rank(["ABX1D23", "ABC1D23", "A8C1D23", "QQQ9Q99"], min);
+    let order: Vec<&str> = ranked.iter().map(|m| m.candidate.as_str()).collect();
+    assert_eq!(order, ["ABC1D23", "A8C1D23", "ABX1D23"]);
+    assert!(ranked[0].score > ranked[1].score && ranked[1].score > ranked[2].score);
+}

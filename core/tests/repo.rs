@@ -438,8 +438,8 @@ async fn frame_analyses_are_cached_per_recording_offset_and_provider() {
     .unwrap();
     assert_eq!(
         frames::get(&test.db, id, 1000, "local").await.unwrap(),
-        Some(serde_json::json!({"vehicles": [1]})),
-        "the first analysis stays"
+        Some(serde_json::json!({"vehicles": [2]})),
+        "the latest analysis wins"
     );
     assert_eq!(
         frames::get(&test.db, id, 1000, "rekognition")

@@ -47,8 +47,8 @@ pub async fn all_for_recording(
         .collect())
 }
 
-/// Stores an analysis; if one is already stored for the key (a concurrent search analysed the same
-/// frame), the first one stays.
+/// Stores an analysis. If one is already stored for the key it is replaced: a later analysis of
+/// the same frame is at least as complete (it may add the text an earlier one did not read).
 ///
 /// # Errors
 /// The database error.
@@ -73,7 +73,7 @@ pub async fn put(
             frame_analysis::Column::OffsetMs,
             frame_analysis::Column::Provider,
         ])
-        .do_nothing()
+        .update_column(frame_analysis::Column::Result)
         .to_owned(),
     )
     .exec_without_returning(db)

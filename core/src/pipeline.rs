@@ -1,0 +1,309 @@
+//! Analysing one recording for one search: sampler → motion gate → frame-analysis cache →
+//! detector (bounded) → criteria → snapshot and idempotent trajectory points.
+//!
+//! Every step is safe to repeat: a re-run task finds its frames in the cache (no detector calls)
+//! and its points already stored (no duplicates).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Duration;
+use entity::recording;
+use entity::status::SearchStatus;
+use opencv::core::Mat;
+use sea_orm::DatabaseConnection;
+
+use crate::detect::criteria::Criteria;
+use crate::detect::limit::DetectorLimiter;
+use crate::detect::{Analysis, DetectError, Detector, FrameImage};
+use crate::domain::TimeRange;
+use crate::repo::{frames, points, searches};
+use crate::settings::SamplerSettings;
+use crate::video::gate::{GateDecision, MotionGate};
+use crate::video::jpeg;
+use crate::video::sampler::{SampleError, SampledFrame, SamplerOptions, spawn_sampler};
+
+/// What analysing a recording needs, shared by every task of a worker process.
+pub struct Analyzer {
+    /// Database.
+    pub db: DatabaseConnection,
+    /// The detector.
+    pub detector: Arc<dyn Detector>,
+    /// Caps detector calls.
+    pub limiter: Arc<DetectorLimiter>,
+    /// Sampling settings.
+    pub sampler: SamplerSettings,
+    /// Where relative recording paths are resolved.
+    pub recordings_dir: PathBuf,
+    /// Where snapshots are written.
+    pub snapshot_dir: PathBuf,
+}
+
+/// One task: a recording, the part of it to analyse, and what to look for.
+#[derive(Debug, Clone)]
+pub struct TaskInput {
+    /// The search.
+    pub search_id: i64,
+    /// The task.
+    pub task_id: i64,
+    /// The recording.
+    pub recording: recording::Model,
+    /// The search window clipped to the recording.
+    pub window: TimeRange,
+    /// The criteria.
+    pub criteria: Criteria,
+}
+
+/// What a task did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskReport {
+    /// Frames sampled and analysed (by the detector, the cache or the gate).
+    pub frames_analyzed: i64,
+    /// Calls made to the detector.
+    pub detector_calls: i64,
+    /// Frames whose analysis came from the cache.
+    pub cache_hits: i64,
+    /// Frames the gate found unchanged (previous analysis reused).
+    pub gate_skips: i64,
+    /// Points inserted (0 for a re-run).
+    pub points_inserted: i64,
+    /// Matching frames seen (inserted or already there).
+    pub matches: i64,
+    /// The search was cancelled; the task stopped early.
+    pub cancelled: bool,
+}
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    /// Retrying cannot help (corrupt file, rejected image, bad stored criteria).
+    #[error("{0}")]
+    Permanent(String),
+    /// Retrying may help (database, Redis, detector outage or sustained throttling).
+    #[error(transparent)]
+    Transient(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for AnalyzeError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Transient(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl From<SampleError> for AnalyzeError {
+    fn from(e: SampleError) -> Self {
+        if e.is_permanent() {
+            Self::Permanent(e.to_string())
+        } else {
+            Self::Transient(e.into())
+        }
+    }
+}
+
+impl From<DetectError> for AnalyzeError {
+    fn from(e: DetectError) -> Self {
+        if e.is_permanent() {
+            Self::Permanent(e.to_string())
+        } else {
+            Self::Transient(e.into())
+        }
+    }
+}
+
+impl Analyzer {
+    /// The file of a recording: absolute paths as they are, relative ones under the recordings
+    /// directory.
+    pub fn recording_path(&self, recording: &recording::Model) -> PathBuf {
+        let path = PathBuf::from(&recording.file_path);
+        if path.is_absolute() {
+            path
+        } else {
+            self.recordings_dir.join(path)
+        }
+    }
+
+    /// Analyses one task.
+    ///
+    /// # Errors
+    /// [`AnalyzeError::Permanent`] for a file or image that can never be analysed,
+    /// [`AnalyzeError::Transient`] otherwise.
+    pub async fn analyze(&self, input: &TaskInput) -> Result<TaskReport, AnalyzeError> {
+        let mut report = TaskReport::default();
+        let provider = self.detector.provider();
+        let started = input.recording.started_at;
+        let from_ms = (input.window.start() - started).num_milliseconds();
+        let to_ms = (input.window.end() - started).num_milliseconds();
+        let cache = frames::all_for_recording(&self.db, input.recording.id, provider).await?;
+        let wants_text = input.criteria.wants_text();
+        let options = SamplerOptions {
+            fps: self.sampler.fps,
+            snap_to_keyframes: false,
+        };
+        let mut rx = spawn_sampler(
+            self.recording_path(&input.recording),
+            from_ms,
+            to_ms,
+            options,
+        );
+        let mut gate = MotionGate::new(self.sampler.gate_threshold);
+        let mut last: Option<Analysis> = None;
+
+        while let Some(frame) = rx.recv().await {
+            let frame = frame?;
+            if self.cancelled(input.search_id).await? {
+                report.cancelled = true;
+                return Ok(report);
+            }
+            let (next_gate, decision) = gate_frame(frame.image.clone(), gate).await?;
+            gate = next_gate;
+            let cached = cache
+                .get(&frame.offset_ms)
+                .and_then(|v| serde_json::from_value::<Analysis>(v.clone()).ok())
+                .filter(|a| a.text_checked || !wants_text);
+            let mut encoded: Option<Vec<u8>> = None;
+            let analysis = if let Some(analysis) = cached {
+                report.cache_hits += 1;
+                analysis
+            } else if let Some(previous) = last
+                .clone()
+                .filter(|a| decision == GateDecision::Reuse && (a.text_checked || !wants_text))
+            {
+                report.gate_skips += 1;
+                self.store(input, &frame, &previous).await?;
+                previous
+            } else {
+                let bytes = self.encode(&frame.image).await?;
+                let analysis = {
+                    let _permit = self
+                        .limiter
+                        .acquire()
+                        .await
+                        .map_err(|e| anyhow::Error::new(e).context("detector rate limit"))?;
+                    let image = FrameImage {
+                        image: frame.image.clone(),
+                        jpeg: bytes.clone(),
+                    };
+                    self.detector.detect(&image, wants_text).await?
+                };
+                report.detector_calls += 1;
+                encoded = Some(bytes);
+                self.store(input, &frame, &analysis).await?;
+                analysis
+            };
+            report.frames_analyzed += 1;
+
+            if let Some(found) = input.criteria.best_match(&analysis) {
+                report.matches += 1;
+                let bytes = match encoded {
+                    Some(bytes) => bytes,
+                    None => self.encode(&frame.image).await?,
+                };
+                let image_path = self.save_snapshot(input, &frame, bytes).await?;
+                let inserted = points::insert_idempotent(
+                    &self.db,
+                    points::NewPoint {
+                        search_id: input.search_id,
+                        camera_id: input.recording.camera_id,
+                        recording_id: input.recording.id,
+                        timestamp: started + Duration::milliseconds(frame.offset_ms),
+                        confidence: found.vehicle.confidence,
+                        label: found.vehicle.kind.as_str().to_owned(),
+                        color: found.color.map(|c| c.as_str().to_owned()),
+                        plate_text: found.plate.as_ref().map(|p| p.candidate.clone()),
+                        plate_score: found.plate.as_ref().map(|p| p.score),
+                        bbox: serde_json::to_value(found.vehicle.bbox)
+                            .map_err(|e| AnalyzeError::Transient(e.into()))?,
+                        image_path: Some(image_path),
+                    },
+                )
+                .await?;
+                report.points_inserted += i64::from(inserted);
+            }
+            last = Some(analysis);
+        }
+        Ok(report)
+    }
+
+    async fn cancelled(&self, search_id: i64) -> Result<bool, AnalyzeError> {
+        Ok(searches::get(&self.db, search_id)
+            .await?
+            .is_none_or(|s| s.status == SearchStatus::Cancelled))
+    }
+
+    async fn store(
+        &self,
+        input: &TaskInput,
+        frame: &SampledFrame,
+        analysis: &Analysis,
+    ) -> Result<(), AnalyzeError> {
+        let value =
+            serde_json::to_value(analysis).map_err(|e| AnalyzeError::Transient(e.into()))?;
+        frames::put(
+            &self.db,
+            input.recording.id,
+            frame.offset_ms,
+            self.detector.provider(),
+            value,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn encode(&self, image: &Mat) -> Result<Vec<u8>, AnalyzeError> {
+        let image = image.clone();
+        let (max, quality) = (self.sampler.max_dimension, self.sampler.jpeg_quality);
+        tokio::task::spawn_blocking(move || {
+            let fitted = jpeg::fit(&image, max)?;
+            jpeg::encode(&fitted, quality)
+        })
+        .await
+        .map_err(|e| AnalyzeError::Transient(e.into()))?
+        .map_err(|e| AnalyzeError::Transient(anyhow::Error::new(e).context("JPEG encoding")))
+    }
+
+    /// Writes the snapshot as `<search>/<recording>-<offset>.jpg` under the snapshot directory
+    /// (atomically, so a reader never sees half a file) and returns that relative name.
+    async fn save_snapshot(
+        &self,
+        input: &TaskInput,
+        frame: &SampledFrame,
+        bytes: Vec<u8>,
+    ) -> Result<String, AnalyzeError> {
+        let name = format!(
+            "{}/{}-{}.jpg",
+            input.search_id, input.recording.id, frame.offset_ms
+        );
+        let path = self.snapshot_dir.join(&name);
+        let tmp = path.with_extension("jpg.tmp");
+        let write = async {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::write(&tmp, bytes).await?;
+            tokio::fs::rename(&tmp, &path).await
+        };
+        write.await.map_err(|e| {
+            AnalyzeError::Transient(
+                anyhow::Error::new(e)
+                    .context(format!("failed to write snapshot {}", path.display())),
+            )
+        })?;
+        Ok(name)
+    }
+}
+
+/// Runs the gate off the async runtime; hands the gate back for the next frame.
+async fn gate_frame(
+    image: Mat,
+    mut gate: MotionGate,
+) -> Result<(MotionGate, GateDecision), AnalyzeError> {
+    tokio::task::spawn_blocking(move || {
+        let decision = gate.check(&image)?;
+        Ok((gate, decision))
+    })
+    .await
+    .map_err(|e| AnalyzeError::Transient(e.into()))?
+    .map_err(|e: opencv::Error| {
+        AnalyzeError::Transient(anyhow::Error::new(e).context("motion gate"))
+    })
+}

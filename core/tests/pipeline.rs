@@ -1,0 +1,223 @@
+//! Analysing a generated recording end to end with the local detector: points, snapshots, the
+//! cache (a second analysis makes no detector call), cancellation and permanent failures.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use sentinela_core::detect::criteria::Criteria;
+use sentinela_core::detect::limit::DetectorLimiter;
+use sentinela_core::detect::local::LocalDetector;
+use sentinela_core::domain::{Color, TimeRange, VehicleType};
+use sentinela_core::pipeline::{AnalyzeError, Analyzer, TaskInput};
+use sentinela_core::repo::{cameras, cities, points, recordings, searches};
+use sentinela_core::settings::SamplerSettings;
+use sentinela_core::testing::TestDb;
+use sentinela_core::video::synth::{self, Scene, Sprite};
+
+struct Setup {
+    test: TestDb,
+    analyzer: Analyzer,
+    recording: entity::recording::Model,
+    city_id: i64,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(file: Option<&[u8]>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cam-1.mp4");
+    match file {
+        Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+        None => {
+            let mut scene = Scene::new(1280, 720, 15, 10.0);
+            scene.sprites.push(Sprite {
+                image: synth::load_photo(synth::BUS_PHOTO, 420).unwrap(),
+                enter_s: 3.0,
+                exit_s: 7.0,
+                y: 150,
+                from_x: 0,
+                to_x: 640,
+            });
+            synth::render(&scene, &path).unwrap();
+        }
+    }
+    let test = TestDb::sqlite().await;
+    let city = cities::create(
+        &test.db,
+        cities::NewCity {
+            name: "Campinas".into(),
+            timezone: "America/Sao_Paulo".into(),
+            recording_retention_days: 7,
+            max_storage_bytes: None,
+        },
+    )
+    .await
+    .unwrap();
+    let camera = cameras::create(
+        &test.db,
+        cameras::NewCamera {
+            city_id: city.id,
+            name: "cam-1".into(),
+            location: None,
+            latitude: None,
+            longitude: None,
+            mediamtx_path: None,
+        },
+    )
+    .await
+    .unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).unwrap();
+    let (recording, _) = recordings::register(
+        &test.db,
+        recordings::NewRecording {
+            camera_id: camera.id,
+            city_id: city.id,
+            file_path: "cam-1.mp4".into(),
+            started_at: start,
+            ended_at: start + Duration::seconds(10),
+            size_bytes: std::fs::metadata(&path).unwrap().len() as i64,
+        },
+    )
+    .await
+    .unwrap();
+    let analyzer = Analyzer {
+        db: test.db.clone(),
+        detector: Arc::new(
+            LocalDetector::load(Path::new("models/nanodet_m_416.onnx"), 0.35).unwrap(),
+        ),
+        limiter: Arc::new(DetectorLimiter::new(2, None)),
+        sampler: SamplerSettings {
+            fps: 1.0,
+            jpeg_quality: 85,
+            max_dimension: 1280,
+            gate_threshold: 6.0,
+        },
+        recordings_dir: dir.path().to_owned(),
+        snapshot_dir: dir.path().join("snapshots"),
+    };
+    Setup {
+        test,
+        analyzer,
+        recording,
+        city_id: city.id,
+        _dir: dir,
+    }
+}
+
+async fn task(s: &Setup, criteria: Criteria) -> TaskInput {
+    let window = TimeRange::new(s.recording.started_at, s.recording.ended_at).unwrap();
+    let search = searches::create(
+        &s.test.db,
+        searches::NewSearch {
+            city_id: s.city_id,
+            user_id: None,
+            plate: criteria.plate.clone(),
+            color: criteria.color,
+            vehicle_type: criteria.vehicle_type,
+            window,
+            camera_ids: None,
+        },
+    )
+    .await
+    .unwrap();
+    TaskInput {
+        search_id: search.id,
+        task_id: 0,
+        recording: s.recording.clone(),
+        window,
+        criteria,
+    }
+}
+
+fn onibus_vermelho() -> Criteria {
+    Criteria::new(None, Some(Color::Red), Some(VehicleType::Bus))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_analysis_of_the_same_recording_makes_no_detector_call() {
+    let s = setup(None).await;
+    let first = task(&s, onibus_vermelho()).await;
+    let report = s.analyzer.analyze(&first).await.expect("first analysis");
+    assert_eq!(report.frames_analyzed, 10);
+    assert!(
+        report.detector_calls > 0 && report.detector_calls <= 10,
+        "{report:?}"
+    );
+    assert_eq!(
+        report.points_inserted, 4,
+        "the bus is on screen from 3 s to 7 s: {report:?}"
+    );
+    let stored = points::list_for_search(&s.test.db, first.search_id)
+        .await
+        .unwrap();
+    let seconds: Vec<i64> = stored
+        .iter()
+        .map(|p| (p.timestamp - s.recording.started_at).num_seconds())
+        .collect();
+    assert_eq!(seconds, vec![3, 4, 5, 6]);
+    for point in &stored {
+        let snapshot = s
+            .analyzer
+            .snapshot_dir
+            .join(point.image_path.as_ref().unwrap());
+        let bytes = std::fs::read(&snapshot).expect("snapshot written");
+        assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
+        assert_eq!(point.color.as_deref(), Some("red"));
+        assert_eq!(point.label, "bus");
+    }
+
+    // The same task again (a retried job): no detector call, no duplicate point.
+    let again = s.analyzer.analyze(&first).await.unwrap();
+    assert_eq!(again.detector_calls, 0, "{again:?}");
+    assert_eq!(again.cache_hits, 10);
+    assert_eq!(again.points_inserted, 0);
+    assert_eq!(again.matches, 4);
+    assert_eq!(
+        points::list_for_search(&s.test.db, first.search_id)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // Another search with other criteria over the same recording: answered from the cache.
+    let blue_car = task(
+        &s,
+        Criteria::new(None, Some(Color::Blue), Some(VehicleType::Car)),
+    )
+    .await;
+    let report = s.analyzer.analyze(&blue_car).await.unwrap();
+    assert_eq!(
+        (report.detector_calls, report.matches),
+        (0, 0),
+        "{report:?}"
+    );
+    s.test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_search_stops_before_any_detector_call_or_point() {
+    let s = setup(None).await;
+    let input = task(&s, onibus_vermelho()).await;
+    assert!(searches::cancel(&s.test.db, input.search_id).await.unwrap());
+    let report = s.analyzer.analyze(&input).await.unwrap();
+    assert!(report.cancelled);
+    assert_eq!((report.detector_calls, report.points_inserted), (0, 0));
+    s.test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_recording_is_a_permanent_failure_naming_the_file() {
+    let s = setup(Some(b"this is not a video at all")).await;
+    let input = task(&s, onibus_vermelho()).await;
+    match s.analyzer.analyze(&input).await {
+        Err(AnalyzeError::Permanent(message)) => {
+            assert!(
+                message.contains("cam-1.mp4") && message.contains("cannot be decoded"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    s.test.cleanup().await;
+}
