@@ -166,6 +166,8 @@ pub struct Sampler {
     main_next: i64,
     /// Index of the last frame the keyframe capture returned.
     keys_last: i64,
+    /// Frames the keyframe capture has returned since it was opened.
+    keys_read: usize,
     stats: SamplerStats,
 }
 
@@ -254,6 +256,7 @@ impl Sampler {
             targets: targets.into_iter().collect(),
             main_next: 0,
             keys_last: -1,
+            keys_read: 0,
             stats: SamplerStats::default(),
         })
     }
@@ -330,6 +333,7 @@ impl Sampler {
                 .map_err(self.opencv_err())?;
             self.keys_only = Some(capture);
             self.keys_last = -1;
+            self.keys_read = 0;
         }
         loop {
             let grabbed = self
@@ -342,8 +346,13 @@ impl Sampler {
             if !grabbed {
                 return Err(self.truncated(target));
             }
-            let capture = self.keys_only.as_ref().expect("opened above");
-            let index = self.index_of(capture).map_err(self.opencv_err())?;
+            // This capture returns exactly the keyframes, in order: the n-th frame it returns is
+            // the n-th keyframe. (Its timestamps cannot be trusted: OpenCV takes a frame whose pts
+            // is 0 to have none and reports the last demuxed packet's time instead.)
+            let Some(&index) = self.keyframes.get(self.keys_read) else {
+                return Err(self.truncated(target));
+            };
+            self.keys_read += 1;
             self.keys_last = index;
             if index >= target {
                 break;

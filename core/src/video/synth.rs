@@ -239,7 +239,8 @@ pub fn load_photo(path: &str, height: i32) -> anyhow::Result<Mat> {
     Ok(out)
 }
 
-/// Encodes the scene to H.264 in an MP4 at `path` with the `ffmpeg` command.
+/// Encodes the scene to H.264 in an MP4 at `path` with the `ffmpeg` command (two B-frames
+/// between references, as most encoders do, so decode and presentation order differ).
 ///
 /// # Errors
 /// When `ffmpeg` is missing or fails, or OpenCV fails to draw.
