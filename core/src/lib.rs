@@ -9,6 +9,7 @@
 //! - [`telemetry`]: tracing set-up, JSON logs in production.
 //! - [`domain`]: types that parse once — plates, colours, vehicle types, time ranges.
 //! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
+//! - [`jobs`], [`queue`]: job payloads and the queue backend (Redis or embedded SQLite).
 //! - [`pipeline`]: analysing one recording for one search (sampler → gate → cache → detector → points).
 //! - [`repo`]: repository functions over sea-orm.
 //! - [`seed`]: the idempotent demo city and cameras.
@@ -21,7 +22,9 @@ pub mod cli;
 pub mod db;
 pub mod detect;
 pub mod domain;
+pub mod jobs;
 pub mod pipeline;
+pub mod queue;
 pub mod repo;
 pub mod seed;
 pub mod settings;

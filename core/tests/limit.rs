@@ -9,7 +9,9 @@ use sentinela_core::detect::limit::{DetectorLimiter, RateLimit};
 
 async fn limiter(key: &str, per_second: f64) -> DetectorLimiter {
     let client = redis::Client::open(sentinela_core::testing::redis_url()).unwrap();
-    let conn = redis::aio::ConnectionManager::new(client).await.expect("Redis answers");
+    let conn = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("Redis answers");
     DetectorLimiter::new(8, Some(RateLimit::redis(conn, key, per_second)))
 }
 
@@ -39,7 +41,10 @@ async fn two_processes_sharing_a_rate_limit_stay_within_it_together() {
     }
     let taken = taken.load(Ordering::SeqCst);
     // 10 calls/s for 2 s, plus the one-call burst; without sharing it would be about twice that.
-    assert!((15..=22).contains(&taken), "{taken} calls in 2 s at 10/s across two limiters");
+    assert!(
+        (15..=22).contains(&taken),
+        "{taken} calls in 2 s at 10/s across two limiters"
+    );
 }
 
 #[tokio::test]

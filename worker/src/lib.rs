@@ -1,12 +1,45 @@
 //! Sentinela's job workers (apalis): plan a search into recording-range jobs, analyse recordings,
-//! fan in.
+//! fan in. The Celery replacement.
+//!
+//! Both handlers are idempotent, because apalis delivers at least once (a job whose worker died
+//! runs again, and apalis-redis re-schedules failures regardless of the retry layer):
+//! - `plan` creates tasks under a unique (search, recording) constraint and re-pushes only the
+//!   tasks that have not ended;
+//! - `analyze` claims its task (a finished task is skipped), takes frame analyses from the cache
+//!   and inserts points under a unique (search, camera, timestamp) constraint; the task's end is
+//!   counted once and the search finalised once by the repository's conditional updates.
+//!
+//! Permanent failures (a deleted search, an undecodable file) return apalis' `AbortError` or end
+//! the task as failed, so they are not retried; transient ones (database, Redis, detector) are
+//! retried with exponential backoff.
 //!
 //! # Layout
-//! - [`Cli`]: the command line.
-//! - [`run`]: dispatches it.
+//! - [`Cli`], [`run`]: the `sentinela-worker` binary.
+//! - [`WorkerState`]: what the handlers share.
+//! - [`run_workers`]: the apalis `Monitor` running both workers until a shutdown signal — also
+//!   the entry point the API's `--standalone` mode uses in-process.
+//! - [`plan`], [`analyze`]: the handlers.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::layers::retry::HasherRng;
+use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+use apalis::prelude::*;
 use clap::Parser;
-use sentinela_core::{db, settings::Settings};
+use sentinela_core::detect::criteria::Criteria;
+use sentinela_core::detect::limit::{DetectorLimiter, RateLimit};
+use sentinela_core::domain::TimeRange;
+use sentinela_core::jobs::{AnalyzeRecording, SearchVehicle};
+use sentinela_core::pipeline::{AnalyzeError, Analyzer, TaskInput};
+use sentinela_core::queue::JobQueue;
+use sentinela_core::repo::{recordings, searches, tasks};
+use sentinela_core::settings::Settings;
+use sentinela_core::{SearchStatus, db, detect};
+use tracing::Instrument;
 
 /// Command line of `sentinela-worker`.
 #[derive(Debug, Parser)]
@@ -16,16 +49,398 @@ use sentinela_core::{db, settings::Settings};
     about = "Sentinela worker: takes SearchVehicle and AnalyzeRecording jobs from the queue",
     long_about = "Sentinela worker: takes SearchVehicle and AnalyzeRecording jobs from the queue.\n\n\
         Reads DATABASE_URL, REDIS_URL, WORKER_CONCURRENCY, METRICS_BIND, DETECTOR, SAMPLE_FPS, \
-        DETECTOR_MAX_IN_FLIGHT, DETECTOR_RATE_LIMIT, RECORDINGS_DIR and SNAPSHOT_DIR."
+        DETECTOR_MAX_IN_FLIGHT, DETECTOR_RATE_LIMIT, RECORDINGS_DIR and SNAPSHOT_DIR. \
+        SIGTERM or SIGINT drains: running jobs finish (up to \
+        SENTINELA__WORKER__DRAIN_TIMEOUT_SECS), the rest go back to the queue."
 )]
 pub struct Cli {}
 
-/// Runs the worker.
+/// Transient failures are retried this many times before a task is failed for good.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// What the handlers share.
+pub struct WorkerState {
+    /// The analysis pipeline (database, detector, limits, directories).
+    pub analyzer: Analyzer,
+    /// Where fan-out jobs go.
+    pub queue: JobQueue,
+    /// This process' name prefix, recorded on the tasks it runs.
+    pub name: String,
+}
+
+impl WorkerState {
+    /// Builds the state from settings: detector, limiter (shared rate limit in Redis when there is
+    /// one), directories.
+    ///
+    /// # Errors
+    /// When the detector cannot be built or a directory created.
+    pub async fn build(
+        settings: &Settings,
+        db: sea_orm::DatabaseConnection,
+        queue: JobQueue,
+    ) -> anyhow::Result<Self> {
+        let detector = detect::from_settings(settings).await?;
+        let rate = settings.detector.rate_limit.map(|per_second| match &queue {
+            JobQueue::Redis { conn, .. } => RateLimit::redis(
+                conn.clone(),
+                format!("sentinela:detector-rate:{}", detector.provider()),
+                per_second,
+            ),
+            JobQueue::Sqlite { .. } => RateLimit::local(per_second),
+        });
+        std::fs::create_dir_all(&settings.storage.snapshot_dir).with_context(|| {
+            format!(
+                "SNAPSHOT_DIR: cannot create {}",
+                settings.storage.snapshot_dir.display()
+            )
+        })?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into());
+        Ok(Self {
+            analyzer: Analyzer {
+                db,
+                detector,
+                limiter: Arc::new(DetectorLimiter::new(settings.detector.max_in_flight, rate)),
+                sampler: settings.sampler.clone(),
+                recordings_dir: settings.storage.recordings_dir.clone(),
+                snapshot_dir: settings.storage.snapshot_dir.clone(),
+            },
+            queue,
+            name: format!("{host}-{}", std::process::id()),
+        })
+    }
+}
+
+/// Runs the `sentinela-worker` binary.
 ///
 /// # Errors
-/// Settings and database errors, naming what failed.
+/// Settings, database, queue or detector errors, naming what failed.
 pub async fn run(_cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    db::connect_and_migrate(&settings.database_url).await?;
-    anyhow::bail!("job processing is not implemented yet (issue #3)")
+    let db = db::connect_and_migrate(&settings.database_url).await?;
+    let queue = JobQueue::connect(&settings, &db).await?;
+    let state = Arc::new(WorkerState::build(&settings, db, queue).await?);
+    tracing::info!(worker = %state.name, concurrency = settings.worker.concurrency, "worker starting");
+    run_workers(state, &settings, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+fn retry_policy() -> BackoffRetryPolicy<apalis::layers::retry::backoff::ExponentialBackoff> {
+    let backoff = ExponentialBackoffMaker::new(
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+        0.5,
+        HasherRng::default(),
+    )
+    .expect("valid backoff bounds")
+    .make_backoff();
+    RetryPolicy::retries(MAX_ATTEMPTS).with_backoff(backoff)
+}
+
+/// Runs the plan worker and `concurrency` analyse slots until `shutdown` resolves, then drains
+/// for up to the configured timeout.
+///
+/// # Errors
+/// When the monitor fails.
+pub async fn run_workers(
+    state: Arc<WorkerState>,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let concurrency = settings.worker.concurrency;
+    let timeout = Duration::from_secs(settings.worker.job_timeout_secs);
+    let name = state.name.clone();
+    let monitor = Monitor::new()
+        .shutdown_timeout(Duration::from_secs(settings.worker.drain_timeout_secs))
+        // A worker that stopped on a backend error (Redis restarting) starts again under a new
+        // name; the restart count is part of it (pitfall 4).
+        .should_restart(|ctx, error| {
+            tracing::warn!(worker = %ctx.name(), %error, "worker stopped; restarting");
+            true
+        });
+    let monitor = match state.queue.clone() {
+        JobQueue::Redis {
+            search, analyze, ..
+        } => {
+            let (s1, s2) = (state.clone(), state.clone());
+            let (n1, n2) = (name.clone(), name.clone());
+            monitor
+                .register(move |restarts| {
+                    WorkerBuilder::new(format!("{n1}-plan-r{restarts}"))
+                        .backend(search.clone())
+                        .data(s1.clone())
+                        .retry(retry_policy())
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .build(plan)
+                })
+                .register(move |restarts| {
+                    WorkerBuilder::new(format!("{n2}-analyze-r{restarts}"))
+                        .backend(analyze.clone())
+                        .data(s2.clone())
+                        .retry(retry_policy())
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .concurrency(concurrency)
+                        .parallelize(tokio::spawn)
+                        .build(analyze_job)
+                })
+        }
+        JobQueue::Sqlite { search, analyze } => {
+            let (s1, s2) = (state.clone(), state.clone());
+            let (n1, n2) = (name.clone(), name.clone());
+            monitor
+                .register(move |restarts| {
+                    WorkerBuilder::new(format!("{n1}-plan-r{restarts}"))
+                        .backend(search.clone())
+                        .data(s1.clone())
+                        .retry(retry_policy())
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .build(plan)
+                })
+                .register(move |restarts| {
+                    WorkerBuilder::new(format!("{n2}-analyze-r{restarts}"))
+                        .backend(analyze.clone())
+                        .data(s2.clone())
+                        .retry(retry_policy())
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .concurrency(concurrency)
+                        .parallelize(tokio::spawn)
+                        .build(analyze_job)
+                })
+        }
+    };
+    monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await
+        .context("worker monitor failed")
+}
+
+/// An error that ends the job without retries.
+fn abort(message: String) -> BoxDynError {
+    tracing::error!(%message, "job aborted");
+    Box::new(AbortError::new(message))
+}
+
+/// Plans a search: one task and one `AnalyzeRecording` job per overlapping recording.
+///
+/// # Errors
+/// `AbortError` when the search no longer exists; transient errors otherwise.
+pub async fn plan(
+    job: SearchVehicle,
+    state: Data<Arc<WorkerState>>,
+    task_id: TaskId,
+) -> Result<(), BoxDynError> {
+    let db = &state.analyzer.db;
+    let Some(search) = searches::get(db, job.search_id).await? else {
+        return Err(abort(format!(
+            "job {task_id}: search {} no longer exists",
+            job.search_id
+        )));
+    };
+    if search.status.is_final() {
+        tracing::info!(
+            search_id = search.id,
+            status = search.status.as_str(),
+            "search already ended; nothing to plan"
+        );
+        return Ok(());
+    }
+    let window = match TimeRange::new(search.start_date, search.end_date) {
+        Ok(w) => w,
+        Err(e) => {
+            searches::fail(db, search.id, &e.to_string()).await?;
+            return Err(abort(format!("job {task_id}: search {}: {e}", search.id)));
+        }
+    };
+    let cameras = searches::camera_filter(&search);
+    let found = recordings::overlapping(db, search.city_id, &window, cameras.as_deref()).await?;
+    if found.is_empty() {
+        searches::complete_empty(db, search.id).await?;
+        tracing::info!(
+            search_id = search.id,
+            "no recordings in the window; completed empty"
+        );
+        return Ok(());
+    }
+    let new_tasks: Vec<tasks::NewTask> = found
+        .iter()
+        .filter_map(|r| {
+            let recording = TimeRange::new(r.started_at, r.ended_at).ok()?;
+            Some(tasks::NewTask {
+                recording_id: r.id,
+                window: window.intersect(&recording)?,
+            })
+        })
+        .collect();
+    let created = tasks::create_for_search(db, search.id, &new_tasks).await?;
+    // Processing before the jobs exist, so the last task to finish finds the search ready to be
+    // finalised. A re-run plan finds it processing already and only re-pushes open tasks.
+    searches::start_processing(db, search.id, created.len() as i32).await?;
+    let jobs: Vec<AnalyzeRecording> = created
+        .iter()
+        .filter(|t| !t.status.is_final())
+        .map(|t| AnalyzeRecording {
+            search_id: search.id,
+            task_id: t.id,
+            recording_id: t.recording_id,
+            from: t.window_start,
+            to: t.window_end,
+        })
+        .collect();
+    let pushed = jobs.len();
+    state
+        .queue
+        .push_analyze(jobs)
+        .await
+        .map_err(|e| e.into_boxed_dyn_error())?;
+    tracing::info!(
+        search_id = search.id,
+        tasks = created.len(),
+        pushed,
+        "search planned"
+    );
+    // Nothing left open (a re-run after every task ended): make sure the search is finalised.
+    searches::finalize_if_complete(db, search.id).await?;
+    Ok(())
+}
+
+/// Analyses one recording for one search, then counts the task and fans in.
+///
+/// # Errors
+/// `AbortError` for a job that can never succeed; transient errors are returned for retry until
+/// [`MAX_ATTEMPTS`], after which the task is failed.
+pub async fn analyze_job(
+    job: AnalyzeRecording,
+    state: Data<Arc<WorkerState>>,
+    task_id: TaskId,
+    attempt: Attempt,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    let db = &state.analyzer.db;
+    let Some(task) = tasks::start(db, job.task_id, worker.name()).await? else {
+        tracing::info!(task_id = job.task_id, "task already ended; skipping");
+        return Ok(());
+    };
+    let Some(search) = searches::get(db, job.search_id).await? else {
+        return Err(abort(format!(
+            "job {task_id}: search {} no longer exists",
+            job.search_id
+        )));
+    };
+    if search.status == SearchStatus::Cancelled {
+        return Ok(());
+    }
+    let fail = |error: String| async move {
+        let finished = tasks::finish(db, task.id, tasks::TaskOutcome::Failed { error }).await?;
+        if let Some(status) = finished.finalized {
+            tracing::info!(
+                search_id = task.search_id,
+                status = status.as_str(),
+                "search finalised"
+            );
+        }
+        Ok::<(), BoxDynError>(())
+    };
+    let Some(recording) = recordings::get(db, task.recording_id).await? else {
+        return fail(format!("recording {} no longer exists", task.recording_id)).await;
+    };
+    let criteria = match Criteria::from_search(&search) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("the search's criteria are invalid: {e}")).await,
+    };
+    let window = match TimeRange::new(task.window_start, task.window_end) {
+        Ok(w) => w,
+        Err(e) => return fail(e.to_string()).await,
+    };
+    let input = TaskInput {
+        search_id: search.id,
+        task_id: task.id,
+        recording,
+        window,
+        criteria,
+    };
+    let span = tracing::info_span!(
+        "analyze",
+        search_id = search.id,
+        task_id = task.id,
+        recording_id = input.recording.id
+    );
+    match state.analyzer.analyze(&input).instrument(span).await {
+        Ok(report) if report.cancelled => {
+            tracing::info!(
+                search_id = search.id,
+                task_id = task.id,
+                "search cancelled; task stopped"
+            );
+            Ok(())
+        }
+        Ok(report) => {
+            let finished = tasks::finish(
+                db,
+                task.id,
+                tasks::TaskOutcome::Done {
+                    frames_analyzed: report.frames_analyzed,
+                    detector_calls: report.detector_calls,
+                },
+            )
+            .await?;
+            tracing::info!(
+                search_id = search.id,
+                task_id = task.id,
+                frames = report.frames_analyzed,
+                detector_calls = report.detector_calls,
+                cache_hits = report.cache_hits,
+                gate_skips = report.gate_skips,
+                points = report.points_inserted,
+                finalized = finished.finalized.map(|s| s.as_str()),
+                "recording analysed"
+            );
+            Ok(())
+        }
+        Err(AnalyzeError::Permanent(message)) => {
+            tracing::warn!(search_id = search.id, task_id = task.id, %message, "recording cannot be analysed");
+            fail(message).await
+        }
+        Err(AnalyzeError::Transient(error)) => {
+            if attempt.current() >= MAX_ATTEMPTS {
+                tracing::error!(search_id = search.id, task_id = task.id, error = %format!("{error:#}"), "giving up after retries");
+                return fail(format!("gave up after {MAX_ATTEMPTS} attempts: {error:#}")).await;
+            }
+            Err(error.into_boxed_dyn_error())
+        }
+    }
+}
+
+/// Where snapshots of a search live (for cleanup and serving).
+pub fn snapshot_dir(settings: &Settings, search_id: i64) -> PathBuf {
+    settings.storage.snapshot_dir.join(search_id.to_string())
 }

@@ -1,0 +1,238 @@
+//! The job queue: apalis-redis when `REDIS_URL` is set (distributed), apalis-sqlite on the embedded
+//! database otherwise (one process). Producers push through [`JobQueue`]; workers take its
+//! storages. Queue depth is read from Redis keys directly, because apalis-redis 1.0.0's statistics
+//! API is broken (see DESIGN.md).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis_core::backend::TaskSink;
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+
+use crate::jobs::{ANALYZE_QUEUE, AnalyzeRecording, SEARCH_QUEUE, SearchVehicle};
+use crate::settings::Settings;
+
+/// Missed heartbeats after which a Redis worker counts as dead and its jobs are re-enqueued.
+pub const MISSED_HEARTBEATS: usize = 5;
+
+/// The two queues on one backend.
+#[derive(Clone)]
+pub enum JobQueue {
+    /// Distributed.
+    Redis {
+        /// Shared connection (also used for depth and the rate limit).
+        conn: redis::aio::ConnectionManager,
+        /// Plan jobs.
+        search: RedisStorage<SearchVehicle>,
+        /// Analyse jobs.
+        analyze: RedisStorage<AnalyzeRecording>,
+    },
+    /// Embedded.
+    Sqlite {
+        /// Plan jobs.
+        search: SqliteStorage<SearchVehicle>,
+        /// Analyse jobs.
+        analyze: SqliteStorage<AnalyzeRecording>,
+    },
+}
+
+/// Jobs of one queue by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Waiting to be taken.
+    pub pending: u64,
+    /// Scheduled for later (retries with backoff).
+    pub scheduled: u64,
+    /// Taken by a live worker.
+    pub running: u64,
+    /// Finished.
+    pub done: u64,
+    /// Failed for good.
+    pub dead: u64,
+}
+
+fn redis_config(queue: &str, poll: Duration) -> apalis_redis::Config {
+    // A short heartbeat is also the poll interval of an idle worker (pitfall 1); one job per fetch
+    // so a worker never holds jobs it has not started (pitfall 2).
+    apalis_redis::Config::default()
+        .queue(queue)
+        .batch_size(1)
+        .heartbeat_interval(poll)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}
+
+fn sqlite_config(queue: &str, poll: Duration) -> apalis_sqlite::Config {
+    apalis_sqlite::Config::default()
+        .queue(queue)
+        .batch_size(1)
+        .heartbeat_interval(poll)
+}
+
+impl JobQueue {
+    /// Connects the queue the settings ask for.
+    ///
+    /// # Errors
+    /// `REDIS_URL` unreachable, or the embedded queue's tables cannot be created.
+    pub async fn connect(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Self> {
+        let poll = Duration::from_millis(settings.worker.poll_interval_ms.max(100));
+        match &settings.redis_url {
+            Some(url) => {
+                let url = url.expose_secret();
+                let conn =
+                    tokio::time::timeout(Duration::from_secs(10), apalis_redis::connect(url))
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+                        .and_then(|r| r.map_err(anyhow::Error::from))
+                        .with_context(|| {
+                            format!(
+                                "REDIS_URL: cannot connect to {}",
+                                crate::db::redact_url(url)
+                            )
+                        })?;
+                Ok(Self::Redis {
+                    search: RedisStorage::new(conn.clone())
+                        .with_config(redis_config(SEARCH_QUEUE, poll)),
+                    analyze: RedisStorage::new(conn.clone())
+                        .with_config(redis_config(ANALYZE_QUEUE, poll)),
+                    conn,
+                })
+            }
+            None => {
+                let pool = db.get_sqlite_connection_pool().clone();
+                SqliteStorage::setup(&pool)
+                    .await
+                    .context("failed to prepare the embedded queue")?;
+                Ok(Self::Sqlite {
+                    search: SqliteStorage::new(&pool)
+                        .with_config(sqlite_config(SEARCH_QUEUE, poll)),
+                    analyze: SqliteStorage::new(&pool)
+                        .with_config(sqlite_config(ANALYZE_QUEUE, poll)),
+                })
+            }
+        }
+    }
+
+    /// Enqueues a plan job.
+    ///
+    /// # Errors
+    /// The backend's error.
+    pub async fn push_search(&self, job: SearchVehicle) -> anyhow::Result<()> {
+        match self {
+            Self::Redis { search, .. } => search.clone().push(job).await?,
+            Self::Sqlite { search, .. } => search.clone().push(job).await?,
+        }
+        Ok(())
+    }
+
+    /// Enqueues analyse jobs.
+    ///
+    /// # Errors
+    /// The backend's error.
+    pub async fn push_analyze(&self, jobs: Vec<AnalyzeRecording>) -> anyhow::Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Redis { analyze, .. } => analyze.clone().push_bulk(jobs).await?,
+            Self::Sqlite { analyze, .. } => analyze.clone().push_bulk(jobs).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the backend answers.
+    ///
+    /// # Errors
+    /// The backend's error.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Redis { conn, .. } => {
+                let mut conn = conn.clone();
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            }
+            Self::Sqlite { search, .. } => {
+                sea_orm::sqlx::query("SELECT 1")
+                    .execute(search.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Jobs by state for each queue: `(queue name, depth)`.
+    ///
+    /// # Errors
+    /// The backend's error.
+    pub async fn depth(&self) -> anyhow::Result<Vec<(&'static str, QueueDepth)>> {
+        let mut out = Vec::new();
+        for queue in [SEARCH_QUEUE, ANALYZE_QUEUE] {
+            let depth = match self {
+                Self::Redis { conn, .. } => redis_depth(conn, queue).await?,
+                Self::Sqlite { search, .. } => sqlite_depth(search.pool(), queue).await?,
+            };
+            out.push((queue, depth));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a queue's depth from apalis-redis' keys: `LLEN {q}:active`, `ZCARD {q}:scheduled`, the
+/// in-flight sets of the workers in `ZRANGE {q}:workers`, `SCARD {q}:done`, `SCARD {q}:dead`.
+///
+/// # Errors
+/// Redis' error.
+pub async fn redis_depth(
+    conn: &redis::aio::ConnectionManager,
+    queue: &str,
+) -> redis::RedisResult<QueueDepth> {
+    let mut conn = conn.clone();
+    let workers: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{queue}:workers"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await?;
+    let mut pipe = redis::pipe();
+    pipe.cmd("LLEN").arg(format!("{queue}:active"));
+    pipe.cmd("ZCARD").arg(format!("{queue}:scheduled"));
+    pipe.cmd("SCARD").arg(format!("{queue}:done"));
+    pipe.cmd("SCARD").arg(format!("{queue}:dead"));
+    for worker in &workers {
+        // Members are the in-flight set keys themselves.
+        pipe.cmd("SCARD").arg(worker);
+    }
+    let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+    Ok(QueueDepth {
+        pending: counts[0],
+        scheduled: counts[1],
+        done: counts[2],
+        dead: counts[3],
+        running: counts[4..].iter().sum(),
+    })
+}
+
+async fn sqlite_depth(
+    pool: &sea_orm::sqlx::SqlitePool,
+    queue: &str,
+) -> Result<QueueDepth, sea_orm::sqlx::Error> {
+    let rows: Vec<(String, i64)> = sea_orm::sqlx::query_as(
+        "SELECT status, COUNT(*) FROM Jobs WHERE job_type = ? GROUP BY status",
+    )
+    .bind(queue)
+    .fetch_all(pool)
+    .await?;
+    let mut depth = QueueDepth::default();
+    for (status, n) in rows {
+        let n = n as u64;
+        match status.as_str() {
+            "Pending" => depth.pending += n,
+            "Queued" | "Running" => depth.running += n,
+            "Done" => depth.done += n,
+            "Failed" | "Killed" => depth.dead += n,
+            _ => depth.scheduled += n,
+        }
+    }
+    Ok(depth)
+}
