@@ -178,8 +178,10 @@ impl JobQueue {
     }
 }
 
-/// Reads a queue's depth from apalis-redis' keys: `LLEN {q}:active`, `ZCARD {q}:scheduled`, the
-/// in-flight sets of the workers in `ZRANGE {q}:workers`, `SCARD {q}:done`, `SCARD {q}:dead`.
+/// Reads a queue's depth from apalis-redis' keys: `LLEN {q}:active` plus the jobs of
+/// `{q}:scheduled` already due (a push lands there and a worker's fetch promotes it), the jobs of
+/// `{q}:scheduled` due later (retries with backoff), the in-flight sets of the workers in
+/// `ZRANGE {q}:workers`, `SCARD {q}:done` and `SCARD {q}:dead`.
 ///
 /// # Errors
 /// Redis' error.
@@ -194,9 +196,21 @@ pub async fn redis_depth(
         .arg(-1)
         .query_async(&mut conn)
         .await?;
+    // Scores are run-at times in seconds since the epoch.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let mut pipe = redis::pipe();
     pipe.cmd("LLEN").arg(format!("{queue}:active"));
-    pipe.cmd("ZCARD").arg(format!("{queue}:scheduled"));
+    pipe.cmd("ZCOUNT")
+        .arg(format!("{queue}:scheduled"))
+        .arg("-inf")
+        .arg(now);
+    pipe.cmd("ZCOUNT")
+        .arg(format!("{queue}:scheduled"))
+        .arg(format!("({now}"))
+        .arg("+inf");
     pipe.cmd("SCARD").arg(format!("{queue}:done"));
     pipe.cmd("SCARD").arg(format!("{queue}:dead"));
     for worker in &workers {
@@ -205,11 +219,11 @@ pub async fn redis_depth(
     }
     let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
     Ok(QueueDepth {
-        pending: counts[0],
-        scheduled: counts[1],
-        done: counts[2],
-        dead: counts[3],
-        running: counts[4..].iter().sum(),
+        pending: counts[0] + counts[1],
+        scheduled: counts[2],
+        done: counts[3],
+        dead: counts[4],
+        running: counts[5..].iter().sum(),
     })
 }
 

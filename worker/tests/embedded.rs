@@ -1,0 +1,149 @@
+//! Embedded mode: the same search on the SQLite queue in one process gives the same trajectory as
+//! the distributed mode; and queue depth is read correctly from Redis' keys.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use secrecy::ExposeSecret;
+use sentinela_core::SearchStatus;
+use sentinela_core::jobs::{AnalyzeRecording, SearchVehicle};
+use sentinela_core::queue::{JobQueue, QueueDepth, redis_depth};
+use sentinela_core::repo::points;
+use sentinela_core::settings::Settings;
+use sentinela_core::testing::TestDb;
+use sentinela_worker::{WorkerState, run_workers};
+
+fn settings(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -> Settings {
+    let model = model_path();
+    let snapshots = dir.join("snapshots");
+    let mut env: HashMap<String, String> = [
+        ("DATABASE_URL", test.url.expose_secret().to_owned()),
+        ("SNAPSHOT_DIR", snapshots.to_string_lossy().into_owned()),
+        ("SENTINELA__DETECTOR__MODEL_PATH", model.to_string_lossy().into_owned()),
+        ("WORKER_CONCURRENCY", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Some(redis) = redis {
+        env.insert("REDIS_URL".into(), redis.into());
+    }
+    Settings::from_sources(None, &env).unwrap()
+}
+
+/// Runs one search in-process on the queue the settings select; returns (camera, seconds since t0)
+/// of each point.
+async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -> Vec<(i64, i64)> {
+    let settings = settings(test, redis, dir);
+    let (city, _) = city_with_recordings(&test.db, dir, 12, 3).await;
+    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
+    let state = Arc::new(WorkerState::build(&settings, test.db.clone(), queue.clone()).await.unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn({
+        let settings = settings.clone();
+        async move {
+            run_workers(state, &settings, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    let search = bus_search(&test.db, city).await;
+    queue.push_search(SearchVehicle { search_id: search }).await.unwrap();
+    let row = wait_for(&test.db, search, Duration::from_secs(180), |s| s.status.is_final()).await;
+    assert_eq!(row.status, SearchStatus::Completed, "{row:?}");
+    assert_eq!(row.tasks_done, 12);
+    let _ = stop.send(());
+    workers.await.unwrap().unwrap();
+    let cameras: Vec<i64> = {
+        let mut ids: Vec<i64> = points::list_for_search(&test.db, search)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.camera_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    points::list_for_search(&test.db, search)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                cameras.iter().position(|c| *c == p.camera_id).unwrap() as i64,
+                (p.timestamp - t0()).num_seconds(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_search_in_embedded_mode_gives_the_same_trajectory() {
+    let embedded_dir = tempfile::tempdir().unwrap();
+    let embedded_db = TestDb::sqlite().await;
+    let embedded = run_search(&embedded_db, None, embedded_dir.path()).await;
+
+    let distributed_dir = tempfile::tempdir().unwrap();
+    let distributed_db = TestDb::postgres().await;
+    let redis = redis_db(6);
+    let distributed = run_search(&distributed_db, Some(&redis), distributed_dir.path()).await;
+
+    assert!(!embedded.is_empty());
+    assert_eq!(embedded.len() as i64, 4 * SECONDS, "4 of 12 recordings show the bus");
+    assert_eq!(embedded, distributed);
+    embedded_db.cleanup().await;
+    distributed_db.cleanup().await;
+}
+
+#[tokio::test]
+async fn queue_depth_is_read_from_the_redis_keys() {
+    let redis = redis_db(7);
+    let test = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&test, Some(&redis), dir.path());
+    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
+    let jobs: Vec<AnalyzeRecording> = (0..7)
+        .map(|i| AnalyzeRecording {
+            search_id: 1,
+            task_id: i,
+            recording_id: i,
+            from: t0(),
+            to: t0() + chrono::Duration::seconds(1),
+        })
+        .collect();
+    queue.push_analyze(jobs).await.unwrap();
+    queue.push_search(SearchVehicle { search_id: 1 }).await.unwrap();
+    let depth: HashMap<&str, QueueDepth> = queue.depth().await.unwrap().into_iter().collect();
+    assert_eq!(depth["sentinela:analyze"].pending, 7);
+    assert_eq!(depth["sentinela:search"].pending, 1);
+    assert_eq!(depth["sentinela:analyze"].running, 0);
+
+    // Two jobs taken by a worker show as running, not pending (in-flight sets of live workers);
+    // a job re-scheduled an hour ahead (a retry with backoff) shows as scheduled.
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let inflight = "sentinela:analyze:inflight:test-worker";
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg("sentinela:analyze:scheduled")
+        .arg(0)
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for id in &ids[..2] {
+        let _: () = redis::cmd("ZREM").arg("sentinela:analyze:scheduled").arg(id).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SADD").arg(inflight).arg(id).query_async(&mut conn).await.unwrap();
+    }
+    let later = chrono::Utc::now().timestamp() + 3600;
+    let _: () = redis::cmd("ZADD").arg("sentinela:analyze:scheduled").arg(later).arg(&ids[2]).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("ZADD").arg("sentinela:analyze:workers").arg(0).arg(inflight).query_async(&mut conn).await.unwrap();
+    let depth = redis_depth(&conn, "sentinela:analyze").await.unwrap();
+    assert_eq!((depth.pending, depth.running, depth.scheduled), (4, 2, 1));
+    test.cleanup().await;
+}

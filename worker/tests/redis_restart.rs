@@ -1,0 +1,88 @@
+//! Redis restarting mid-run (with AOF persistence, as in production): workers reconnect and the
+//! search completes with nothing lost.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use secrecy::ExposeSecret;
+use sentinela_core::SearchStatus;
+use sentinela_core::jobs::SearchVehicle;
+use sentinela_core::queue::JobQueue;
+use sentinela_core::settings::Settings;
+use sentinela_core::testing::TestDb;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_redis(port: u16, dir: &std::path::Path) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    for _ in 0..100 {
+        if redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection())
+            .is_ok()
+        {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not start on {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_redis(port, redis_dir.path());
+    let redis = format!("redis://127.0.0.1:{port}/0");
+    let test = TestDb::postgres().await;
+    let (city, with_bus) = city_with_recordings(&test.db, dir.path(), 30, 3).await;
+    let workers: Vec<_> = (0..2)
+        .map(|i| WorkerProcess::spawn(&test, &redis, dir.path(), i, &[("WORKER_CONCURRENCY", "1")]))
+        .collect();
+    let env = [
+        ("DATABASE_URL".to_owned(), test.url.expose_secret().to_owned()),
+        ("REDIS_URL".to_owned(), redis.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let queue = JobQueue::connect(&Settings::from_sources(None, &env).unwrap(), &test.db)
+        .await
+        .unwrap();
+    let search = bus_search(&test.db, city).await;
+    queue.push_search(SearchVehicle { search_id: search }).await.unwrap();
+    let before = wait_for(&test.db, search, Duration::from_secs(120), |s| s.tasks_done >= 4).await;
+    assert!(before.tasks_done < 30, "Redis goes down mid-search");
+
+    // Restart Redis: SHUTDOWN writes the append-only file, the new server reads it back.
+    let _ = Command::new("redis-cli").args(["-p", &port.to_string(), "shutdown"]).status();
+    server.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server = start_redis(port, redis_dir.path());
+
+    let row = wait_for(&test.db, search, Duration::from_secs(180), |s| s.status.is_final()).await;
+    assert_eq!(row.status, SearchStatus::Completed, "{row:?}\n{}", workers[0].log_text());
+    let logs: String = workers.iter().map(WorkerProcess::log_text).collect();
+    let restarts = logs.matches("restarting").count();
+    assert!(restarts >= 1, "the workers saw Redis go away and came back: {logs}");
+    assert!(restarts <= 40, "restarts are paced, not a busy loop: {restarts}");
+    assert_eq!((row.tasks_done, row.tasks_failed), (30, 0));
+    let points = entity::trajectory_point::Entity::find().count(&test.db).await.unwrap();
+    assert_eq!(points, (with_bus.len() as i64 * SECONDS) as u64);
+    drop(workers);
+    let _ = server.kill();
+    let _ = server.wait();
+    test.cleanup().await;
+}
