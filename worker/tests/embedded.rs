@@ -23,7 +23,10 @@ fn settings(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -> Settin
     let mut env: HashMap<String, String> = [
         ("DATABASE_URL", test.url.expose_secret().to_owned()),
         ("SNAPSHOT_DIR", snapshots.to_string_lossy().into_owned()),
-        ("SENTINELA__DETECTOR__MODEL_PATH", model.to_string_lossy().into_owned()),
+        (
+            "SENTINELA__DETECTOR__MODEL_PATH",
+            model.to_string_lossy().into_owned(),
+        ),
         ("WORKER_CONCURRENCY", "2".to_owned()),
     ]
     .into_iter()
@@ -41,7 +44,11 @@ async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -
     let settings = settings(test, redis, dir);
     let (city, _) = city_with_recordings(&test.db, dir, 12, 3).await;
     let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
-    let state = Arc::new(WorkerState::build(&settings, test.db.clone(), queue.clone()).await.unwrap());
+    let state = Arc::new(
+        WorkerState::build(&settings, test.db.clone(), queue.clone())
+            .await
+            .unwrap(),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let workers = tokio::spawn({
         let settings = settings.clone();
@@ -53,8 +60,14 @@ async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -
         }
     });
     let search = bus_search(&test.db, city).await;
-    queue.push_search(SearchVehicle { search_id: search }).await.unwrap();
-    let row = wait_for(&test.db, search, Duration::from_secs(180), |s| s.status.is_final()).await;
+    queue
+        .push_search(SearchVehicle { search_id: search })
+        .await
+        .unwrap();
+    let row = wait_for(&test.db, search, Duration::from_secs(180), |s| {
+        s.status.is_final()
+    })
+    .await;
     assert_eq!(row.status, SearchStatus::Completed, "{row:?}");
     assert_eq!(row.tasks_done, 12);
     let _ = stop.send(());
@@ -95,7 +108,11 @@ async fn the_same_search_in_embedded_mode_gives_the_same_trajectory() {
     let distributed = run_search(&distributed_db, Some(&redis), distributed_dir.path()).await;
 
     assert!(!embedded.is_empty());
-    assert_eq!(embedded.len() as i64, 4 * SECONDS, "4 of 12 recordings show the bus");
+    assert_eq!(
+        embedded.len() as i64,
+        4 * SECONDS,
+        "4 of 12 recordings show the bus"
+    );
     assert_eq!(embedded, distributed);
     embedded_db.cleanup().await;
     distributed_db.cleanup().await;
@@ -118,7 +135,10 @@ async fn queue_depth_is_read_from_the_redis_keys() {
         })
         .collect();
     queue.push_analyze(jobs).await.unwrap();
-    queue.push_search(SearchVehicle { search_id: 1 }).await.unwrap();
+    queue
+        .push_search(SearchVehicle { search_id: 1 })
+        .await
+        .unwrap();
     let depth: HashMap<&str, QueueDepth> = queue.depth().await.unwrap().into_iter().collect();
     assert_eq!(depth["sentinela:analyze"].pending, 7);
     assert_eq!(depth["sentinela:search"].pending, 1);
@@ -137,12 +157,34 @@ async fn queue_depth_is_read_from_the_redis_keys() {
         .await
         .unwrap();
     for id in &ids[..2] {
-        let _: () = redis::cmd("ZREM").arg("sentinela:analyze:scheduled").arg(id).query_async(&mut conn).await.unwrap();
-        let _: () = redis::cmd("SADD").arg(inflight).arg(id).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("ZREM")
+            .arg("sentinela:analyze:scheduled")
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SADD")
+            .arg(inflight)
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
     let later = chrono::Utc::now().timestamp() + 3600;
-    let _: () = redis::cmd("ZADD").arg("sentinela:analyze:scheduled").arg(later).arg(&ids[2]).query_async(&mut conn).await.unwrap();
-    let _: () = redis::cmd("ZADD").arg("sentinela:analyze:workers").arg(0).arg(inflight).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("sentinela:analyze:scheduled")
+        .arg(later)
+        .arg(&ids[2])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("sentinela:analyze:workers")
+        .arg(0)
+        .arg(inflight)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let depth = redis_depth(&conn, "sentinela:analyze").await.unwrap();
     assert_eq!((depth.pending, depth.running, depth.scheduled), (4, 2, 1));
     test.cleanup().await;

@@ -16,12 +16,25 @@ use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_redis(port: u16, dir: &std::path::Path) -> Child {
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -53,7 +66,10 @@ async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
         .map(|i| WorkerProcess::spawn(&test, &redis, dir.path(), i, &[("WORKER_CONCURRENCY", "1")]))
         .collect();
     let env = [
-        ("DATABASE_URL".to_owned(), test.url.expose_secret().to_owned()),
+        (
+            "DATABASE_URL".to_owned(),
+            test.url.expose_secret().to_owned(),
+        ),
         ("REDIS_URL".to_owned(), redis.clone()),
     ]
     .into_iter()
@@ -62,24 +78,49 @@ async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
         .await
         .unwrap();
     let search = bus_search(&test.db, city).await;
-    queue.push_search(SearchVehicle { search_id: search }).await.unwrap();
-    let before = wait_for(&test.db, search, Duration::from_secs(120), |s| s.tasks_done >= 4).await;
+    queue
+        .push_search(SearchVehicle { search_id: search })
+        .await
+        .unwrap();
+    let before = wait_for(&test.db, search, Duration::from_secs(120), |s| {
+        s.tasks_done >= 4
+    })
+    .await;
     assert!(before.tasks_done < 30, "Redis goes down mid-search");
 
     // Restart Redis: SHUTDOWN writes the append-only file, the new server reads it back.
-    let _ = Command::new("redis-cli").args(["-p", &port.to_string(), "shutdown"]).status();
+    let _ = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "shutdown"])
+        .status();
     server.wait().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     server = start_redis(port, redis_dir.path());
 
-    let row = wait_for(&test.db, search, Duration::from_secs(180), |s| s.status.is_final()).await;
-    assert_eq!(row.status, SearchStatus::Completed, "{row:?}\n{}", workers[0].log_text());
+    let row = wait_for(&test.db, search, Duration::from_secs(180), |s| {
+        s.status.is_final()
+    })
+    .await;
+    assert_eq!(
+        row.status,
+        SearchStatus::Completed,
+        "{row:?}\n{}",
+        workers[0].log_text()
+    );
     let logs: String = workers.iter().map(WorkerProcess::log_text).collect();
     let restarts = logs.matches("restarting").count();
-    assert!(restarts >= 1, "the workers saw Redis go away and came back: {logs}");
-    assert!(restarts <= 40, "restarts are paced, not a busy loop: {restarts}");
+    assert!(
+        restarts >= 1,
+        "the workers saw Redis go away and came back: {logs}"
+    );
+    assert!(
+        restarts <= 40,
+        "restarts are paced, not a busy loop: {restarts}"
+    );
     assert_eq!((row.tasks_done, row.tasks_failed), (30, 0));
-    let points = entity::trajectory_point::Entity::find().count(&test.db).await.unwrap();
+    let points = entity::trajectory_point::Entity::find()
+        .count(&test.db)
+        .await
+        .unwrap();
     assert_eq!(points, (with_bus.len() as i64 * SECONDS) as u64);
     drop(workers);
     let _ = server.kill();
