@@ -50,6 +50,9 @@ fn start_redis(port: u16, dir: &std::path::Path) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server did not start on {port}");
 }
 
