@@ -1,12 +1,35 @@
-//! Sentinela's HTTP API binary, as a library so tests can drive it.
+//! Sentinela's HTTP API (poem + poem-openapi), as a library so tests can start it on port 0.
 //!
 //! # Layout
-//! - [`Cli`]: the command line (`sentinela-api [serve|seed] [--standalone] [--demo]`).
-//! - [`run`]: dispatches a parsed command line.
+//! - [`Cli`], [`run`]: the `sentinela-api` binary (`serve`, `seed`, `migrate`, `--standalone`,
+//!   `--demo`).
+//! - [`AppState`], [`app`], [`serve`]: the application and its server loop.
+//! - [`error`]: the one error type, JSON `{code, message, field?}`.
+//! - [`auth`]: API keys.
+//! - [`routes`]: one module per resource.
+//! - [`demo`]: the demo city and its generated recordings.
+
+pub mod auth;
+pub mod demo;
+pub mod error;
+pub mod routes;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sentinela_core::{db, seed, settings::Settings};
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::Tracing;
+use poem::{Endpoint, EndpointExt, Route, Server};
+use poem_openapi::OpenApiService;
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+use sentinela_core::queue::JobQueue;
+use sentinela_core::settings::Settings;
+use sentinela_core::{db, seed};
 
 /// Command line of `sentinela-api`.
 #[derive(Debug, Parser)]
@@ -16,14 +39,15 @@ use sentinela_core::{db, seed, settings::Settings};
     about = "Sentinela HTTP API: vehicle searches over a city's camera recordings",
     long_about = "Sentinela HTTP API: vehicle searches over a city's camera recordings.\n\n\
         Settings come from the environment (DATABASE_URL, REDIS_URL, API_BIND, DETECTOR, \
-        SAMPLE_FPS, …; see .env.example) and an optional sentinela.toml."
+        SAMPLE_FPS, SENTINELA_ADMIN_KEY, …; see .env.example) and an optional sentinela.toml. \
+        Swagger UI is served at /docs, the OpenAPI document at /openapi.json."
 )]
 pub struct Cli {
-    /// Run api + worker + scheduler in one process (embedded mode).
+    /// Run api + workers in one process (embedded mode: SQLite queue, local detector).
     #[arg(long)]
     pub standalone: bool,
-    /// With --standalone: also load a demo city, cameras and sample recordings.
-    #[arg(long)]
+    /// With --standalone: also create a demo city, cameras and sample recordings.
+    #[arg(long, requires = "standalone")]
     pub demo: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -39,6 +63,107 @@ pub enum Command {
     Migrate,
     /// Idempotently create the demo city and its cameras.
     Seed,
+}
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Database.
+    pub db: DatabaseConnection,
+    /// Job queue.
+    pub queue: JobQueue,
+    /// Snapshot files.
+    pub snapshot_dir: PathBuf,
+    /// Recording files.
+    pub recordings_dir: PathBuf,
+    /// Longest search window, hours.
+    pub max_window_hours: u32,
+}
+
+impl AppState {
+    /// State from settings and connections.
+    pub fn new(settings: &Settings, db: DatabaseConnection, queue: JobQueue) -> Self {
+        Self {
+            db,
+            queue,
+            snapshot_dir: settings.storage.snapshot_dir.clone(),
+            recordings_dir: settings.storage.recordings_dir.clone(),
+            max_window_hours: settings.api.max_search_window_hours,
+        }
+    }
+}
+
+/// The application: every route, Swagger UI at `/docs`, the spec at `/openapi.json`, a body size
+/// limit, request tracing, and every error as JSON.
+pub fn app(state: AppState, body_limit: usize) -> impl Endpoint {
+    let service = OpenApiService::new(routes::api(), "Sentinela", env!("CARGO_PKG_VERSION"))
+        .description("Where did the vehicle go? Searches over a city's camera recordings.");
+    let ui = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    Route::new()
+        .nest("/", service)
+        .nest("/docs", ui)
+        .at("/openapi.json", spec)
+        .around(move |endpoint, request| limit_body(endpoint, request, body_limit))
+        .with(Tracing)
+        .data(state)
+        .catch_all_error(error::to_json_error)
+}
+
+/// Refuses bodies over `limit` bytes (413) before they are read; a body sent without a length
+/// (chunked) is refused with 411, so the limit cannot be side-stepped.
+async fn limit_body<E: Endpoint>(
+    endpoint: Arc<E>,
+    request: poem::Request,
+    limit: usize,
+) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    use poem::http::{StatusCode, header};
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let chunked = request
+        .headers()
+        .get(header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    match length {
+        Some(n) if n > limit => Err(poem::Error::from_string(
+            format!("the body is {n} bytes; the limit is {limit}"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )),
+        None if chunked => Err(poem::Error::from_string(
+            "send a Content-Length with the body",
+            StatusCode::LENGTH_REQUIRED,
+        )),
+        _ => Ok(endpoint.call(request).await?.into_response()),
+    }
+}
+
+/// Serves `app` on an accepted listener until `shutdown` resolves, then drains for up to 10 s.
+///
+/// # Errors
+/// The server's I/O error.
+pub async fn serve(
+    acceptor: TcpAcceptor,
+    app: impl Endpoint + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
+        .await
+}
+
+/// Binds the API address.
+///
+/// # Errors
+/// `API_BIND` unusable (taken, bad address).
+pub async fn bind(addr: &str) -> anyhow::Result<TcpAcceptor> {
+    TcpListener::bind(addr.to_owned())
+        .into_acceptor()
+        .await
+        .with_context(|| format!("API_BIND: cannot listen on {addr}"))
 }
 
 /// Runs a parsed command line.
@@ -71,11 +196,93 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve => {
-            db::connect_and_migrate(&settings.database_url).await?;
-            anyhow::bail!(
-                "serving the HTTP API is not implemented yet (issue #4); `seed` and `migrate` work"
-            )
-        }
+        Command::Serve => serve_command(&settings, cli.standalone, cli.demo).await,
     }
+}
+
+async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> anyhow::Result<()> {
+    let db = db::connect_and_migrate(&settings.database_url).await?;
+    let mut admin_key = settings
+        .admin_key
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned());
+    if demo && admin_key.is_none() {
+        admin_key = Some(auth::new_secret());
+    }
+    if let Some(key) = &admin_key {
+        auth::ensure_admin_key(&db, key)
+            .await
+            .context("failed to ensure the bootstrap admin key")?;
+    }
+    let queue = JobQueue::connect(settings, &db).await?;
+    let acceptor = bind(&settings.api.bind).await?;
+    let local = acceptor.local_addr()[0].to_string();
+    let local = local.trim_start_matches("socket://").to_owned();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = None;
+    if standalone {
+        if demo {
+            let info = demo::prepare(&db, &settings.storage.recordings_dir).await?;
+            print_demo(
+                &local,
+                info.city_id,
+                admin_key.as_deref().unwrap_or_default(),
+            );
+        }
+        let state = Arc::new(
+            sentinela_worker::WorkerState::build(settings, db.clone(), queue.clone()).await?,
+        );
+        let worker_settings = settings.clone();
+        let mut rx = stop_rx.clone();
+        workers = Some(tokio::spawn(async move {
+            sentinela_worker::run_workers(state, &worker_settings, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+        }));
+        tracing::warn!("the scheduler (retention, cleanup, recovery) does not run in-process yet");
+    }
+    tracing::info!(address = %local, standalone, "API listening; Swagger UI at /docs");
+    let state = AppState::new(settings, db, queue);
+    let mut rx = stop_rx.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = sentinela_worker::shutdown_signal() => {}
+            _ = rx.wait_for(|stop| *stop) => {}
+        }
+    };
+    serve(
+        acceptor,
+        app(state, settings.api.body_limit_bytes),
+        shutdown,
+    )
+    .await
+    .context("the HTTP server failed")?;
+    let _ = stop_tx.send(true);
+    if let Some(workers) = workers {
+        workers.await.context("worker task")??;
+    }
+    Ok(())
+}
+
+fn print_demo(addr: &str, city_id: i64, key: &str) {
+    let host = addr.replace("0.0.0.0", "127.0.0.1");
+    println!();
+    println!("Sentinela demo is ready.");
+    println!("  Swagger UI: http://{host}/docs");
+    println!("  Admin API key: {key}");
+    println!();
+    println!("Find the red bus (ônibus vermelho) between 08:00 and 08:10 in São Paulo:");
+    println!();
+    println!(
+        "  id=$(curl -s -X POST http://{host}/api/v1/searches -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n     -d '{{\"city_id\": {city_id}, \"vehicle_type\": \"ônibus\", \"color\": \"vermelho\", \"start_date\": \"2026-11-29T08:00:00-03:00\", \"end_date\": \"2026-11-29T08:10:00-03:00\"}}' \\\n     | sed -E 's/.*\"id\":([0-9]+).*/\\1/')"
+    );
+    println!(
+        "  until curl -s http://{host}/api/v1/searches/$id -H 'Authorization: Bearer {key}' | grep -q '\"status\":\"completed'; do sleep 2; done"
+    );
+    println!(
+        "  curl -s http://{host}/api/v1/searches/$id/trajectory -H 'Authorization: Bearer {key}'"
+    );
+    println!();
 }

@@ -1,0 +1,166 @@
+//! The API's one error type: every failure is JSON `{code, message, field?}` with a fitting status.
+//! Client errors say what was wrong and which field; server errors log their cause chain and
+//! answer with a generic message.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+use sentinela_core::domain::ParseError;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// Machine-readable code: `bad_request`, `unauthorized`, `not_found`, `conflict`…
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The request field at fault, when there is one.
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+}
+
+/// An error answer.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// Malformed request.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing, unknown or revoked API key.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The key may not do this.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such object (or not in the key's city).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Conflicts with existing data.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Well-formed but invalid (dates, criteria…).
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// Server fault.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency is down.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn body(code: &str, message: impl Into<String>, field: Option<&str>) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        code: code.to_owned(),
+        message: message.into(),
+        field: field.map(str::to_owned),
+    })
+}
+
+impl ApiError {
+    /// 400 naming a field.
+    pub fn bad_request(message: impl Into<String>, field: Option<&str>) -> Self {
+        Self::BadRequest(body("bad_request", message, field))
+    }
+
+    /// 422 naming a field.
+    pub fn invalid(message: impl Into<String>, field: &str) -> Self {
+        Self::Unprocessable(body("invalid", message, Some(field)))
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::Unauthorized(body("unauthorized", message, None))
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden(body("forbidden", message, None))
+    }
+
+    /// 404 for a kind of object and its id.
+    pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        Self::NotFound(body("not_found", format!("{what} {id} not found"), None))
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>, field: Option<&str>) -> Self {
+        Self::Conflict(body("conflict", message, field))
+    }
+
+    /// 503 naming the part that is down.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable(body("unavailable", message, None))
+    }
+
+    /// 500: logs the cause chain, answers with a generic message.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        let error = error.into();
+        tracing::error!(error = %format!("{error:#}"), "internal error");
+        Self::Internal(body("internal", "internal server error", None))
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        Self::invalid(e.to_string(), e.field)
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        if sentinela_core::repo::is_unique_violation(&e) {
+            return Self::conflict("an object with the same unique value already exists", None);
+        }
+        Self::internal(e)
+    }
+}
+
+/// Turns any error poem or poem-openapi raised outside our handlers (unparsable JSON, a missing
+/// field, an unknown route, a missing key) into the same JSON shape. Our own [`ApiError`]s already
+/// are JSON and pass through unchanged.
+pub async fn to_json_error(err: poem::Error) -> poem::Response {
+    let response = err.into_response();
+    let is_json = response
+        .headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let status = response.status();
+    let message = response.into_body().into_string().await.unwrap_or_default();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        411 => "length_required",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid",
+        s if s >= 500 => "internal",
+        _ => "error",
+    };
+    // poem-openapi names the field in its messages as "field `name`".
+    let field = message
+        .split("field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned);
+    let message = if status.is_server_error() {
+        tracing::error!(%message, "unhandled server error");
+        "internal server error".to_owned()
+    } else if status.as_u16() == 401 && !message.contains("key") {
+        "missing or invalid API key (Authorization: Bearer <key>)".to_owned()
+    } else if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        message
+    };
+    let body = serde_json::json!({"code": code, "message": message, "field": field});
+    poem::Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(body.to_string())
+}

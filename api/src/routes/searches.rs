@@ -1,0 +1,526 @@
+//! Searches: create, list, read with progress, cancel, trajectory, progress events.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{camera, vehicle_search};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, EventStream, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sentinela_core::SearchStatus;
+use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
+use sentinela_core::jobs::SearchVehicle;
+use sentinela_core::repo::{cities, points, searches};
+
+use crate::AppState;
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+
+#[derive(Tags)]
+enum SearchTags {
+    /// Vehicle searches and their trajectories.
+    Searches,
+}
+
+/// A new search.
+#[derive(Debug, Object)]
+pub struct CreateSearch {
+    /// City whose recordings are searched (required).
+    pub city_id: Option<i64>,
+    /// Brazilian plate (`ABC-1234`, `ABC1D23`), wildcards `*` and `?` allowed.
+    pub plate: Option<String>,
+    /// Colour, English or Portuguese (`red`, `vermelho`…).
+    pub color: Option<String>,
+    /// Vehicle type, English or Portuguese (`bus`, `ônibus`, `carro`…).
+    pub vehicle_type: Option<String>,
+    /// Window start, RFC 3339 (required).
+    pub start_date: Option<String>,
+    /// Window end, RFC 3339, after the start (required).
+    pub end_date: Option<String>,
+    /// Only these cameras of the city.
+    pub camera_ids: Option<Vec<i64>>,
+}
+
+/// Progress counters.
+#[derive(Debug, Clone, Object)]
+pub struct Progress {
+    /// Recordings to analyse.
+    pub tasks_total: i32,
+    /// Recordings analysed.
+    pub tasks_done: i32,
+    /// Recordings that could not be analysed.
+    pub tasks_failed: i32,
+    /// Frames analysed.
+    pub frames_analyzed: i64,
+    /// Detector calls made.
+    pub detector_calls: i64,
+}
+
+/// A search.
+#[derive(Debug, Clone, Object)]
+pub struct SearchView {
+    /// Id.
+    pub id: i64,
+    /// City.
+    pub city_id: i64,
+    /// pending, processing, completed, completed_with_errors, failed, cancelled.
+    pub status: String,
+    /// Normalised plate pattern.
+    pub plate: Option<String>,
+    /// Canonical colour.
+    pub color: Option<String>,
+    /// Canonical vehicle type.
+    pub vehicle_type: Option<String>,
+    /// Window start.
+    pub start_date: DateTime<Utc>,
+    /// Window end.
+    pub end_date: DateTime<Utc>,
+    /// Camera filter.
+    pub camera_ids: Option<Vec<i64>>,
+    /// Progress.
+    pub progress: Progress,
+    /// What failed, when something did.
+    pub error_message: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Planned.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<vehicle_search::Model> for SearchView {
+    fn from(s: vehicle_search::Model) -> Self {
+        Self {
+            camera_ids: searches::camera_filter(&s),
+            id: s.id,
+            city_id: s.city_id,
+            status: s.status.as_str().to_owned(),
+            plate: s.plate,
+            color: s.color,
+            vehicle_type: s.vehicle_type,
+            start_date: s.start_date,
+            end_date: s.end_date,
+            progress: Progress {
+                tasks_total: s.tasks_total,
+                tasks_done: s.tasks_done,
+                tasks_failed: s.tasks_failed,
+                frames_analyzed: s.frames_analyzed,
+                detector_calls: s.detector_calls,
+            },
+            error_message: s.error_message,
+            created_at: s.created_at,
+            started_at: s.started_at,
+            completed_at: s.completed_at,
+        }
+    }
+}
+
+/// A page of searches.
+#[derive(Debug, Object)]
+pub struct SearchPage {
+    /// The searches, newest first.
+    pub items: Vec<SearchView>,
+    /// How many match the filters.
+    pub total: u64,
+}
+
+/// A sighting.
+#[derive(Debug, Object)]
+pub struct PointView {
+    /// Camera.
+    pub camera_id: i64,
+    /// Camera name.
+    pub camera_name: String,
+    /// When.
+    pub timestamp: DateTime<Utc>,
+    /// The snapshot (same API key).
+    pub image_url: Option<String>,
+    /// Detector confidence, 0..1.
+    pub confidence: f64,
+    /// Camera location.
+    pub location: Option<String>,
+    /// Camera latitude.
+    pub latitude: Option<f64>,
+    /// Camera longitude.
+    pub longitude: Option<f64>,
+    /// Vehicle type seen.
+    pub label: String,
+    /// Colour seen.
+    pub color: Option<String>,
+    /// Plate read.
+    pub plate: Option<String>,
+    /// Plate match score, 0..1.
+    pub plate_score: Option<f64>,
+}
+
+/// A camera on the trajectory.
+#[derive(Debug, Object)]
+pub struct CameraVisit {
+    /// Camera.
+    pub camera_id: i64,
+    /// Camera name.
+    pub camera_name: String,
+    /// First sighting.
+    pub first_seen: DateTime<Utc>,
+    /// Last sighting.
+    pub last_seen: DateTime<Utc>,
+    /// Sightings.
+    pub sightings: u64,
+}
+
+/// Where the vehicle went.
+#[derive(Debug, Object)]
+pub struct Trajectory {
+    /// The search.
+    pub search_id: i64,
+    /// The search's status (the trajectory grows while it is processing).
+    pub status: String,
+    /// Sightings in time order.
+    pub points: Vec<PointView>,
+    /// Cameras in the order the vehicle first reached them.
+    pub cameras_visited: Vec<CameraVisit>,
+}
+
+/// Answer to a new search.
+#[derive(ApiResponse)]
+pub enum CreatedSearch {
+    /// Accepted; poll `Location` for progress.
+    #[oai(status = 202)]
+    Accepted(Json<SearchView>, #[oai(header = "Location")] String),
+}
+
+/// Search endpoints.
+pub struct SearchesApi;
+
+fn criterion<T>(
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, sentinela_core::domain::ParseError>,
+) -> Result<Option<T>, ApiError> {
+    Ok(value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(parse)
+        .transpose()?)
+}
+
+async fn visible_search(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    id: i64,
+) -> Result<vehicle_search::Model, ApiError> {
+    match searches::get(&state.db, id).await? {
+        Some(s) if auth.0.sees_city(s.city_id) => Ok(s),
+        _ => Err(ApiError::not_found("search", id)),
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "SearchTags::Searches")]
+impl SearchesApi {
+    /// Start a search. At least one of plate, colour or vehicle type is required.
+    #[oai(path = "/searches", method = "post")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        body: Json<CreateSearch>,
+    ) -> Result<CreatedSearch, ApiError> {
+        let body = body.0;
+        let plate = criterion(body.plate.as_deref(), PlatePattern::parse)?;
+        let color = criterion(body.color.as_deref(), Color::parse)?;
+        let vehicle_type = criterion(body.vehicle_type.as_deref(), VehicleType::parse)?;
+        if plate.is_none() && color.is_none() && vehicle_type.is_none() {
+            return Err(ApiError::invalid(
+                "give at least one criterion: plate, color or vehicle_type",
+                "plate",
+            ));
+        }
+        let required = |field: &str| ApiError::invalid(format!("{field} is required"), field);
+        let city_id = body.city_id.ok_or_else(|| required("city_id"))?;
+        let start_date = body
+            .start_date
+            .as_deref()
+            .ok_or_else(|| required("start_date"))?;
+        let end_date = body
+            .end_date
+            .as_deref()
+            .ok_or_else(|| required("end_date"))?;
+        let window = TimeRange::parse(start_date, end_date)?
+            .limit(chrono::Duration::hours(i64::from(state.max_window_hours)))?;
+        let unknown_city = || ApiError::invalid(format!("unknown city {city_id}"), "city_id");
+        let city = cities::get(&state.db, city_id)
+            .await?
+            .ok_or_else(unknown_city)?;
+        if !auth.0.sees_city(city.id) {
+            return Err(unknown_city());
+        }
+        if let Some(ids) = &body.camera_ids {
+            if ids.is_empty() {
+                return Err(ApiError::invalid(
+                    "camera_ids is empty; omit it for every camera",
+                    "camera_ids",
+                ));
+            }
+            let known = camera::Entity::find()
+                .filter(camera::Column::CityId.eq(city.id))
+                .filter(camera::Column::Id.is_in(ids.iter().copied()))
+                .count(&state.db)
+                .await?;
+            let mut distinct = ids.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if known != distinct.len() as u64 {
+                return Err(ApiError::invalid(
+                    format!("camera_ids has cameras that are not in city {}", city.id),
+                    "camera_ids",
+                ));
+            }
+        }
+        let search = searches::create(
+            &state.db,
+            searches::NewSearch {
+                city_id: city.id,
+                user_id: Some(auth.0.user_id.clone()),
+                plate,
+                color,
+                vehicle_type,
+                window,
+                camera_ids: body.camera_ids,
+            },
+        )
+        .await?;
+        if let Err(e) = state
+            .queue
+            .push_search(SearchVehicle {
+                search_id: search.id,
+            })
+            .await
+        {
+            // Nothing will ever plan it: say so on the search rather than leave it pending.
+            searches::fail(&state.db, search.id, "the job queue was unavailable")
+                .await
+                .ok();
+            tracing::error!(search_id = search.id, error = %format!("{e:#}"), "failed to enqueue a search");
+            return Err(ApiError::unavailable(
+                "the job queue is unavailable; try again",
+            ));
+        }
+        let location = format!("/api/v1/searches/{}", search.id);
+        Ok(CreatedSearch::Accepted(Json(search.into()), location))
+    }
+
+    /// List searches of the key's city (all cities for admin keys), newest first.
+    // Each query parameter is its own argument, as poem-openapi documents them.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/searches", method = "get")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        /// Filter by status.
+        status: Query<Option<String>>,
+        /// Created at or after (RFC 3339).
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Created before (RFC 3339).
+        created_before: Query<Option<DateTime<Utc>>>,
+        /// Page size (1–200, default 50).
+        limit: Query<Option<u64>>,
+        /// Items to skip.
+        offset: Query<Option<u64>>,
+    ) -> Result<Json<SearchPage>, ApiError> {
+        let mut query = vehicle_search::Entity::find();
+        if let Some(city) = auth.0.city_id {
+            query = query.filter(vehicle_search::Column::CityId.eq(city));
+        }
+        if let Some(status) = status.0.as_deref() {
+            let known = [
+                SearchStatus::Pending,
+                SearchStatus::Processing,
+                SearchStatus::Completed,
+                SearchStatus::CompletedWithErrors,
+                SearchStatus::Failed,
+                SearchStatus::Cancelled,
+            ];
+            let Some(status) = known.into_iter().find(|s| s.as_str() == status) else {
+                return Err(ApiError::bad_request(
+                    format!("unknown status {status:?}"),
+                    Some("status"),
+                ));
+            };
+            query = query.filter(vehicle_search::Column::Status.eq(status.as_str()));
+        }
+        if let Some(after) = created_after.0 {
+            query = query.filter(vehicle_search::Column::CreatedAt.gte(after));
+        }
+        if let Some(before) = created_before.0 {
+            query = query.filter(vehicle_search::Column::CreatedAt.lt(before));
+        }
+        let limit = limit.0.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "limit must be between 1 and 200",
+                Some("limit"),
+            ));
+        }
+        let total = query.clone().count(&state.db).await?;
+        let items = query
+            .order_by_desc(vehicle_search::Column::CreatedAt)
+            .order_by_desc(vehicle_search::Column::Id)
+            .limit(limit)
+            .offset(offset.0.unwrap_or(0))
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .map(SearchView::from)
+            .collect();
+        Ok(Json(SearchPage { items, total }))
+    }
+
+    /// A search with its progress.
+    #[oai(path = "/searches/:id", method = "get")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        id: Path<i64>,
+    ) -> Result<Json<SearchView>, ApiError> {
+        Ok(Json(visible_search(&state, &auth, id.0).await?.into()))
+    }
+
+    /// Cancel a search that has not ended; its remaining jobs stop without detector calls.
+    #[oai(path = "/searches/:id/cancel", method = "post")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        id: Path<i64>,
+    ) -> Result<Json<SearchView>, ApiError> {
+        let search = visible_search(&state, &auth, id.0).await?;
+        if !searches::cancel(&state.db, search.id).await? {
+            return Err(ApiError::conflict(
+                format!(
+                    "search {} has already ended ({})",
+                    search.id,
+                    search.status.as_str()
+                ),
+                None,
+            ));
+        }
+        Ok(Json(visible_search(&state, &auth, id.0).await?.into()))
+    }
+
+    /// Where the vehicle went: sightings in time order and the cameras visited.
+    #[oai(path = "/searches/:id/trajectory", method = "get")]
+    async fn trajectory(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        id: Path<i64>,
+    ) -> Result<Json<Trajectory>, ApiError> {
+        let search = visible_search(&state, &auth, id.0).await?;
+        let rows = points::list_for_search(&state.db, search.id).await?;
+        let cameras: BTreeMap<i64, camera::Model> = camera::Entity::find()
+            .filter(camera::Column::CityId.eq(search.city_id))
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        let mut visits: Vec<CameraVisit> = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for p in rows {
+            let cam = cameras.get(&p.camera_id);
+            let name = cam.map_or_else(|| format!("camera {}", p.camera_id), |c| c.name.clone());
+            match visits.iter_mut().find(|v| v.camera_id == p.camera_id) {
+                Some(v) => {
+                    v.last_seen = p.timestamp;
+                    v.sightings += 1;
+                }
+                None => visits.push(CameraVisit {
+                    camera_id: p.camera_id,
+                    camera_name: name.clone(),
+                    first_seen: p.timestamp,
+                    last_seen: p.timestamp,
+                    sightings: 1,
+                }),
+            }
+            out.push(PointView {
+                camera_id: p.camera_id,
+                camera_name: name,
+                timestamp: p.timestamp,
+                image_url: p
+                    .image_path
+                    .as_ref()
+                    .map(|f| format!("/api/v1/snapshots/{f}")),
+                confidence: p.confidence,
+                location: cam.and_then(|c| c.location.clone()),
+                latitude: cam.and_then(|c| c.latitude),
+                longitude: cam.and_then(|c| c.longitude),
+                label: p.label,
+                color: p.color,
+                plate: p.plate_text,
+                plate_score: p.plate_score,
+            });
+        }
+        Ok(Json(Trajectory {
+            search_id: search.id,
+            status: search.status.as_str().to_owned(),
+            points: out,
+            cameras_visited: visits,
+        }))
+    }
+
+    /// Progress as server-sent events: one event per second while the search runs, the last one
+    /// when it ends.
+    #[oai(path = "/searches/:id/events", method = "get")]
+    async fn events(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        id: Path<i64>,
+    ) -> Result<EventStream<BoxStream<'static, SearchView>>, ApiError> {
+        let first = visible_search(&state, &auth, id.0).await?;
+        let db = state.db.clone();
+        let stream = futures::stream::unfold((Some(first), db), |(next, db)| async move {
+            let current = next?;
+            let more = if current.status.is_final() {
+                None
+            } else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                searches::get(&db, current.id).await.ok().flatten()
+            };
+            Some((SearchView::from(current), (more, db)))
+        })
+        .boxed();
+        Ok(EventStream::new(stream))
+    }
+
+    /// A matched frame (JPEG); only for keys of the search's city.
+    #[oai(path = "/snapshots/:search_id/:file", method = "get")]
+    async fn snapshot(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        search_id: Path<i64>,
+        file: Path<String>,
+    ) -> Result<Binary<Vec<u8>>, ApiError> {
+        let search = visible_search(&state, &auth, search_id.0).await?;
+        let name = file.0;
+        if name.contains('/') || name.contains("..") || !name.ends_with(".jpg") {
+            return Err(ApiError::not_found("snapshot", &name));
+        }
+        let path = state.snapshot_dir.join(search.id.to_string()).join(&name);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Binary(bytes)),
+            Err(_) => Err(ApiError::not_found(
+                "snapshot",
+                format!("{}/{name}", search.id),
+            )),
+        }
+    }
+}
