@@ -13,6 +13,10 @@ for pkg in "${wanted[@]}"; do
   fi
 done
 
+# Python tools from PyPI, pinned (deps/pip-tools.txt); a no-op when they are already there.
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+  -r "$root/deps/pip-tools.txt"
+
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi

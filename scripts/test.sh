@@ -17,3 +17,9 @@ done
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# Property-based API tests against the OpenAPI document: no 5xx, every answer matches the schema.
+bash scripts/schemathesis.sh
+
+# The README's run command, end to end: Swagger UI answers and the printed search finds the bus.
+bash scripts/check-run.sh

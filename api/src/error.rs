@@ -8,13 +8,13 @@ use sentinela_core::domain::ParseError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     /// Machine-readable code: `bad_request`, `unauthorized`, `not_found`, `conflict`…
     pub code: String,
     /// What went wrong, for a person.
     pub message: String,
     /// The request field at fault, when there is one.
-    #[oai(skip_serializing_if_is_none)]
     pub field: Option<String>,
 }
 
@@ -158,7 +158,10 @@ pub async fn to_json_error(err: poem::Error) -> poem::Response {
     } else {
         message
     };
-    let body = serde_json::json!({"code": code, "message": message, "field": field});
+    let mut body = serde_json::json!({"code": code, "message": message});
+    if let Some(field) = field {
+        body["field"] = serde_json::Value::String(field);
+    }
     poem::Response::builder()
         .status(status)
         .content_type("application/json")

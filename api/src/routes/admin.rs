@@ -29,6 +29,7 @@ enum AdminTags {
 
 /// A city.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CityView {
     /// Id.
     pub id: i64,
@@ -56,6 +57,7 @@ impl From<city::Model> for CityView {
 
 /// A new city.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreateCity {
     /// Unique name.
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -72,6 +74,7 @@ pub struct CreateCity {
 
 /// A camera.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CameraView {
     /// Id.
     pub id: i64,
@@ -108,6 +111,7 @@ impl From<camera::Model> for CameraView {
 
 /// A new camera.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreateCamera {
     /// City.
     pub city_id: i64,
@@ -130,6 +134,7 @@ pub struct CreateCamera {
 
 /// A recording.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecordingView {
     /// Id.
     pub id: i64,
@@ -163,6 +168,7 @@ impl From<recording::Model> for RecordingView {
 
 /// A recording to register.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RegisterRecording {
     /// Camera.
     pub camera_id: i64,
@@ -177,6 +183,7 @@ pub struct RegisterRecording {
 
 /// A new API key.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreateApiKey {
     /// A label.
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -190,6 +197,7 @@ pub struct CreateApiKey {
 
 /// An API key (never its secret).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyView {
     /// Id.
     pub id: i64,
@@ -223,6 +231,7 @@ impl From<api_key::Model> for ApiKeyView {
 
 /// A created key: the secret is shown this once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedApiKey {
     /// The key.
     pub key: ApiKeyView,

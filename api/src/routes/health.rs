@@ -15,6 +15,7 @@ enum HealthTags {
 
 /// Probe answer.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HealthBody {
     /// `ok` or `unavailable`.
     pub status: String,

@@ -29,6 +29,7 @@ enum SearchTags {
 
 /// A new search.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreateSearch {
     /// City whose recordings are searched (required).
     pub city_id: Option<i64>,
@@ -48,6 +49,7 @@ pub struct CreateSearch {
 
 /// Progress counters.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Progress {
     /// Recordings to analyse.
     pub tasks_total: i32,
@@ -63,6 +65,7 @@ pub struct Progress {
 
 /// A search.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SearchView {
     /// Id.
     pub id: i64,
@@ -123,6 +126,7 @@ impl From<vehicle_search::Model> for SearchView {
 
 /// A page of searches.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SearchPage {
     /// The searches, newest first.
     pub items: Vec<SearchView>,
@@ -132,6 +136,7 @@ pub struct SearchPage {
 
 /// A sighting.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PointView {
     /// Camera.
     pub camera_id: i64,
@@ -161,6 +166,7 @@ pub struct PointView {
 
 /// A camera on the trajectory.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CameraVisit {
     /// Camera.
     pub camera_id: i64,
@@ -176,6 +182,7 @@ pub struct CameraVisit {
 
 /// Where the vehicle went.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Trajectory {
     /// The search.
     pub search_id: i64,
