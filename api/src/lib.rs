@@ -4,6 +4,7 @@
 //! - [`Cli`], [`run`]: the `sentinela-api` binary (`serve`, `seed`, `migrate`, `--standalone`,
 //!   `--demo`).
 //! - [`AppState`], [`app`], [`serve`]: the application and its server loop.
+//! - [`metrics`]: `/metrics` (HTTP requests and queue depth).
 //! - [`error`]: the one error type, JSON `{code, message, field?}`.
 //! - [`auth`]: API keys.
 //! - [`routes`]: one module per resource.
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod demo;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 
 use std::future::Future;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::middleware::Tracing;
+use poem::middleware::{CatchPanic, Tracing};
 use poem::{Endpoint, EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use sea_orm::DatabaseConnection;
@@ -100,13 +102,20 @@ pub fn app(state: AppState, body_limit: usize) -> impl Endpoint {
         .description("Where did the vehicle go? Searches over a city's camera recordings.");
     let ui = service.swagger_ui();
     let spec = service.spec_endpoint();
+    let api_metrics = Arc::new(metrics::ApiMetrics::default());
+    let tracked = api_metrics.clone();
     Route::new()
         .nest("/", service)
         .nest("/docs", ui)
         .at("/openapi.json", spec)
+        .at("/metrics", poem::get(metrics::render))
         .around(move |endpoint, request| limit_body(endpoint, request, body_limit))
+        .around(move |endpoint, request| metrics::track(endpoint, request, tracked.clone()))
+        // A panic in a handler answers 500 (as JSON, below) instead of dropping the connection.
+        .with(CatchPanic::new())
         .with(Tracing)
         .data(state)
+        .data(api_metrics)
         .catch_all_error(error::to_json_error)
 }
 

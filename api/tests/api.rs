@@ -671,6 +671,28 @@ async fn the_auth_matrix_holds() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.text().await.unwrap().contains("swagger"));
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"vms_http_requests_total{method="GET",route="/api/v1/searches/{id}",status="404"}"#
+        ),
+        "requests by route template and status: {text}"
+    );
+    assert!(
+        text.contains("vms_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"vms_queue_jobs{queue="sentinela:search",state="pending"}"#),
+        "{text}"
+    );
     let _ = app.camera_a;
     app.finish().await;
 }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# POST /api/v1/searches under load: 32 connections on loopback for 15 s with wrk (Debian's `wrk`),
+# against the release `sentinela-api` on (a) the embedded default (SQLite + embedded queue) and
+# (b) PostgreSQL + Redis. Each request validates the body, inserts a search and enqueues a job,
+# like the seed's FastAPI + Celery endpoint (TARGETS.md: 634 req/s, p50 52 ms, p99 236 ms).
+#
+# bash bench/post-searches.sh    (needs PostgreSQL and Redis on 127.0.0.1 for the second case)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+cargo build --release --locked -p sentinela-api >/dev/null 2>&1
+bin="$CARGO_TARGET_DIR/release/sentinela-api"
+work=$(mktemp -d)
+key="snt_bench_key"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
+wrk.body = '{"city_id": 1, "vehicle_type": "ônibus", "color": "vermelho", "plate": "ABC1D23", "start_date": "2026-11-29T08:00:00-03:00", "end_date": "2026-11-29T12:00:00-03:00"}'
+LUA
+
+run_case() {
+  local name=$1 db=$2 redis=$3 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  DATABASE_URL="$db" REDIS_URL="$redis" "$bin" seed >/dev/null
+  DATABASE_URL="$db" REDIS_URL="$redis" API_BIND="127.0.0.1:$port" SENTINELA_ADMIN_KEY="$key" \
+    RUST_LOG=warn LOG_FORMAT=json "$bin" > "$work/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.2; done
+  echo "== $name"
+  wrk -t2 -c32 -d15s --latency -s "$work/post.lua" "http://127.0.0.1:$port/api/v1/searches" |
+    grep -E "Requests/sec|Non-2xx|Socket errors|^ +50%|^ +99%"
+}
+
+run_case "embedded (SQLite + embedded queue)" "sqlite://$work/bench.db?mode=rwc" ""
+if pg_isready -h 127.0.0.1 -q && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+  db="sentinela_bench_$$"
+  psql -h 127.0.0.1 -U postgres -d test -qc "CREATE DATABASE $db" >/dev/null
+  redis-cli -n 13 flushdb >/dev/null
+  run_case "distributed (PostgreSQL + Redis)" "postgres://postgres@127.0.0.1:5432/$db" "redis://127.0.0.1:6379/13"
+  kill "${pids[-1]}" 2>/dev/null || true; sleep 1
+  psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null || true
+fi
+echo "baseline (TARGETS.md): FastAPI + uvicorn + SQLite + Celery: 634 req/s, p50 52 ms, p99 236 ms; target >= 6,000 req/s, p99 < 20 ms"
