@@ -101,6 +101,11 @@ impl JobQueue {
                 })
             }
             None => {
+                if db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
+                    anyhow::bail!(
+                        "REDIS_URL: required with a PostgreSQL DATABASE_URL (the embedded queue lives in a SQLite database)"
+                    );
+                }
                 let pool = db.get_sqlite_connection_pool().clone();
                 SqliteStorage::setup(&pool)
                     .await

@@ -21,7 +21,6 @@
 //! - [`plan`], [`analyze`]: the handlers.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,63 +176,43 @@ pub async fn run_workers(
             tracing::warn!(worker = %ctx.name(), %error, "worker stopped; restarting");
             true
         });
+    // The two backends have different types, so the same registration is written once and
+    // expanded for each.
+    macro_rules! register_workers {
+        ($monitor:expr, $search:expr, $analyze:expr) => {{
+            let (search, analyze) = ($search, $analyze);
+            let (s1, s2) = (state.clone(), state.clone());
+            let (n1, n2) = (name.clone(), name.clone());
+            $monitor
+                .register(move |restarts| {
+                    WorkerBuilder::new(format!("{n1}-plan-r{restarts}"))
+                        .backend(search.clone())
+                        .data(s1.clone())
+                        .retry(retry_policy())
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .build(plan)
+                })
+                .register(move |restarts| {
+                    WorkerBuilder::new(format!("{n2}-analyze-r{restarts}"))
+                        .backend(analyze.clone())
+                        .data(s2.clone())
+                        .concurrency(concurrency)
+                        .retry(retry_policy())
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .parallelize(tokio::spawn)
+                        .build(analyze_job)
+                })
+        }};
+    }
     let monitor = match state.queue.clone() {
         JobQueue::Redis {
             search, analyze, ..
-        } => {
-            let (s1, s2) = (state.clone(), state.clone());
-            let (n1, n2) = (name.clone(), name.clone());
-            monitor
-                .register(move |restarts| {
-                    WorkerBuilder::new(format!("{n1}-plan-r{restarts}"))
-                        .backend(search.clone())
-                        .data(s1.clone())
-                        .retry(retry_policy())
-                        .timeout(timeout)
-                        .catch_panic()
-                        .enable_tracing()
-                        .build(plan)
-                })
-                .register(move |restarts| {
-                    WorkerBuilder::new(format!("{n2}-analyze-r{restarts}"))
-                        .backend(analyze.clone())
-                        .data(s2.clone())
-                        .concurrency(concurrency)
-                        .retry(retry_policy())
-                        .timeout(timeout)
-                        .catch_panic()
-                        .enable_tracing()
-                        .parallelize(tokio::spawn)
-                        .build(analyze_job)
-                })
-        }
-        JobQueue::Sqlite { search, analyze } => {
-            let (s1, s2) = (state.clone(), state.clone());
-            let (n1, n2) = (name.clone(), name.clone());
-            monitor
-                .register(move |restarts| {
-                    WorkerBuilder::new(format!("{n1}-plan-r{restarts}"))
-                        .backend(search.clone())
-                        .data(s1.clone())
-                        .retry(retry_policy())
-                        .timeout(timeout)
-                        .catch_panic()
-                        .enable_tracing()
-                        .build(plan)
-                })
-                .register(move |restarts| {
-                    WorkerBuilder::new(format!("{n2}-analyze-r{restarts}"))
-                        .backend(analyze.clone())
-                        .data(s2.clone())
-                        .concurrency(concurrency)
-                        .retry(retry_policy())
-                        .timeout(timeout)
-                        .catch_panic()
-                        .enable_tracing()
-                        .parallelize(tokio::spawn)
-                        .build(analyze_job)
-                })
-        }
+        } => register_workers!(monitor, search, analyze),
+        JobQueue::Sqlite { search, analyze } => register_workers!(monitor, search, analyze),
     };
     monitor
         .run_with_signal(async move {
@@ -438,9 +417,4 @@ pub async fn analyze_job(
             Err(error.into_boxed_dyn_error())
         }
     }
-}
-
-/// Where snapshots of a search live (for cleanup and serving).
-pub fn snapshot_dir(settings: &Settings, search_id: i64) -> PathBuf {
-    settings.storage.snapshot_dir.join(search_id.to_string())
 }

@@ -22,3 +22,25 @@ fn a_bad_setting_is_one_line_naming_the_variable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim(), "error: SAMPLE_FPS: \"fast\" is not a number");
 }
+
+#[tokio::test]
+async fn postgres_without_redis_is_refused_naming_redis_url() {
+    use secrecy::ExposeSecret;
+    let test = sentinela_core::testing::TestDb::postgres().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_sentinela-worker"))
+        .env("DATABASE_URL", test.url.expose_secret())
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("error: REDIS_URL: required with a PostgreSQL DATABASE_URL"),
+        "{err}"
+    );
+    test.cleanup().await;
+}

@@ -151,9 +151,4 @@ impl DetectorLimiter {
         }
         Ok(permit)
     }
-
-    /// Calls in flight right now.
-    pub fn in_flight(&self, max: usize) -> usize {
-        max.saturating_sub(self.in_flight.available_permits())
-    }
 }
