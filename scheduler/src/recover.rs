@@ -1,0 +1,116 @@
+//! Stuck-task recovery: tasks whose worker died without apalis re-running them (a lost job, a
+//! worker gone for longer than the queue remembers) are re-enqueued a bounded number of times, then
+//! failed; searches whose tasks have all ended but were never finalised are finalised.
+
+use chrono::{Duration, Utc};
+use entity::status::{SearchStatus, TaskStatus};
+use entity::{search_task, vehicle_search};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sentinela_core::jobs::AnalyzeRecording;
+use sentinela_core::queue::JobQueue;
+use sentinela_core::repo::{searches, tasks};
+
+/// What a recovery run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Tasks pushed to the queue again.
+    pub requeued: u64,
+    /// Tasks failed after too many attempts.
+    pub failed: u64,
+    /// Searches finalised.
+    pub finalized: u64,
+}
+
+/// Recovers tasks left `processing` (or `pending`) for longer than `lease`.
+///
+/// A task is claimed for re-enqueueing with a conditional update of its start time, so two
+/// scheduler replicas running at once push it once.
+///
+/// # Errors
+/// Database or queue errors.
+pub async fn recover_stuck(
+    db: &DatabaseConnection,
+    queue: &JobQueue,
+    lease: Duration,
+    max_attempts: i32,
+) -> anyhow::Result<RecoveryReport> {
+    let mut report = RecoveryReport::default();
+    let now = Utc::now();
+    let cutoff = now - lease;
+    let mut stale = tasks::stale_processing(db, cutoff).await?;
+    // Pending tasks of a processing search whose job was lost before any worker took it.
+    let lost = search_task::Entity::find()
+        .filter(search_task::Column::Status.eq(TaskStatus::Pending.as_str()))
+        .filter(search_task::Column::CreatedAt.lt(cutoff))
+        .filter(
+            search_task::Column::StartedAt
+                .is_null()
+                .or(search_task::Column::StartedAt.lt(cutoff)),
+        )
+        .all(db)
+        .await?;
+    stale.extend(lost);
+
+    let mut jobs = Vec::new();
+    for task in stale {
+        let search = searches::get(db, task.search_id).await?;
+        if search
+            .as_ref()
+            .is_none_or(|s| s.status != SearchStatus::Processing)
+        {
+            continue;
+        }
+        if task.attempts >= max_attempts {
+            let error = format!(
+                "its worker stopped responding {} time(s); giving up",
+                task.attempts
+            );
+            let finished = tasks::finish(db, task.id, tasks::TaskOutcome::Failed { error }).await?;
+            report.failed += u64::from(finished.counted);
+            report.finalized += u64::from(finished.finalized.is_some());
+            continue;
+        }
+        // Claim: only the replica whose update matches the old start time pushes the job.
+        let claim = search_task::Entity::update_many()
+            .col_expr(search_task::Column::StartedAt, Expr::value(now))
+            .filter(search_task::Column::Id.eq(task.id))
+            .filter(search_task::Column::Status.eq(task.status.as_str()));
+        let claim = match task.started_at {
+            Some(at) => claim.filter(search_task::Column::StartedAt.eq(at)),
+            None => claim.filter(search_task::Column::StartedAt.is_null()),
+        };
+        if claim.exec(db).await?.rows_affected != 1 {
+            continue;
+        }
+        tracing::warn!(
+            task_id = task.id,
+            search_id = task.search_id,
+            attempts = task.attempts,
+            "re-enqueueing a stuck task"
+        );
+        jobs.push(AnalyzeRecording {
+            search_id: task.search_id,
+            task_id: task.id,
+            recording_id: task.recording_id,
+            from: task.window_start,
+            to: task.window_end,
+        });
+    }
+    report.requeued = jobs.len() as u64;
+    queue.push_analyze(jobs).await?;
+
+    let processing = vehicle_search::Entity::find()
+        .filter(vehicle_search::Column::Status.eq(SearchStatus::Processing.as_str()))
+        .all(db)
+        .await?;
+    for search in processing {
+        if searches::finalize_if_complete(db, search.id)
+            .await?
+            .is_some()
+        {
+            report.finalized += 1;
+        }
+    }
+    Ok(report)
+}
