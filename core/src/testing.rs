@@ -107,3 +107,41 @@ impl TestDb {
         }
     }
 }
+
+/// A city named `name` (São Paulo's time zone, 30-day retention, no storage cap).
+///
+/// # Panics
+/// On a database error.
+pub async fn city(db: &DatabaseConnection, name: &str) -> entity::city::Model {
+    crate::repo::cities::create(
+        db,
+        crate::repo::cities::NewCity {
+            name: name.to_owned(),
+            timezone: "America/Sao_Paulo".into(),
+            recording_retention_days: 30,
+            max_storage_bytes: None,
+        },
+    )
+    .await
+    .expect("create city")
+}
+
+/// A camera named `name` of city `city_id`, without location or MediaMTX path.
+///
+/// # Panics
+/// On a database error.
+pub async fn camera(db: &DatabaseConnection, city_id: i64, name: &str) -> entity::camera::Model {
+    crate::repo::cameras::create(
+        db,
+        crate::repo::cameras::NewCamera {
+            city_id,
+            name: name.to_owned(),
+            location: None,
+            latitude: None,
+            longitude: None,
+            mediamtx_path: None,
+        },
+    )
+    .await
+    .expect("create camera")
+}

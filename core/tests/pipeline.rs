@@ -10,7 +10,7 @@ use sentinela_core::detect::limit::DetectorLimiter;
 use sentinela_core::detect::local::LocalDetector;
 use sentinela_core::domain::{Color, TimeRange, VehicleType};
 use sentinela_core::pipeline::{AnalyzeError, Analyzer, TaskInput};
-use sentinela_core::repo::{cameras, cities, points, recordings, searches};
+use sentinela_core::repo::{points, recordings, searches};
 use sentinela_core::settings::SamplerSettings;
 use sentinela_core::testing::TestDb;
 use sentinela_core::video::synth::{self, Scene, Sprite};
@@ -42,30 +42,8 @@ async fn setup(file: Option<&[u8]>) -> Setup {
         }
     }
     let test = TestDb::sqlite().await;
-    let city = cities::create(
-        &test.db,
-        cities::NewCity {
-            name: "Campinas".into(),
-            timezone: "America/Sao_Paulo".into(),
-            recording_retention_days: 7,
-            max_storage_bytes: None,
-        },
-    )
-    .await
-    .unwrap();
-    let camera = cameras::create(
-        &test.db,
-        cameras::NewCamera {
-            city_id: city.id,
-            name: "cam-1".into(),
-            location: None,
-            latitude: None,
-            longitude: None,
-            mediamtx_path: None,
-        },
-    )
-    .await
-    .unwrap();
+    let city = sentinela_core::testing::city(&test.db, "Campinas").await;
+    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam-1").await;
     let start = Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).unwrap();
     let (recording, _) = recordings::register(
         &test.db,

@@ -5,7 +5,6 @@ use entity::{camera, city, recording};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
 use sentinela_core::repo::cameras::{self, NewCamera};
-use sentinela_core::repo::cities::{self, NewCity};
 use sentinela_core::repo::frames;
 use sentinela_core::repo::points::{self, NewPoint};
 use sentinela_core::repo::recordings::{self, NewRecording};
@@ -24,17 +23,7 @@ struct Fixture {
 }
 
 async fn fixture(db: &DatabaseConnection) -> Fixture {
-    let city = cities::create(
-        db,
-        NewCity {
-            name: "São Paulo".into(),
-            timezone: "America/Sao_Paulo".into(),
-            recording_retention_days: 30,
-            max_storage_bytes: None,
-        },
-    )
-    .await
-    .unwrap();
+    let city = sentinela_core::testing::city(db, "São Paulo").await;
     let mut cams = Vec::new();
     for i in 0..3 {
         cams.push(
@@ -305,17 +294,7 @@ async fn overlapping_recordings_respect_the_window_edges_and_the_camera_filter()
         found.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![recs[2].id]
     );
-    let other_city = cities::create(
-        &test.db,
-        NewCity {
-            name: "Rio".into(),
-            timezone: "America/Sao_Paulo".into(),
-            recording_retention_days: 7,
-            max_storage_bytes: None,
-        },
-    )
-    .await
-    .unwrap();
+    let other_city = sentinela_core::testing::city(&test.db, "Rio").await;
     assert!(
         recordings::overlapping(&test.db, other_city.id, &window, None)
             .await

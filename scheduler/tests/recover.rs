@@ -12,7 +12,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::ExposeSecret;
 use sentinela_core::domain::{Color, TimeRange, VehicleType};
 use sentinela_core::queue::JobQueue;
-use sentinela_core::repo::{cameras, cities, recordings, searches, tasks};
+use sentinela_core::repo::{recordings, searches, tasks};
 use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
 use sentinela_core::video::synth::{self, Scene};
@@ -24,30 +24,8 @@ async fn search_with_tasks(test: &TestDb, dir: &std::path::Path, n: usize) -> (i
     if !file.exists() {
         synth::render(&Scene::new(320, 240, 10, 2.0), &file).unwrap();
     }
-    let city = cities::create(
-        &test.db,
-        cities::NewCity {
-            name: format!("c{}", rand_id()),
-            timezone: "America/Sao_Paulo".into(),
-            recording_retention_days: 30,
-            max_storage_bytes: None,
-        },
-    )
-    .await
-    .unwrap();
-    let camera = cameras::create(
-        &test.db,
-        cameras::NewCamera {
-            city_id: city.id,
-            name: "cam".into(),
-            location: None,
-            latitude: None,
-            longitude: None,
-            mediamtx_path: None,
-        },
-    )
-    .await
-    .unwrap();
+    let city = sentinela_core::testing::city(&test.db, &format!("c{}", rand_id())).await;
+    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam").await;
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     let mut new_tasks = Vec::new();
     for i in 0..n {

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
-use sentinela_core::repo::{cameras, cities, recordings, searches};
+use sentinela_core::repo::{cameras, recordings, searches};
 use sentinela_core::testing::TestDb;
 use sentinela_core::video::synth::{self, Scene, Sprite};
 
@@ -51,17 +51,7 @@ pub async fn city_with_recordings(
     bus_every: usize,
 ) -> (i64, Vec<i64>) {
     let (bus, empty) = render_pair(dir);
-    let city = cities::create(
-        db,
-        cities::NewCity {
-            name: format!("city-{}", rand_suffix()),
-            timezone: "America/Sao_Paulo".into(),
-            recording_retention_days: 30,
-            max_storage_bytes: None,
-        },
-    )
-    .await
-    .unwrap();
+    let city = sentinela_core::testing::city(db, &format!("city-{}", rand_suffix())).await;
     let mut cams = Vec::new();
     for i in 0..3 {
         cams.push(
