@@ -20,9 +20,10 @@ trap cleanup EXIT
 
 # Seed first: it creates and migrates the database the server then opens.
 (cd "$work" && DATABASE_URL="sqlite://$work/api.db?mode=rwc" "$bin" seed >/dev/null)
+# `exec` so that $! is the server itself and the trap stops it.
 (cd "$work" && DATABASE_URL="sqlite://$work/api.db?mode=rwc" API_BIND="127.0.0.1:$port" \
   SENTINELA_ADMIN_KEY="$key" RECORDINGS_DIR="$work" SNAPSHOT_DIR="$work/snapshots" \
-  LOG_FORMAT=json RUST_LOG=warn "$bin" > "$work/api.log" 2>&1) &
+  LOG_FORMAT=json RUST_LOG=warn exec "$bin" > "$work/api.log" 2>&1) &
 api_pid=$!
 for _ in $(seq 1 50); do
   curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break
