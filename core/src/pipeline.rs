@@ -172,7 +172,13 @@ impl Analyzer {
                 self.store(input, &frame, &previous).await?;
                 previous
             } else {
-                let bytes = self.encode(&frame.image).await?;
+                // Only remote providers read the JPEG; a local one works on the decoded frame, and
+                // the snapshot of a non-matching frame is never written, so don't encode for it.
+                let bytes = if self.detector.wants_jpeg() {
+                    self.encode(&frame.image).await?
+                } else {
+                    Vec::new()
+                };
                 let analysis = {
                     let _permit = self
                         .limiter
@@ -181,12 +187,13 @@ impl Analyzer {
                         .map_err(|e| anyhow::Error::new(e).context("detector rate limit"))?;
                     let image = FrameImage {
                         image: frame.image.clone(),
-                        jpeg: bytes.clone(),
+                        jpeg: bytes,
                     };
-                    self.detector.detect(&image, wants_text).await?
+                    let analysis = self.detector.detect(&image, wants_text).await?;
+                    encoded = Some(image.jpeg).filter(|b| !b.is_empty());
+                    analysis
                 };
                 report.detector_calls += 1;
-                encoded = Some(bytes);
                 self.store(input, &frame, &analysis).await?;
                 analysis
             };

@@ -322,6 +322,10 @@ impl Detector for LocalDetector {
         "local"
     }
 
+    fn wants_jpeg(&self) -> bool {
+        false
+    }
+
     async fn detect(&self, frame: &FrameImage, want_text: bool) -> Result<Analysis, DetectError> {
         let image = frame.image.clone();
         let this = Self {

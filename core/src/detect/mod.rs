@@ -136,7 +136,7 @@ pub struct Analysis {
 pub struct FrameImage {
     /// BGR picture.
     pub image: Mat,
-    /// JPEG bytes of the same picture.
+    /// JPEG bytes of the same picture; empty for providers whose [`Detector::wants_jpeg`] is false.
     pub jpeg: Vec<u8>,
 }
 
@@ -166,6 +166,12 @@ impl DetectError {
 pub trait Detector: Send + Sync {
     /// Provider name, stored with cached analyses (`local`, `rekognition`).
     fn provider(&self) -> &'static str;
+
+    /// Whether the provider reads [`FrameImage::jpeg`] (remote providers do; a local model works
+    /// on the decoded picture, so callers can skip encoding).
+    fn wants_jpeg(&self) -> bool {
+        true
+    }
 
     /// Analyses one frame; reads text inside vehicle boxes when `want_text`.
     ///
