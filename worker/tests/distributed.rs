@@ -3,31 +3,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
 use entity::trajectory_point;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use secrecy::ExposeSecret;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{points, searches};
-use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
 use sentinela_core::{SearchStatus, TaskStatus};
-
-async fn queue(test: &TestDb, redis: &str) -> JobQueue {
-    let env: HashMap<String, String> = [
-        ("DATABASE_URL", test.url.expose_secret()),
-        ("REDIS_URL", redis),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let settings = Settings::from_sources(None, &env).unwrap();
-    JobQueue::connect(&settings, &test.db).await.unwrap()
-}
 
 async fn point_count(test: &TestDb, search: i64) -> u64 {
     trajectory_point::Entity::find()
@@ -106,8 +90,17 @@ async fn a_worker_killed_mid_search_loses_nothing_and_duplicates_nothing() {
     let test = TestDb::postgres().await;
     let redis = redis_db(2);
     let (city, with_bus) = city_with_recordings(&test.db, dir.path(), 50, 5).await;
+    // The first process (the victim) is held to 2 detector calls a second, so a task it holds
+    // takes long enough to still be running when the kill lands.
     let mut workers: Vec<_> = (0..3)
-        .map(|i| WorkerProcess::spawn(&test, &redis, dir.path(), i, &[]))
+        .map(|i| {
+            let slow: &[(&str, &str)] = if i == 0 {
+                &[("DETECTOR_RATE_LIMIT", "2")]
+            } else {
+                &[]
+            };
+            WorkerProcess::spawn(&test, &redis, dir.path(), i, slow)
+        })
         .collect();
     let search = bus_search(&test.db, city).await;
     queue(&test, &redis)
@@ -142,6 +135,15 @@ async fn a_worker_killed_mid_search_loses_nothing_and_duplicates_nothing() {
     };
     victim.signal("KILL");
     drop(victim);
+    // The tasks it held that had not finished when it died.
+    let interrupted: Vec<i64> = sentinela_core::repo::tasks::list_for_search(&test.db, search)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| in_flight.contains(&t.id) && t.status == TaskStatus::Processing)
+        .map(|t| t.id)
+        .collect();
+    assert!(!interrupted.is_empty(), "the kill interrupted a task");
 
     let row = wait_for(&test.db, search, Duration::from_secs(240), |s| {
         s.status.is_final()
@@ -156,7 +158,10 @@ async fn a_worker_killed_mid_search_loses_nothing_and_duplicates_nothing() {
         tasks.iter().all(|t| t.status == TaskStatus::Done),
         "every recording analysed"
     );
-    let rerun: Vec<_> = tasks.iter().filter(|t| in_flight.contains(&t.id)).collect();
+    let rerun: Vec<_> = tasks
+        .iter()
+        .filter(|t| interrupted.contains(&t.id))
+        .collect();
     assert!(
         rerun
             .iter()

@@ -8,35 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use secrecy::ExposeSecret;
 use sentinela_core::SearchStatus;
 use sentinela_core::jobs::{AnalyzeRecording, SearchVehicle};
 use sentinela_core::queue::{JobQueue, QueueDepth, redis_depth};
 use sentinela_core::repo::points;
-use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
 use sentinela_worker::{WorkerState, run_workers};
-
-fn settings(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -> Settings {
-    let model = model_path();
-    let snapshots = dir.join("snapshots");
-    let mut env: HashMap<String, String> = [
-        ("DATABASE_URL", test.url.expose_secret().to_owned()),
-        ("SNAPSHOT_DIR", snapshots.to_string_lossy().into_owned()),
-        (
-            "SENTINELA__DETECTOR__MODEL_PATH",
-            model.to_string_lossy().into_owned(),
-        ),
-        ("WORKER_CONCURRENCY", "2".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    if let Some(redis) = redis {
-        env.insert("REDIS_URL".into(), redis.into());
-    }
-    Settings::from_sources(None, &env).unwrap()
-}
 
 /// Runs one search in-process on the queue the settings select; returns (camera, seconds since t0)
 /// of each point.

@@ -8,11 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use sea_orm::{EntityTrait, PaginatorTrait};
-use secrecy::ExposeSecret;
 use sentinela_core::SearchStatus;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_core::queue::JobQueue;
-use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
 
 fn free_port() -> u16 {
@@ -68,18 +65,7 @@ async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
     let workers: Vec<_> = (0..2)
         .map(|i| WorkerProcess::spawn(&test, &redis, dir.path(), i, &[("WORKER_CONCURRENCY", "1")]))
         .collect();
-    let env = [
-        (
-            "DATABASE_URL".to_owned(),
-            test.url.expose_secret().to_owned(),
-        ),
-        ("REDIS_URL".to_owned(), redis.clone()),
-    ]
-    .into_iter()
-    .collect();
-    let queue = JobQueue::connect(&Settings::from_sources(None, &env).unwrap(), &test.db)
-        .await
-        .unwrap();
+    let queue = queue(&test, &redis).await;
     let search = bus_search(&test.db, city).await;
     queue
         .push_search(SearchVehicle { search_id: search })

@@ -11,7 +11,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
+use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, recordings, searches};
+use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
 use sentinela_core::video::synth::{self, Scene, Sprite};
 
@@ -221,4 +223,34 @@ pub async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Settings for a test: its database, Redis (or the embedded queue), snapshots under `dir`, the
+/// workspace's model, two analyse slots.
+pub fn settings(test: &TestDb, redis: Option<&str>, dir: &Path) -> Settings {
+    let mut env: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", test.url.expose_secret().to_owned()),
+        (
+            "SNAPSHOT_DIR",
+            dir.join("snapshots").to_string_lossy().into_owned(),
+        ),
+        (
+            "SENTINELA__DETECTOR__MODEL_PATH",
+            model_path().to_string_lossy().into_owned(),
+        ),
+        ("WORKER_CONCURRENCY", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Some(redis) = redis {
+        env.insert("REDIS_URL".into(), redis.into());
+    }
+    Settings::from_sources(None, &env).unwrap()
+}
+
+/// The Redis queue a test pushes to.
+pub async fn queue(test: &TestDb, redis: &str) -> JobQueue {
+    let settings = settings(test, Some(redis), Path::new("."));
+    JobQueue::connect(&settings, &test.db).await.unwrap()
 }
