@@ -205,45 +205,69 @@ pub async fn finalize_if_complete(
     id: i64,
 ) -> Result<Option<SearchStatus>, DbErr> {
     use vehicle_search::Column as C;
-    let result = vehicle_search::Entity::update_many()
-        .col_expr(
-            C::Status,
-            Expr::case(
-                Expr::col(C::TasksFailed).gt(0),
-                SearchStatus::CompletedWithErrors.as_str(),
+    // The error message is written by the same UPDATE as the status, so no reader ever sees
+    // `completed_with_errors` without it. It is built from the failed tasks read just before;
+    // the `tasks_failed = n` guard makes the UPDATE miss if a failure landed in between, and
+    // the summary is read again.
+    for _ in 0..8 {
+        let (failed, summary) = failure_summary(db, id).await?;
+        let result = vehicle_search::Entity::update_many()
+            .col_expr(
+                C::Status,
+                Expr::case(
+                    Expr::col(C::TasksFailed).gt(0),
+                    SearchStatus::CompletedWithErrors.as_str(),
+                )
+                .finally(SearchStatus::Completed.as_str())
+                .into(),
             )
-            .finally(SearchStatus::Completed.as_str())
-            .into(),
-        )
-        .col_expr(C::CompletedAt, Expr::value(Utc::now()))
-        .filter(C::Id.eq(id))
-        .filter(C::Status.eq(SearchStatus::Processing.as_str()))
-        .filter(
-            Expr::col(C::TasksDone)
-                .add(Expr::col(C::TasksFailed))
-                .gte(Expr::col(C::TasksTotal)),
-        )
-        .exec(db)
-        .await?;
-    if result.rows_affected != 1 {
-        return Ok(None);
-    }
-    let search = get(db, id)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("search {id}")))?;
-    if search.status == SearchStatus::CompletedWithErrors {
-        let summary = failure_summary(db, id).await?;
-        vehicle_search::Entity::update_many()
-            .col_expr(C::ErrorMessage, Expr::value(summary))
+            .col_expr(C::CompletedAt, Expr::value(Utc::now()))
+            .col_expr(
+                C::ErrorMessage,
+                match summary {
+                    Some(summary) => Expr::value(summary),
+                    None => Expr::col(C::ErrorMessage).into(),
+                },
+            )
             .filter(C::Id.eq(id))
+            .filter(C::Status.eq(SearchStatus::Processing.as_str()))
+            .filter(
+                Expr::col(C::TasksDone)
+                    .add(Expr::col(C::TasksFailed))
+                    .gte(Expr::col(C::TasksTotal)),
+            )
+            .filter(C::TasksFailed.eq(failed))
             .exec(db)
             .await?;
+        if result.rows_affected == 1 {
+            let status = if failed > 0 {
+                SearchStatus::CompletedWithErrors
+            } else {
+                SearchStatus::Completed
+            };
+            return Ok(Some(status));
+        }
+        let Some(search) = get(db, id).await? else {
+            return Ok(None);
+        };
+        if search.status != SearchStatus::Processing
+            || search.tasks_done + search.tasks_failed < search.tasks_total
+        {
+            return Ok(None);
+        }
+        // Complete but the failure count moved under us: read the failures again.
     }
-    Ok(Some(search.status))
+    Err(DbErr::Custom(format!(
+        "search {id}: failed tasks kept changing while finalising"
+    )))
 }
 
-/// "2 recordings failed: recording 7: <error>; recording 9: <error>".
-async fn failure_summary(db: &impl ConnectionTrait, id: i64) -> Result<String, DbErr> {
+/// The number of failed tasks and, when there are any, "2 recording(s) failed: recording 7:
+/// <error>; recording 9: <error>".
+async fn failure_summary(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<(i32, Option<String>), DbErr> {
     let failed = search_task::Entity::find()
         .filter(search_task::Column::SearchId.eq(id))
         .filter(search_task::Column::Status.eq(TaskStatus::Failed.as_str()))
@@ -260,9 +284,15 @@ async fn failure_summary(db: &impl ConnectionTrait, id: i64) -> Result<String, D
             )
         })
         .collect();
-    Ok(format!(
-        "{} recording(s) failed: {}",
-        failed.len(),
-        details.join("; ")
+    let count = i32::try_from(failed.len()).unwrap_or(i32::MAX);
+    Ok((
+        count,
+        (count > 0).then(|| {
+            format!(
+                "{} recording(s) failed: {}",
+                failed.len(),
+                details.join("; ")
+            )
+        }),
     ))
 }
