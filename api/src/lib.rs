@@ -230,6 +230,7 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = None;
+    let mut scheduler = None;
     if standalone {
         if demo {
             let info = demo::prepare(&db, &settings.storage.recordings_dir).await?;
@@ -250,7 +251,15 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
             })
             .await
         }));
-        tracing::warn!("the scheduler (retention, cleanup, recovery) does not run in-process yet");
+        let mut rx = stop_rx.clone();
+        scheduler = Some(sentinela_scheduler::start(
+            settings,
+            db.clone(),
+            queue.clone(),
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        )?);
     }
     tracing::info!(address = %local, standalone, "API listening; Swagger UI at /docs");
     let state = AppState::new(settings, db, queue);
@@ -271,6 +280,9 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
     let _ = stop_tx.send(true);
     if let Some(workers) = workers {
         workers.await.context("worker task")??;
+    }
+    if let Some(scheduler) = scheduler {
+        scheduler.await.context("scheduler task")??;
     }
     Ok(())
 }

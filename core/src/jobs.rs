@@ -31,3 +31,60 @@ pub struct AnalyzeRecording {
     /// End of the window inside the recording.
     pub to: DateTime<Utc>,
 }
+
+/// Queue of [`PeriodicRun`] jobs (one per cron tick, whichever scheduler replica pushed it first).
+pub const PERIODIC_QUEUE: &str = "sentinela:periodic";
+
+/// The scheduler's periodic jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeriodicJob {
+    /// Delete recordings past their city's retention or over its storage cap.
+    Retention,
+    /// Delete old searches with their tasks, points and snapshots.
+    Cleanup,
+    /// Re-enqueue tasks whose worker died; finalise searches whose tasks all ended.
+    Recover,
+    /// Register new MediaMTX segments as recordings.
+    IndexSync,
+    /// Prune finished and dead queue records.
+    QueueHygiene,
+}
+
+impl PeriodicJob {
+    /// Every job, in a stable order.
+    pub const ALL: [Self; 5] = [
+        Self::Retention,
+        Self::Cleanup,
+        Self::Recover,
+        Self::IndexSync,
+        Self::QueueHygiene,
+    ];
+
+    /// The job's name in logs, metrics and the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retention => "retention",
+            Self::Cleanup => "cleanup",
+            Self::Recover => "recover",
+            Self::IndexSync => "index-sync",
+            Self::QueueHygiene => "queue-hygiene",
+        }
+    }
+}
+
+/// One run of a periodic job, for the cron tick at `tick` (seconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodicRun {
+    /// The job.
+    pub job: PeriodicJob,
+    /// The tick that fired it.
+    pub tick: u64,
+}
+
+impl PeriodicRun {
+    /// The key that makes every replica's push of this tick the same job.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.job.as_str(), self.tick)
+    }
+}

@@ -12,7 +12,9 @@ use apalis_sqlite::SqliteStorage;
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 
-use crate::jobs::{ANALYZE_QUEUE, AnalyzeRecording, SEARCH_QUEUE, SearchVehicle};
+use crate::jobs::{
+    ANALYZE_QUEUE, AnalyzeRecording, PERIODIC_QUEUE, PeriodicRun, SEARCH_QUEUE, SearchVehicle,
+};
 use crate::settings::Settings;
 
 /// Missed heartbeats after which a Redis worker counts as dead and its jobs are re-enqueued.
@@ -29,6 +31,8 @@ pub enum JobQueue {
         search: RedisStorage<SearchVehicle>,
         /// Analyse jobs.
         analyze: RedisStorage<AnalyzeRecording>,
+        /// Scheduler ticks.
+        periodic: RedisStorage<PeriodicRun>,
     },
     /// Embedded.
     Sqlite {
@@ -36,6 +40,8 @@ pub enum JobQueue {
         search: SqliteStorage<SearchVehicle>,
         /// Analyse jobs.
         analyze: SqliteStorage<AnalyzeRecording>,
+        /// Scheduler ticks.
+        periodic: SqliteStorage<PeriodicRun>,
     },
 }
 
@@ -97,6 +103,11 @@ impl JobQueue {
                         .with_config(redis_config(SEARCH_QUEUE, poll)),
                     analyze: RedisStorage::new(conn.clone())
                         .with_config(redis_config(ANALYZE_QUEUE, poll)),
+                    // Tick keys outlive any schedule's period, then expire.
+                    periodic: RedisStorage::new(conn.clone()).with_config(
+                        redis_config(PERIODIC_QUEUE, poll)
+                            .idempotency_ttl(Some(Duration::from_secs(2 * 24 * 3600))),
+                    ),
                     conn,
                 })
             }
@@ -115,6 +126,8 @@ impl JobQueue {
                         .with_config(sqlite_config(SEARCH_QUEUE, poll)),
                     analyze: SqliteStorage::new(&pool)
                         .with_config(sqlite_config(ANALYZE_QUEUE, poll)),
+                    periodic: SqliteStorage::new(&pool)
+                        .with_config(sqlite_config(PERIODIC_QUEUE, poll)),
                 })
             }
         }
@@ -147,6 +160,23 @@ impl JobQueue {
         Ok(())
     }
 
+    /// Enqueues one run of a periodic job under its tick's idempotency key: every scheduler
+    /// replica pushes each tick, the backend keeps the first (Redis `SETNX`, SQLite's unique
+    /// index) and drops the others.
+    ///
+    /// # Errors
+    /// The backend's error.
+    pub async fn push_periodic(&self, run: PeriodicRun) -> anyhow::Result<()> {
+        let task = apalis_core::task::builder::TaskBuilder::new(run)
+            .idempotency_key(run.idempotency_key())
+            .build();
+        match self {
+            Self::Redis { periodic, .. } => periodic.clone().push_task(task).await?,
+            Self::Sqlite { periodic, .. } => periodic.clone().push_task(task).await?,
+        }
+        Ok(())
+    }
+
     /// Whether the backend answers.
     ///
     /// # Errors
@@ -172,7 +202,7 @@ impl JobQueue {
     /// The backend's error.
     pub async fn depth(&self) -> anyhow::Result<Vec<(&'static str, QueueDepth)>> {
         let mut out = Vec::new();
-        for queue in [SEARCH_QUEUE, ANALYZE_QUEUE] {
+        for queue in [SEARCH_QUEUE, ANALYZE_QUEUE, PERIODIC_QUEUE] {
             let depth = match self {
                 Self::Redis { conn, .. } => redis_depth(conn, queue).await?,
                 Self::Sqlite { search, .. } => sqlite_depth(search.pool(), queue).await?,

@@ -81,11 +81,36 @@ pub struct WorkerSettings {
     pub poll_interval_ms: u64,
 }
 
-/// Scheduler settings.
+/// Scheduler settings. Each `*_cron` is a cron expression with a seconds field
+/// (`sec min hour day month weekday`; a five-field crontab line is read as firing at second 0),
+/// or `off` to disable the job.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SchedulerSettings {
-    /// `/metrics` listen address of the scheduler.
+    /// `/metrics` listen address of the scheduler (`METRICS_BIND`).
     pub metrics_bind: String,
+    /// Recording retention schedule.
+    pub retention_cron: String,
+    /// Search cleanup schedule.
+    pub cleanup_cron: String,
+    /// Stuck-task recovery schedule.
+    pub recover_cron: String,
+    /// Recording index sync schedule.
+    pub index_sync_cron: String,
+    /// Queue hygiene schedule.
+    pub queue_hygiene_cron: String,
+    /// Searches that ended more than this many days ago are deleted with their points and
+    /// snapshots.
+    pub search_max_age_days: u32,
+    /// A task `processing` (or `pending`) for longer than this counts as stuck.
+    pub task_lease_secs: u64,
+    /// Stuck-task recovery gives up on a task after this many attempts.
+    pub max_task_attempts: i32,
+    /// Finished and dead queue records older than this are pruned.
+    pub queue_keep_hours: u64,
+    /// Time zone MediaMTX names its segments in (`RECORDINGS_TZ`, an IANA name).
+    pub recordings_timezone: String,
+    /// The newest segment of a camera counts as complete once unmodified for this long.
+    pub segment_settle_secs: u64,
 }
 
 /// Frame sampling settings.
@@ -157,6 +182,8 @@ const PLAIN_VARS: &[(&str, &str, Kind)] = &[
     ("SENTINELA_ADMIN_KEY", "admin_key", Kind::Text),
     ("API_BIND", "api.bind", Kind::Text),
     ("METRICS_BIND", "worker.metrics_bind", Kind::Text),
+    ("METRICS_BIND", "scheduler.metrics_bind", Kind::Text),
+    ("RECORDINGS_TZ", "scheduler.recordings_timezone", Kind::Text),
     ("DETECTOR", "detector.provider", Kind::Provider),
     ("SAMPLE_FPS", "sampler.fps", Kind::Float),
     ("WORKER_CONCURRENCY", "worker.concurrency", Kind::Count),
@@ -205,6 +232,17 @@ impl Settings {
             .set_default("worker.drain_timeout_secs", 60)?
             .set_default("worker.poll_interval_ms", 500)?
             .set_default("scheduler.metrics_bind", "0.0.0.0:9998")?
+            .set_default("scheduler.retention_cron", "0 */10 * * * *")?
+            .set_default("scheduler.cleanup_cron", "0 30 3 * * *")?
+            .set_default("scheduler.recover_cron", "30 * * * * *")?
+            .set_default("scheduler.index_sync_cron", "*/20 * * * * *")?
+            .set_default("scheduler.queue_hygiene_cron", "0 15 * * * *")?
+            .set_default("scheduler.search_max_age_days", 90)?
+            .set_default("scheduler.task_lease_secs", 60 * 60)?
+            .set_default("scheduler.max_task_attempts", 5)?
+            .set_default("scheduler.queue_keep_hours", 24 * 7)?
+            .set_default("scheduler.recordings_timezone", "UTC")?
+            .set_default("scheduler.segment_settle_secs", 90)?
             .set_default("sampler.fps", 1.0)?
             .set_default("sampler.jpeg_quality", 85)?
             .set_default("sampler.max_dimension", 1280)?
@@ -292,6 +330,18 @@ impl Settings {
             return invalid(
                 "sampler.jpeg_quality",
                 format!("{} is out of range 1–100", self.sampler.jpeg_quality),
+            );
+        }
+        if self.scheduler.max_task_attempts < 1 {
+            return invalid("scheduler.max_task_attempts", "must be at least 1".into());
+        }
+        if self.scheduler.task_lease_secs <= self.worker.job_timeout_secs {
+            return invalid(
+                "scheduler.task_lease_secs",
+                format!(
+                    "{} must be longer than worker.job_timeout_secs ({}), or live tasks would be re-run",
+                    self.scheduler.task_lease_secs, self.worker.job_timeout_secs
+                ),
             );
         }
         if self.api.max_search_window_hours == 0 {

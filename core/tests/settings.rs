@@ -130,3 +130,39 @@ fn a_missing_settings_file_is_an_error_naming_it() {
     .to_string();
     assert!(err.contains("/nonexistent/sentinela.toml"), "{err}");
 }
+
+/// `.env.example` documents every variable with its default: loaded as an environment, it must be
+/// accepted and give the built-in defaults.
+#[test]
+fn the_env_example_loads_and_matches_the_defaults() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).unwrap();
+    let env: HashMap<String, String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    assert!(env.len() >= 20, "{env:?}");
+    let example = Settings::from_sources(None, &env).unwrap();
+    let defaults = Settings::from_sources(None, &HashMap::new()).unwrap();
+    assert_eq!(
+        format!("{:?}", example.scheduler),
+        format!("{:?}", defaults.scheduler)
+    );
+    assert_eq!(
+        format!("{:?}", example.worker),
+        format!("{:?}", defaults.worker)
+    );
+    assert_eq!(
+        format!("{:?}", example.sampler),
+        format!("{:?}", defaults.sampler)
+    );
+    assert_eq!(
+        example.storage.recordings_dir,
+        defaults.storage.recordings_dir
+    );
+}

@@ -1,26 +1,45 @@
-//! Sentinela's periodic jobs (what celery beat did): retention, cleanup, stuck-task recovery,
-//! recording index sync.
-//!
-//! Today: stuck-task recovery, runnable now with `sentinela-scheduler run-once recover`. The cron
-//! schedules (apalis-cron with one run per tick across replicas), retention, cleanup and index
-//! sync are not built yet (issue #5).
+//! Sentinela's periodic jobs (what celery beat did): recording retention, search cleanup,
+//! stuck-task recovery, recording index sync and queue hygiene, on apalis-cron schedules that
+//! fire once per tick however many scheduler replicas run.
 //!
 //! # Layout
-//! - [`Cli`], [`run`]: the command line.
-//! - [`recover`]: stuck-task recovery.
+//! - [`Cli`], [`run`]: the command line (`sentinela-scheduler` runs the schedules;
+//!   `sentinela-scheduler run-once <job>` runs one job now and prints what it did).
+//! - [`periodic`]: schedules, the tick producers, the periodic-job worker, [`start`] for
+//!   in-process use (`sentinela-api --standalone`).
+//! - [`retention`], [`cleanup`], [`recover`], [`index_sync`], [`hygiene`]: the jobs.
+//! - [`report`]: what a run did, as named counts.
 
+pub mod cleanup;
+mod files;
+pub mod hygiene;
+pub mod index_sync;
+pub mod periodic;
 pub mod recover;
+pub mod report;
+pub mod retention;
+
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sea_orm::DatabaseConnection;
+use sentinela_core::jobs::PeriodicJob;
 use sentinela_core::queue::JobQueue;
 use sentinela_core::{db, settings::Settings};
+
+use crate::periodic::JobContext;
 
 /// Command line of `sentinela-scheduler`.
 #[derive(Debug, Parser)]
 #[command(
     name = "sentinela-scheduler",
     version,
-    about = "Sentinela scheduler: retention, cleanup, stuck-task recovery and recording index sync"
+    about = "Sentinela scheduler: retention, cleanup, stuck-task recovery, recording index sync and queue hygiene",
+    long_about = "Sentinela scheduler: retention, cleanup, stuck-task recovery, recording index sync \
+        and queue hygiene.\n\n\
+        Without a subcommand it runs the schedules (SENTINELA__SCHEDULER__*_CRON; each tick runs \
+        once however many replicas share REDIS_URL). Reads DATABASE_URL, REDIS_URL, METRICS_BIND, \
+        RECORDINGS_DIR, RECORDINGS_TZ and SNAPSHOT_DIR."
 )]
 pub struct Cli {
     /// What to do (default: run the schedules).
@@ -35,51 +54,74 @@ pub enum Command {
     RunOnce {
         /// The job.
         job: Job,
-        /// Tasks running longer than this many seconds count as stuck.
-        #[arg(long, default_value_t = 1800)]
-        lease_secs: i64,
-        /// Give up on a task after this many attempts.
-        #[arg(long, default_value_t = 5)]
-        max_attempts: i32,
     },
 }
 
 /// Jobs that can run once.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Job {
+    /// Recording retention (age and storage cap per city).
+    Retention,
+    /// Delete old searches with their tasks, points and snapshots.
+    Cleanup,
     /// Stuck-task recovery.
     Recover,
+    /// Register new MediaMTX segments.
+    IndexSync,
+    /// Prune finished and dead queue records.
+    QueueHygiene,
+}
+
+impl From<Job> for PeriodicJob {
+    fn from(job: Job) -> Self {
+        match job {
+            Job::Retention => Self::Retention,
+            Job::Cleanup => Self::Cleanup,
+            Job::Recover => Self::Recover,
+            Job::IndexSync => Self::IndexSync,
+            Job::QueueHygiene => Self::QueueHygiene,
+        }
+    }
 }
 
 /// Runs the scheduler.
 ///
 /// # Errors
-/// Settings, database and queue errors, naming what failed.
+/// Settings (an invalid cron expression names its job), database and queue errors.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
+    // Checked before connecting, so a bad expression is reported at once.
+    let schedules = periodic::schedules(&settings)?;
     let db = db::connect_and_migrate(&settings.database_url).await?;
+    let queue = JobQueue::connect(&settings, &db).await?;
+    let ctx = Arc::new(JobContext::new(db, queue, settings)?);
     match cli.command {
-        Some(Command::RunOnce {
-            job: Job::Recover,
-            lease_secs,
-            max_attempts,
-        }) => {
-            let queue = JobQueue::connect(&settings, &db).await?;
-            let report = recover::recover_stuck(
-                &db,
-                &queue,
-                chrono::Duration::seconds(lease_secs.max(1)),
-                max_attempts.max(1),
-            )
-            .await?;
-            println!(
-                "recover: {} task(s) re-enqueued, {} failed after too many attempts, {} search(es) finalised",
-                report.requeued, report.failed, report.finalized
-            );
+        Some(Command::RunOnce { job }) => {
+            let report = ctx.execute(job.into()).await?;
+            println!("{report}");
             Ok(())
         }
-        None => anyhow::bail!(
-            "the cron schedules are not implemented yet (issue #5); `run-once recover` works"
-        ),
+        None => {
+            tracing::info!("scheduler starting");
+            periodic::run_scheduler(ctx, schedules, sentinela_worker::shutdown_signal()).await
+        }
     }
+}
+
+/// Starts the schedules in-process (the API's `--standalone` mode) and returns the task running
+/// them; it ends after `shutdown` resolves.
+///
+/// # Errors
+/// An invalid cron expression or time zone.
+pub fn start(
+    settings: &Settings,
+    db: DatabaseConnection,
+    queue: JobQueue,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let schedules = periodic::schedules(settings)?;
+    let ctx = Arc::new(JobContext::new(db, queue, settings.clone())?);
+    Ok(tokio::spawn(periodic::run_scheduler(
+        ctx, schedules, shutdown,
+    )))
 }

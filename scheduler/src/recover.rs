@@ -114,3 +114,16 @@ pub async fn recover_stuck(
     }
     Ok(report)
 }
+
+impl From<RecoveryReport> for crate::report::Report {
+    fn from(r: RecoveryReport) -> Self {
+        let mut report = Self::new(
+            sentinela_core::jobs::PeriodicJob::Recover,
+            &["tasks_requeued", "tasks_failed", "searches_finalized"],
+        );
+        report.add("tasks_requeued", r.requeued);
+        report.add("tasks_failed", r.failed);
+        report.add("searches_finalized", r.finalized);
+        report
+    }
+}

@@ -212,7 +212,9 @@ pub async fn run_workers(
         JobQueue::Redis {
             search, analyze, ..
         } => register_workers!(monitor, search, analyze),
-        JobQueue::Sqlite { search, analyze } => register_workers!(monitor, search, analyze),
+        JobQueue::Sqlite {
+            search, analyze, ..
+        } => register_workers!(monitor, search, analyze),
     };
     monitor
         .run_with_signal(async move {

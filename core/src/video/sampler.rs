@@ -423,6 +423,60 @@ impl Sampler {
     }
 }
 
+/// What [`probe`] reads from a recording.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoInfo {
+    /// Frames per second.
+    pub fps: f64,
+    /// Frames that can actually be decoded (the packets present, for a file cut short).
+    pub frames: i64,
+    /// Playing time of those frames.
+    pub duration: std::time::Duration,
+}
+
+/// Reads a recording's frame rate and real length (by demuxing its packets, without decoding),
+/// as index sync does for each new segment. Blocking.
+///
+/// # Errors
+/// [`SampleError::Missing`] or [`SampleError::Corrupt`] when the file cannot be read as a video.
+pub fn probe(path: &Path) -> Result<VideoInfo, SampleError> {
+    std::fs::File::open(path).map_err(|e| SampleError::Missing {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let corrupt = |reason: &str| SampleError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let opencv = |source| SampleError::OpenCv {
+        path: path.to_owned(),
+        source,
+    };
+    let capture = open_capture(path, None, &[]).map_err(opencv)?;
+    if !capture.is_opened().map_err(opencv)? {
+        return Err(corrupt("OpenCV's FFmpeg backend cannot open it"));
+    }
+    let fps = capture.get(videoio::CAP_PROP_FPS).map_err(opencv)?;
+    let announced = capture.get(videoio::CAP_PROP_FRAME_COUNT).map_err(opencv)? as i64;
+    if !(fps.is_finite() && fps > 0.0) {
+        return Err(corrupt("the container announces no frame rate"));
+    }
+    let (_, packets) = index_keyframes(path).map_err(opencv)?;
+    let frames = match (packets, announced) {
+        (0, a) => a,
+        (p, a) if a > 0 => p.min(a),
+        (p, _) => p,
+    };
+    if frames <= 0 {
+        return Err(corrupt("it holds no video frames"));
+    }
+    Ok(VideoInfo {
+        fps,
+        frames,
+        duration: std::time::Duration::from_secs_f64(frames as f64 / fps),
+    })
+}
+
 /// Keyframe indexes and the number of video packets, from a demux-only pass (packets in decode
 /// order; with closed GOPs a keyframe's index is the same in presentation order).
 fn index_keyframes(path: &Path) -> opencv::Result<(Vec<i64>, i64)> {

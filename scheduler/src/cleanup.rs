@@ -1,0 +1,95 @@
+//! Search cleanup: searches that ended (completed, failed or cancelled) and were created more
+//! than the configured age ago are deleted with their tasks, points and snapshot files. Searches
+//! still pending or processing are never touched. A snapshot folder that cannot be deleted keeps
+//! its search (counted and logged) and the job goes on.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use entity::status::SearchStatus;
+use entity::{trajectory_point, vehicle_search};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use sentinela_core::jobs::PeriodicJob;
+
+use crate::files::remove_dir;
+use crate::report::Report;
+
+const PAGE: u64 = 200;
+
+/// Deletes searches that ended and are older than `max_age` at `now`.
+///
+/// # Errors
+/// Database errors (file errors are counted, not returned).
+pub async fn run(
+    db: &DatabaseConnection,
+    snapshot_dir: &Path,
+    max_age: Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        PeriodicJob::Cleanup,
+        &[
+            "searches_deleted",
+            "points_deleted",
+            "snapshot_files_deleted",
+            "bytes_freed",
+            "file_errors",
+        ],
+    );
+    let cutoff = now - max_age;
+    let ended = [
+        SearchStatus::Completed,
+        SearchStatus::CompletedWithErrors,
+        SearchStatus::Failed,
+        SearchStatus::Cancelled,
+    ]
+    .map(SearchStatus::as_str);
+    let mut after = 0i64;
+    loop {
+        let page = vehicle_search::Entity::find()
+            .filter(vehicle_search::Column::CreatedAt.lt(cutoff))
+            .filter(vehicle_search::Column::Status.is_in(ended))
+            .filter(vehicle_search::Column::Id.gt(after))
+            .order_by_asc(vehicle_search::Column::Id)
+            .limit(PAGE)
+            .all(db)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for search in page {
+            let dir = snapshot_dir.join(search.id.to_string());
+            match remove_dir(&dir).await {
+                Ok((files, bytes)) => {
+                    report.add("snapshot_files_deleted", files);
+                    report.add("bytes_freed", bytes);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        search_id = search.id,
+                        path = %dir.display(),
+                        %error,
+                        "cannot delete a search's snapshots; keeping the search"
+                    );
+                    report.add("file_errors", 1);
+                    continue;
+                }
+            }
+            let points = trajectory_point::Entity::find()
+                .filter(trajectory_point::Column::SearchId.eq(search.id))
+                .count(db)
+                .await?;
+            // Tasks and points go with the row (ON DELETE CASCADE).
+            let deleted = vehicle_search::Entity::delete_by_id(search.id)
+                .exec(db)
+                .await?;
+            if deleted.rows_affected == 1 {
+                report.add("searches_deleted", 1);
+                report.add("points_deleted", points);
+            }
+        }
+    }
+    Ok(report)
+}

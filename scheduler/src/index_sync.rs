@@ -1,0 +1,255 @@
+//! Recording index sync: registers the segments MediaMTX writes under `RECORDINGS_DIR` with
+//! `recordPath: %path/%Y-%m-%d_%H-%M-%S-%f` (fMP4) as recordings of the camera whose
+//! `mediamtx_path` is `%path`.
+//!
+//! - The start time comes from the file name, read in the time zone MediaMTX writes names in
+//!   (`RECORDINGS_TZ`); the end from the file's real length (its packets, demuxed).
+//! - A segment is complete when a later segment of the same camera exists, or when it has not
+//!   been modified for `segment_settle_secs`; the newest segment of a camera that is still
+//!   being written is skipped until then.
+//! - Idempotent: files already registered are not read again, and registration itself is
+//!   idempotent on (camera, start).
+//! - Only segments starting less than [`LOOKBACK`] before the camera's newest registered
+//!   recording are considered, so a tick does not re-examine weeks of history.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use entity::{camera, recording};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sentinela_core::jobs::PeriodicJob;
+use sentinela_core::repo::recordings;
+use sentinela_core::video::sampler;
+
+use crate::report::Report;
+
+/// How far before a camera's newest registered recording index sync still looks for segments.
+pub const LOOKBACK: Duration = Duration::hours(24);
+
+/// The name format of MediaMTX segments (`%Y-%m-%d_%H-%M-%S-%f`, microseconds).
+const NAME_FORMAT: &str = "%Y-%m-%d_%H-%M-%S-%6f";
+
+/// What index sync needs.
+#[derive(Debug, Clone)]
+pub struct IndexSync {
+    /// MediaMTX's recordPath root.
+    pub recordings_dir: PathBuf,
+    /// The time zone segment names are written in.
+    pub timezone: Tz,
+    /// How long the newest segment must stay unmodified to count as complete.
+    pub settle: std::time::Duration,
+}
+
+/// A segment file found on disk.
+#[derive(Debug, Clone)]
+struct Segment {
+    /// Path relative to the recordings root (what the recording row stores).
+    relative: String,
+    started_at: DateTime<Utc>,
+    modified: SystemTime,
+    size: u64,
+}
+
+/// Reads a segment's start time from its file name (`2026-11-29_08-00-00-000000.mp4`).
+pub fn parse_segment_name(name: &str, timezone: Tz) -> Option<DateTime<Utc>> {
+    let stem = name.strip_suffix(".mp4")?;
+    let naive = NaiveDateTime::parse_from_str(stem, NAME_FORMAT).ok()?;
+    // A name in the repeated hour of a DST change is read as its first occurrence.
+    timezone
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl IndexSync {
+    /// Scans every camera's folder and registers new complete segments.
+    ///
+    /// # Errors
+    /// Database errors; unreadable folders and files are counted and logged.
+    pub async fn run(&self, db: &DatabaseConnection) -> anyhow::Result<Report> {
+        let mut report = Report::new(
+            PeriodicJob::IndexSync,
+            &[
+                "cameras_scanned",
+                "segments_registered",
+                "segments_in_progress",
+                "segments_unreadable",
+                "folders_missing",
+            ],
+        );
+        let cameras = camera::Entity::find()
+            .filter(camera::Column::MediamtxPath.is_not_null())
+            .order_by_asc(camera::Column::Id)
+            .all(db)
+            .await?;
+        for camera in cameras {
+            let Some(path) = camera.mediamtx_path.clone() else {
+                continue;
+            };
+            report.add("cameras_scanned", 1);
+            self.sync_camera(db, &camera, &path, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn sync_camera(
+        &self,
+        db: &DatabaseConnection,
+        camera: &camera::Model,
+        mediamtx_path: &str,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let newest: Option<DateTime<Utc>> = recording::Entity::find()
+            .select_only()
+            .column(recording::Column::StartedAt)
+            .filter(recording::Column::CameraId.eq(camera.id))
+            .order_by_desc(recording::Column::StartedAt)
+            .limit(1)
+            .into_tuple()
+            .one(db)
+            .await?;
+        let since = newest.map(|t| t - LOOKBACK);
+        let dir = self.recordings_dir.join(mediamtx_path);
+        let (segments, missing) = {
+            let (dir, tz, root) = (dir.clone(), self.timezone, mediamtx_path.to_owned());
+            tokio::task::spawn_blocking(move || list_segments(&dir, &root, tz, since)).await??
+        };
+        if missing {
+            report.add("folders_missing", 1);
+            tracing::debug!(camera_id = camera.id, dir = %dir.display(), "no recordings folder yet");
+            return Ok(());
+        }
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let known: std::collections::HashSet<String> = recording::Entity::find()
+            .select_only()
+            .column(recording::Column::FilePath)
+            .filter(recording::Column::CameraId.eq(camera.id))
+            .filter(recording::Column::StartedAt.gte(segments[0].started_at))
+            .into_tuple()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let now = SystemTime::now();
+        let last = segments.len() - 1;
+        for (i, segment) in segments.into_iter().enumerate() {
+            if known.contains(&segment.relative) {
+                continue;
+            }
+            let settled = now
+                .duration_since(segment.modified)
+                .is_ok_and(|age| age >= self.settle);
+            if i == last && !settled {
+                report.add("segments_in_progress", 1);
+                continue;
+            }
+            let path = self.recordings_dir.join(&segment.relative);
+            let probed = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || sampler::probe(&path)
+            })
+            .await?;
+            let info = match probed {
+                Ok(info) => info,
+                Err(error) => {
+                    report.add("segments_unreadable", 1);
+                    tracing::warn!(
+                        camera_id = camera.id,
+                        path = %path.display(),
+                        %error,
+                        "segment cannot be read; not registered"
+                    );
+                    continue;
+                }
+            };
+            let duration = Duration::from_std(info.duration)?;
+            let (_, inserted) = recordings::register(
+                db,
+                recordings::NewRecording {
+                    camera_id: camera.id,
+                    city_id: camera.city_id,
+                    file_path: segment.relative.clone(),
+                    started_at: segment.started_at,
+                    ended_at: segment.started_at + duration,
+                    size_bytes: i64::try_from(segment.size).unwrap_or(i64::MAX),
+                },
+            )
+            .await?;
+            if inserted {
+                report.add("segments_registered", 1);
+                tracing::info!(
+                    camera_id = camera.id,
+                    file = %segment.relative,
+                    seconds = info.duration.as_secs_f64(),
+                    "segment registered"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Segments in `dir` (named by MediaMTX) starting at or after `since`, in start order. Returns
+/// `(segments, folder missing)`.
+fn list_segments(
+    dir: &Path,
+    mediamtx_path: &str,
+    timezone: Tz,
+    since: Option<DateTime<Utc>>,
+) -> std::io::Result<(Vec<Segment>, bool)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), true)),
+        Err(e) => return Err(e),
+    };
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(started_at) = parse_segment_name(name, timezone) else {
+            continue;
+        };
+        if since.is_some_and(|since| started_at < since) {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        segments.push(Segment {
+            relative: format!("{}/{name}", mediamtx_path.trim_end_matches('/')),
+            started_at,
+            modified: meta.modified()?,
+            size: meta.len(),
+        });
+    }
+    segments.sort_by_key(|s| s.started_at);
+    Ok((segments, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_are_read_in_the_recordings_time_zone() {
+        let utc = parse_segment_name("2026-11-29_08-00-05-250000.mp4", Tz::UTC).unwrap();
+        assert_eq!(utc.to_rfc3339(), "2026-11-29T08:00:05.250+00:00");
+        let sp =
+            parse_segment_name("2026-11-29_08-00-05-250000.mp4", Tz::America__Sao_Paulo).unwrap();
+        assert_eq!(sp.to_rfc3339(), "2026-11-29T11:00:05.250+00:00");
+        for bad in [
+            "2026-11-29_08-00-05-250000.mkv",
+            "2026-11-29_08-00-05.mp4",
+            "2026-13-29_08-00-05-250000.mp4",
+            "notes.txt",
+        ] {
+            assert_eq!(parse_segment_name(bad, Tz::UTC), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! The schedules and their execution.
+//!
+//! Every scheduler replica runs one apalis-cron stream per enabled job. A tick is not run where it
+//! fires: it is pushed into the shared `sentinela:periodic` queue as a [`PeriodicRun`] under the
+//! idempotency key `<job>:<tick>`, so the backend keeps the first push of a tick and drops every
+//! other replica's (apalis-cron's own task ids are random, so replicas would otherwise each run
+//! every tick — celery beat's classic defect). The replicas also run a worker on that queue, which
+//! executes each run once. A run that finds the previous run of the same job still going is
+//! skipped (a per-job lock in Redis, or in-process on the embedded queue).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::*;
+use apalis_cron::CronScheduler;
+use futures::StreamExt;
+use sea_orm::DatabaseConnection;
+use sentinela_core::jobs::{PeriodicJob, PeriodicRun};
+use sentinela_core::queue::JobQueue;
+use sentinela_core::settings::Settings;
+
+use crate::index_sync::IndexSync;
+use crate::report::Report;
+use crate::{cleanup, hygiene, recover, retention};
+
+/// A job's schedule as configured.
+#[derive(Debug, Clone)]
+pub struct JobSchedule {
+    /// The job.
+    pub job: PeriodicJob,
+    /// The expression as configured.
+    pub expression: String,
+    /// The parsed schedule; `None` when the job is switched off.
+    pub schedule: Option<cron::Schedule>,
+}
+
+/// The settings key holding a job's schedule.
+pub fn settings_key(job: PeriodicJob) -> &'static str {
+    match job {
+        PeriodicJob::Retention => "scheduler.retention_cron",
+        PeriodicJob::Cleanup => "scheduler.cleanup_cron",
+        PeriodicJob::Recover => "scheduler.recover_cron",
+        PeriodicJob::IndexSync => "scheduler.index_sync_cron",
+        PeriodicJob::QueueHygiene => "scheduler.queue_hygiene_cron",
+    }
+}
+
+fn expression(settings: &Settings, job: PeriodicJob) -> &str {
+    let s = &settings.scheduler;
+    match job {
+        PeriodicJob::Retention => &s.retention_cron,
+        PeriodicJob::Cleanup => &s.cleanup_cron,
+        PeriodicJob::Recover => &s.recover_cron,
+        PeriodicJob::IndexSync => &s.index_sync_cron,
+        PeriodicJob::QueueHygiene => &s.queue_hygiene_cron,
+    }
+}
+
+/// Parses one job's schedule: a cron expression with seconds (`sec min hour day month weekday
+/// [year]`), a five-field crontab line (read as firing at second 0), or `off`.
+///
+/// # Errors
+/// A message naming the job, its settings key and environment variable, and the expression.
+pub fn parse_schedule(job: PeriodicJob, expression: &str) -> anyhow::Result<JobSchedule> {
+    let trimmed = expression.trim();
+    if trimmed.eq_ignore_ascii_case("off") {
+        return Ok(JobSchedule {
+            job,
+            expression: trimmed.to_owned(),
+            schedule: None,
+        });
+    }
+    let fields = trimmed.split_whitespace().count();
+    let full = if fields == 5 {
+        format!("0 {trimmed}")
+    } else {
+        trimmed.to_owned()
+    };
+    let key = settings_key(job);
+    let var = format!("SENTINELA__{}", key.replace('.', "__").to_uppercase());
+    let schedule = cron::Schedule::from_str(&full).map_err(|e| {
+        anyhow::anyhow!(
+            "{key} ({var}): job {} has an invalid cron expression {expression:?}: {e} \
+             (expected `sec min hour day month weekday`, a 5-field crontab line, or `off`)",
+            job.as_str()
+        )
+    })?;
+    Ok(JobSchedule {
+        job,
+        expression: trimmed.to_owned(),
+        schedule: Some(schedule),
+    })
+}
+
+/// Every job's schedule from the settings.
+///
+/// # Errors
+/// The first invalid expression, named (see [`parse_schedule`]).
+pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<JobSchedule>> {
+    PeriodicJob::ALL
+        .into_iter()
+        .map(|job| parse_schedule(job, expression(settings, job)))
+        .collect()
+}
+
+/// What the jobs run against.
+pub struct JobContext {
+    /// The database.
+    pub db: DatabaseConnection,
+    /// The queue (also the Redis connection for locks).
+    pub queue: JobQueue,
+    /// The settings.
+    pub settings: Settings,
+    /// The time zone of MediaMTX segment names.
+    pub timezone: chrono_tz::Tz,
+    running: Mutex<HashSet<PeriodicJob>>,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext").finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    /// Builds the context, checking the settings the jobs read.
+    ///
+    /// # Errors
+    /// An unknown `RECORDINGS_TZ`.
+    pub fn new(
+        db: DatabaseConnection,
+        queue: JobQueue,
+        settings: Settings,
+    ) -> anyhow::Result<Self> {
+        let tz_name = &settings.scheduler.recordings_timezone;
+        let timezone = chrono_tz::Tz::from_str(tz_name).map_err(|_| {
+            anyhow::anyhow!(
+                "RECORDINGS_TZ: {tz_name:?} is not an IANA time zone (for example UTC or America/Sao_Paulo)"
+            )
+        })?;
+        Ok(Self {
+            db,
+            queue,
+            settings,
+            timezone,
+            running: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Runs one job now.
+    ///
+    /// # Errors
+    /// The job's database or queue error.
+    pub async fn execute(&self, job: PeriodicJob) -> anyhow::Result<Report> {
+        let now = chrono::Utc::now();
+        let s = &self.settings.scheduler;
+        match job {
+            PeriodicJob::Retention => {
+                retention::run(&self.db, &self.settings.storage.recordings_dir, now).await
+            }
+            PeriodicJob::Cleanup => {
+                cleanup::run(
+                    &self.db,
+                    &self.settings.storage.snapshot_dir,
+                    chrono::Duration::days(i64::from(s.search_max_age_days)),
+                    now,
+                )
+                .await
+            }
+            PeriodicJob::Recover => recover::recover_stuck(
+                &self.db,
+                &self.queue,
+                chrono::Duration::seconds(i64::try_from(s.task_lease_secs).unwrap_or(i64::MAX)),
+                s.max_task_attempts,
+            )
+            .await
+            .map(Report::from),
+            PeriodicJob::IndexSync => {
+                IndexSync {
+                    recordings_dir: self.settings.storage.recordings_dir.clone(),
+                    timezone: self.timezone,
+                    settle: Duration::from_secs(s.segment_settle_secs),
+                }
+                .run(&self.db)
+                .await
+            }
+            PeriodicJob::QueueHygiene => {
+                let keep = chrono::Duration::hours(
+                    i64::try_from(s.queue_keep_hours).unwrap_or(i64::MAX / 3600),
+                );
+                hygiene::run(&self.queue, now - keep).await
+            }
+        }
+    }
+
+    /// Runs one job unless its previous run is still going (here or, on Redis, on any replica).
+    /// Returns `None` when skipped.
+    ///
+    /// # Errors
+    /// The job's error, or the lock's.
+    pub async fn execute_exclusive(&self, job: PeriodicJob) -> anyhow::Result<Option<Report>> {
+        if !self.running.lock().expect("lock poisoned").insert(job) {
+            return Ok(None);
+        }
+        let _local = LocalGuard { ctx: self, job };
+        let lock = match &self.queue {
+            JobQueue::Redis { conn, .. } => {
+                match RedisLock::acquire(conn, job, self.lock_ttl()).await? {
+                    Some(lock) => Some(lock),
+                    None => return Ok(None),
+                }
+            }
+            JobQueue::Sqlite { .. } => None,
+        };
+        let result = self.execute(job).await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        result.map(Some)
+    }
+
+    fn lock_ttl(&self) -> Duration {
+        // Longer than any run should take; a crashed replica's lock expires on its own.
+        Duration::from_secs(self.settings.worker.job_timeout_secs.max(60))
+    }
+}
+
+struct LocalGuard<'a> {
+    ctx: &'a JobContext,
+    job: PeriodicJob,
+}
+
+impl Drop for LocalGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.ctx.running.lock() {
+            running.remove(&self.job);
+        }
+    }
+}
+
+/// A per-job lock in Redis (`SET NX PX`), released only by its holder.
+struct RedisLock {
+    conn: redis::aio::ConnectionManager,
+    key: String,
+    token: String,
+}
+
+impl RedisLock {
+    async fn acquire(
+        conn: &redis::aio::ConnectionManager,
+        job: PeriodicJob,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<Self>> {
+        let mut conn = conn.clone();
+        let key = format!("sentinela:periodic:running:{}", job.as_str());
+        let token = uuid::Uuid::new_v4().to_string();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut conn)
+            .await
+            .context("failed to take the periodic job lock")?;
+        Ok(set.map(|_| Self { conn, key, token }))
+    }
+
+    async fn release(mut self) {
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        );
+        let released: redis::RedisResult<i64> = script
+            .key(&self.key)
+            .arg(&self.token)
+            .invoke_async(&mut self.conn)
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(key = %self.key, %error, "failed to release a periodic job lock; it expires on its own");
+        }
+    }
+}
+
+/// Pushes every tick of `schedule` until `shutdown` resolves.
+async fn produce_ticks(
+    queue: JobQueue,
+    job: PeriodicJob,
+    schedule: cron::Schedule,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticks = Box::pin(CronScheduler::new(schedule).into_stream());
+    let mut shutdown = shutdown;
+    loop {
+        let tick = tokio::select! {
+            tick = ticks.next() => tick,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let Some(tick) = tick else { return };
+        let tick = match tick {
+            Ok(tick) => tick.get_timestamp(),
+            Err(error) => {
+                tracing::warn!(job = job.as_str(), %error, "cron tick skipped");
+                continue;
+            }
+        };
+        let run = PeriodicRun { job, tick };
+        // A failed push is retried a few times within the tick; the next tick comes anyway.
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match queue.push_periodic(run).await {
+                Ok(()) => {
+                    tracing::debug!(job = job.as_str(), tick, "tick pushed");
+                    break;
+                }
+                Err(error) if attempt < 5 => {
+                    tracing::warn!(job = job.as_str(), tick, %error, attempt, "failed to push a tick; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(error) => {
+                    tracing::error!(job = job.as_str(), tick, %error, "failed to push a tick; it is lost");
+                }
+            }
+        }
+    }
+}
+
+/// The handler of `sentinela:periodic` jobs.
+async fn run_periodic(run: PeriodicRun, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+    let job = run.job.as_str();
+    let started = std::time::Instant::now();
+    match ctx.execute_exclusive(run.job).await {
+        Ok(Some(report)) => {
+            let counts = serde_json::Map::from_iter(
+                report
+                    .counts()
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))),
+            );
+            tracing::info!(
+                job,
+                tick = run.tick,
+                seconds = started.elapsed().as_secs_f64(),
+                counts = %serde_json::Value::Object(counts),
+                "periodic job finished"
+            );
+            Ok(())
+        }
+        Ok(None) => {
+            tracing::info!(
+                job,
+                tick = run.tick,
+                "previous run still going; tick skipped"
+            );
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(job, tick = run.tick, error = %format!("{error:#}"), "periodic job failed");
+            // The next tick runs it again; retrying this one would only pile up runs.
+            Err(Box::new(AbortError::new(format!("{job}: {error:#}"))))
+        }
+    }
+}
+
+/// Runs the schedules and the periodic-job worker until `shutdown` resolves.
+///
+/// # Errors
+/// A worker monitor failure.
+pub async fn run_scheduler(
+    ctx: Arc<JobContext>,
+    schedules: Vec<JobSchedule>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut producers = Vec::new();
+    for s in &schedules {
+        match &s.schedule {
+            Some(schedule) => {
+                tracing::info!(job = s.job.as_str(), cron = %s.expression, "schedule enabled");
+                producers.push(tokio::spawn(produce_ticks(
+                    ctx.queue.clone(),
+                    s.job,
+                    schedule.clone(),
+                    stop_rx.clone(),
+                )));
+            }
+            None => tracing::info!(job = s.job.as_str(), "schedule switched off"),
+        }
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let name = format!("{host}-{}-periodic", std::process::id());
+    let monitor = Monitor::new()
+        .shutdown_timeout(Duration::from_secs(ctx.settings.worker.drain_timeout_secs))
+        .should_restart(|worker, error| {
+            tracing::warn!(worker = %worker.name(), %error, "periodic worker stopped; restarting");
+            true
+        });
+    macro_rules! register {
+        ($monitor:expr, $storage:expr) => {{
+            let storage = $storage;
+            let ctx = ctx.clone();
+            $monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-r{restarts}"))
+                    .backend(storage.clone())
+                    .data(ctx.clone())
+                    .concurrency(PeriodicJob::ALL.len())
+                    .catch_panic()
+                    .enable_tracing()
+                    .parallelize(tokio::spawn)
+                    .build(run_periodic)
+            })
+        }};
+    }
+    let monitor = match ctx.queue.clone() {
+        JobQueue::Redis { periodic, .. } => register!(monitor, periodic),
+        JobQueue::Sqlite { periodic, .. } => register!(monitor, periodic),
+    };
+    let result = monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            Ok(())
+        })
+        .await
+        .context("periodic job monitor failed");
+    for producer in producers {
+        producer.abort();
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_with_seconds_five_fields_and_off() {
+        assert!(
+            parse_schedule(PeriodicJob::Recover, "*/5 * * * * *")
+                .unwrap()
+                .schedule
+                .is_some()
+        );
+        let crontab = parse_schedule(PeriodicJob::Cleanup, "30 3 * * *").unwrap();
+        let next = crontab
+            .schedule
+            .unwrap()
+            .upcoming(chrono::Utc)
+            .next()
+            .unwrap();
+        assert_eq!(next.format("%H:%M:%S").to_string(), "03:30:00");
+        assert!(
+            parse_schedule(PeriodicJob::IndexSync, "off")
+                .unwrap()
+                .schedule
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_malformed_expression_names_the_job_the_variable_and_the_expression() {
+        let error = parse_schedule(PeriodicJob::Retention, "61 * * * * *")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("job retention"), "{error}");
+        assert!(
+            error.contains("SENTINELA__SCHEDULER__RETENTION_CRON"),
+            "{error}"
+        );
+        assert!(error.contains("\"61 * * * * *\""), "{error}");
+    }
+}
