@@ -226,7 +226,7 @@ pub async fn finalize_if_complete(
                 C::ErrorMessage,
                 match summary {
                     Some(summary) => Expr::value(summary),
-                    None => Expr::col(C::ErrorMessage).into(),
+                    None => Expr::col(C::ErrorMessage),
                 },
             )
             .filter(C::Id.eq(id))
