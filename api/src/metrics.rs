@@ -1,5 +1,7 @@
 //! `/metrics` of the API in Prometheus text format (prometheus-client): HTTP requests by route and
-//! status with latency, and the job queue's depth by queue and state, read when scraped.
+//! status with latency, followed by the process metrics of [`sentinela_core::metrics`] (queue
+//! depth and searches by status read when scraped; in `--standalone` mode also the workers' and
+//! the scheduler's counters).
 //!
 //! Routes are labelled by their template (`/api/v1/searches/{id}`), never by raw paths, so ids do
 //! not explode the label set.
@@ -13,7 +15,6 @@ use poem::{Endpoint, IntoResponse, Request, Response, handler};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -39,21 +40,11 @@ pub struct RouteLabels {
     pub route: String,
 }
 
-/// Labels of a queue-depth gauge.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueLabels {
-    /// Queue name.
-    pub queue: String,
-    /// pending, scheduled, running, done, dead.
-    pub state: String,
-}
-
 /// The API's metric families.
 pub struct ApiMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
-    queue: Family<QueueLabels, Gauge>,
 }
 
 impl Default for ApiMetrics {
@@ -63,7 +54,6 @@ impl Default for ApiMetrics {
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
-        let queue = Family::<QueueLabels, Gauge>::default();
         registry.register(
             "vms_http_requests",
             "HTTP requests answered, by method, route and status",
@@ -74,16 +64,10 @@ impl Default for ApiMetrics {
             "HTTP request latency, by method and route",
             latency.clone(),
         );
-        registry.register(
-            "vms_queue_jobs",
-            "Jobs in the queue by queue and state (read from the backend when scraped)",
-            queue.clone(),
-        );
         Self {
             registry,
             requests,
             latency,
-            queue,
         }
     }
 }
@@ -144,34 +128,16 @@ pub async fn track<E: Endpoint>(
 /// `GET /metrics`.
 #[handler]
 pub(crate) async fn render(state: Data<&AppState>, metrics: Data<&Arc<ApiMetrics>>) -> Response {
-    match state.queue.depth().await {
-        Ok(depths) => {
-            for (queue, depth) in depths {
-                for (name, value) in [
-                    ("pending", depth.pending),
-                    ("scheduled", depth.scheduled),
-                    ("running", depth.running),
-                    ("done", depth.done),
-                    ("dead", depth.dead),
-                ] {
-                    metrics
-                        .queue
-                        .get_or_create(&QueueLabels {
-                            queue: queue.to_owned(),
-                            state: name.to_owned(),
-                        })
-                        .set(value as i64);
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "queue depth unavailable for /metrics"),
-    }
+    sentinela_core::metrics::refresh(&state.queue, &state.db).await;
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
+    // Two registries, one exposition: only the last carries the `# EOF` terminator.
+    let body = body.trim_end().trim_end_matches("# EOF").to_owned()
+        + &sentinela_core::metrics::global().encode();
     Response::builder()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .content_type(sentinela_core::metrics::CONTENT_TYPE)
         .body(body)
 }
 

@@ -181,6 +181,7 @@ async fn spawn_app(redis: Option<&str>) -> TestApp {
                 .env("SNAPSHOT_DIR", dir.path().join("snapshots"))
                 .env("RECORDINGS_DIR", dir.path())
                 .env("SENTINELA__DETECTOR__MODEL_PATH", model())
+                .env("METRICS_BIND", "127.0.0.1:0")
                 .env("LOG_FORMAT", "json")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())

@@ -10,6 +10,7 @@
 //! - [`domain`]: types that parse once — plates, colours, vehicle types, time ranges.
 //! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
 //! - [`jobs`], [`queue`]: job payloads and the queue backend (Redis or embedded SQLite).
+//! - [`metrics`]: the process's Prometheus metrics (prometheus-client).
 //! - [`pipeline`]: analysing one recording for one search (sampler → gate → cache → detector → points).
 //! - [`repo`]: repository functions over sea-orm.
 //! - [`seed`]: the idempotent demo city and cameras.
@@ -23,6 +24,7 @@ pub mod db;
 pub mod detect;
 pub mod domain;
 pub mod jobs;
+pub mod metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod repo;

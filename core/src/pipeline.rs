@@ -148,8 +148,10 @@ impl Analyzer {
         let mut gate = MotionGate::new(self.sampler.gate_threshold);
         let mut last: Option<Analysis> = None;
 
+        let metrics = crate::metrics::global();
         while let Some(frame) = rx.recv().await {
             let frame = frame?;
+            metrics.frames_sampled.inc();
             if self.cancelled(input.search_id).await? {
                 report.cancelled = true;
                 return Ok(report);
@@ -163,12 +165,14 @@ impl Analyzer {
             let mut encoded: Option<Vec<u8>> = None;
             let analysis = if let Some(analysis) = cached {
                 report.cache_hits += 1;
+                metrics.frames_cache_hits.inc();
                 analysis
             } else if let Some(previous) = last
                 .clone()
                 .filter(|a| decision == GateDecision::Reuse && (a.text_checked || !wants_text))
             {
                 report.gate_skips += 1;
+                metrics.frames_gate_skipped.inc();
                 self.store(input, &frame, &previous).await?;
                 previous
             } else {
@@ -189,7 +193,23 @@ impl Analyzer {
                         image: frame.image.clone(),
                         jpeg: bytes,
                     };
+                    let called = std::time::Instant::now();
                     let analysis = self.detector.detect(&image, wants_text).await?;
+                    metrics
+                        .detection_latency
+                        .get_or_create(&crate::metrics::ProviderLabels {
+                            provider: provider.to_owned(),
+                        })
+                        .observe(called.elapsed().as_secs_f64());
+                    for vehicle in &analysis.vehicles {
+                        metrics
+                            .detections
+                            .get_or_create(&crate::metrics::DetectionLabels {
+                                provider: provider.to_owned(),
+                                label: vehicle.kind.as_str().to_owned(),
+                            })
+                            .inc();
+                    }
                     encoded = Some(image.jpeg).filter(|b| !b.is_empty());
                     analysis
                 };

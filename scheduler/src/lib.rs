@@ -102,8 +102,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            tracing::info!("scheduler starting");
-            periodic::run_scheduler(ctx, schedules, sentinela_worker::shutdown_signal()).await
+            let stop = sentinela_worker::stop_on_signal();
+            let (metrics_addr, metrics) = sentinela_worker::metrics_server::start(
+                &ctx.settings.scheduler.metrics_bind,
+                ctx.queue.clone(),
+                ctx.db.clone(),
+                sentinela_worker::stopped(stop.clone()),
+            )
+            .await?;
+            tracing::info!(metrics = %metrics_addr, "scheduler starting");
+            let result =
+                periodic::run_scheduler(ctx, schedules, sentinela_worker::stopped(stop)).await;
+            metrics.abort();
+            result
         }
     }
 }

@@ -19,6 +19,7 @@ use apalis_cron::CronScheduler;
 use futures::StreamExt;
 use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::{PeriodicJob, PeriodicRun};
+use sentinela_core::metrics::{ItemLabels, JobLabels, JobOutcomeLabels};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::settings::Settings;
 
@@ -332,8 +333,34 @@ async fn produce_ticks(
 async fn run_periodic(run: PeriodicRun, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
     let job = run.job.as_str();
     let started = std::time::Instant::now();
+    let metrics = sentinela_core::metrics::global();
+    let outcome = |outcome: &str| {
+        metrics
+            .scheduler_runs
+            .get_or_create(&JobOutcomeLabels {
+                job_type: job.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        metrics
+            .scheduler_duration
+            .get_or_create(&JobLabels {
+                job_type: job.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    };
     match ctx.execute_exclusive(run.job).await {
         Ok(Some(report)) => {
+            outcome("succeeded");
+            for (item, n) in report.counts() {
+                metrics
+                    .scheduler_items
+                    .get_or_create(&ItemLabels {
+                        job_type: job.to_owned(),
+                        item: (*item).to_owned(),
+                    })
+                    .inc_by(*n);
+            }
             let counts = serde_json::Map::from_iter(
                 report
                     .counts()
@@ -350,6 +377,7 @@ async fn run_periodic(run: PeriodicRun, ctx: Data<Arc<JobContext>>) -> Result<()
             Ok(())
         }
         Ok(None) => {
+            outcome("skipped");
             tracing::info!(
                 job,
                 tick = run.tick,
@@ -358,6 +386,7 @@ async fn run_periodic(run: PeriodicRun, ctx: Data<Arc<JobContext>>) -> Result<()
             Ok(())
         }
         Err(error) => {
+            outcome("failed");
             tracing::error!(job, tick = run.tick, error = %format!("{error:#}"), "periodic job failed");
             // The next tick runs it again; retrying this one would only pile up runs.
             Err(Box::new(AbortError::new(format!("{job}: {error:#}"))))

@@ -37,6 +37,7 @@ impl Scheduler {
             .env("SENTINELA__SCHEDULER__QUEUE_HYGIENE_CRON", "off")
             .env("SENTINELA__WORKER__POLL_INTERVAL_MS", "200")
             .env("LOG_FORMAT", "json")
+            .env("METRICS_BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info,sentinela_scheduler=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

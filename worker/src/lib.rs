@@ -40,6 +40,8 @@ use sentinela_core::settings::Settings;
 use sentinela_core::{SearchStatus, db, detect};
 use tracing::Instrument;
 
+pub mod metrics_server;
+
 /// Command line of `sentinela-worker`.
 #[derive(Debug, Parser)]
 #[command(
@@ -119,9 +121,39 @@ pub async fn run(_cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let db = db::connect_and_migrate(&settings.database_url).await?;
     let queue = JobQueue::connect(&settings, &db).await?;
+    let stop = stop_on_signal();
+    let (metrics_addr, metrics) = metrics_server::start(
+        &settings.worker.metrics_bind,
+        queue.clone(),
+        db.clone(),
+        stopped(stop.clone()),
+    )
+    .await?;
     let state = Arc::new(WorkerState::build(&settings, db, queue).await?);
-    tracing::info!(worker = %state.name, concurrency = settings.worker.concurrency, "worker starting");
-    run_workers(state, &settings, shutdown_signal()).await
+    tracing::info!(
+        worker = %state.name,
+        concurrency = settings.worker.concurrency,
+        metrics = %metrics_addr,
+        "worker starting"
+    );
+    let result = run_workers(state, &settings, stopped(stop)).await;
+    metrics.abort();
+    result
+}
+
+/// A flag raised by SIGTERM/SIGINT, for the several tasks that stop on it.
+pub fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Resolves once the flag is raised (or its sender is gone).
+pub async fn stopped(mut flag: tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -239,6 +271,35 @@ pub async fn plan(
     job: SearchVehicle,
     state: Data<Arc<WorkerState>>,
     task_id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    observed("search", &attempt, plan_search(job, state, task_id)).await
+}
+
+/// Counts a job's start, end, outcome and duration in the process metrics.
+async fn observed(
+    job: &'static str,
+    attempt: &Attempt,
+    run: impl Future<Output = Result<(), BoxDynError>>,
+) -> Result<(), BoxDynError> {
+    let metrics = sentinela_core::metrics::global();
+    metrics.job_started(job);
+    let started = std::time::Instant::now();
+    let result = run.await;
+    let outcome = match &result {
+        Ok(()) => "succeeded",
+        Err(e) if e.downcast_ref::<AbortError>().is_some() => "aborted",
+        Err(_) if attempt.current() < MAX_ATTEMPTS => "retried",
+        Err(_) => "failed",
+    };
+    metrics.job_finished(job, outcome, started.elapsed().as_secs_f64());
+    result
+}
+
+async fn plan_search(
+    job: SearchVehicle,
+    state: Data<Arc<WorkerState>>,
+    task_id: TaskId,
 ) -> Result<(), BoxDynError> {
     let db = &state.analyzer.db;
     let Some(search) = searches::get(db, job.search_id).await? else {
@@ -320,6 +381,21 @@ pub async fn plan(
 /// `AbortError` for a job that can never succeed; transient errors are returned for retry until
 /// [`MAX_ATTEMPTS`], after which the task is failed.
 pub async fn analyze_job(
+    job: AnalyzeRecording,
+    state: Data<Arc<WorkerState>>,
+    task_id: TaskId,
+    attempt: Attempt,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    observed(
+        "analyze",
+        &attempt.clone(),
+        analyze_recording(job, state, task_id, attempt, worker),
+    )
+    .await
+}
+
+async fn analyze_recording(
     job: AnalyzeRecording,
     state: Data<Arc<WorkerState>>,
     task_id: TaskId,

@@ -333,13 +333,17 @@ impl Detector for LocalDetector {
             min_confidence: self.min_confidence,
         };
         tokio::task::spawn_blocking(move || {
-            let mut vehicles = this
-                .detect_blocking(&image)
-                .map_err(|e| DetectError::Failed(format!("OpenCV dnn: {e}")))?;
+            let metrics = crate::metrics::global();
+            let outcome = |ok: bool| if ok { "ok" } else { "error" };
+            let detected = this.detect_blocking(&image);
+            metrics.detector_call("local", "nanodet", outcome(detected.is_ok()));
+            let mut vehicles =
+                detected.map_err(|e| DetectError::Failed(format!("OpenCV dnn: {e}")))?;
             if want_text {
                 for vehicle in &mut vehicles {
-                    vehicle.texts = read_text(&image, &vehicle.bbox)
-                        .map_err(|e| DetectError::Failed(format!("{e:#}")))?;
+                    let read = read_text(&image, &vehicle.bbox);
+                    metrics.detector_call("local", "tesseract", outcome(read.is_ok()));
+                    vehicle.texts = read.map_err(|e| DetectError::Failed(format!("{e:#}")))?;
                 }
             }
             let labels = vehicles

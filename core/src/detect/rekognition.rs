@@ -74,21 +74,32 @@ impl RekognitionDetector {
     }
 
     /// Runs `call` until it succeeds, fails for another reason, or `MAX_ATTEMPTS` throttles.
-    async fn with_backoff<T, E, F, Fut>(&self, mut call: F) -> Result<T, DetectError>
+    async fn with_backoff<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut call: F,
+    ) -> Result<T, DetectError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, SdkError<E>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        let metrics = crate::metrics::global();
         let mut attempt = 0;
         loop {
             match call().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    metrics.detector_call("rekognition", operation, "ok");
+                    return Ok(v);
+                }
                 Err(err) => {
                     let error = classify(&err);
                     if !matches!(error, DetectError::Throttled(_)) {
+                        metrics.detector_call("rekognition", operation, "error");
                         return Err(error);
                     }
+                    metrics.detector_call("rekognition", operation, "throttled");
+                    metrics.detector_throttled("rekognition", operation);
                     self.throttles.fetch_add(1, Ordering::Relaxed);
                     attempt += 1;
                     if attempt >= MAX_ATTEMPTS {
@@ -152,7 +163,7 @@ impl Detector for RekognitionDetector {
             .bytes(Blob::new(frame.jpeg.clone()))
             .build();
         let labels = self
-            .with_backoff(|| {
+            .with_backoff("DetectLabels", || {
                 self.client
                     .detect_labels()
                     .image(image.clone())
@@ -232,7 +243,7 @@ impl Detector for RekognitionDetector {
                 .set_regions_of_interest(Some(regions))
                 .build();
             let texts = self
-                .with_backoff(|| {
+                .with_backoff("DetectText", || {
                     self.client
                         .detect_text()
                         .image(image.clone())

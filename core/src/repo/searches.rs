@@ -127,6 +127,9 @@ pub async fn complete_empty(db: &impl ConnectionTrait, id: i64) -> Result<bool, 
         .filter(vehicle_search::Column::Status.eq(SearchStatus::Pending.as_str()))
         .exec(db)
         .await?;
+    if result.rows_affected == 1 {
+        observe_final(db, id, SearchStatus::Completed).await?;
+    }
     Ok(result.rows_affected == 1)
 }
 
@@ -146,6 +149,9 @@ pub async fn fail(db: &impl ConnectionTrait, id: i64, reason: &str) -> Result<bo
         .filter(vehicle_search::Column::Status.is_in(active_statuses()))
         .exec(db)
         .await?;
+    if result.rows_affected == 1 {
+        observe_final(db, id, SearchStatus::Failed).await?;
+    }
     Ok(result.rows_affected == 1)
 }
 
@@ -180,8 +186,24 @@ pub async fn cancel(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
             ]))
             .exec(db)
             .await?;
+        observe_final(db, id, SearchStatus::Cancelled).await?;
     }
     Ok(result.rows_affected == 1)
+}
+
+/// Counts a search that just reached `status` in the process metrics, with its duration.
+async fn observe_final(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: SearchStatus,
+) -> Result<(), DbErr> {
+    if let Some(search) = get(db, id).await? {
+        let seconds = (search.completed_at.unwrap_or_else(Utc::now) - search.created_at)
+            .num_milliseconds() as f64
+            / 1000.0;
+        crate::metrics::global().search_finished(status.as_str(), seconds);
+    }
+    Ok(())
 }
 
 fn active_statuses() -> [&'static str; 2] {
@@ -245,6 +267,7 @@ pub async fn finalize_if_complete(
             } else {
                 SearchStatus::Completed
             };
+            observe_final(db, id, status).await?;
             return Ok(Some(status));
         }
         let Some(search) = get(db, id).await? else {

@@ -161,6 +161,7 @@ impl WorkerProcess {
             .env("SENTINELA__WORKER__DRAIN_TIMEOUT_SECS", "20")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .env("METRICS_BIND", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in extra {

@@ -1,0 +1,427 @@
+//! The process's Prometheus metrics (prometheus-client), shared by every binary: one registry per
+//! process, exposed at `/metrics` by the api (port 8000), each worker (`METRICS_BIND`, 9999) and
+//! the scheduler (9998).
+//!
+//! Names follow Prometheus conventions: base units in the name (`_seconds`, `_bytes`), counters
+//! end in `_total` (prometheus-client appends it). The seed's `vms_detections_total` and
+//! `vms_detection_latency_seconds` keep their names.
+//!
+//! Counters move where the work happens (the pipeline, the providers, the job handlers, the
+//! scheduler). Gauges that describe shared state (queue depth, searches by status) are read from
+//! the backends when scraped ([`refresh`]), so every replica reports the same, current numbers.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+use crate::queue::JobQueue;
+
+/// `{provider}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// `local` or `rekognition`.
+    pub provider: String,
+}
+
+/// `{provider, label}` of a detection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectionLabels {
+    /// Detector.
+    pub provider: String,
+    /// Canonical vehicle type (`car`, `bus`…).
+    pub label: String,
+}
+
+/// `{provider, operation, outcome}` of a detector call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// Detector.
+    pub provider: String,
+    /// `DetectLabels`, `DetectText`, `nanodet`, `tesseract`.
+    pub operation: String,
+    /// `ok`, `throttled`, `error`.
+    pub outcome: String,
+}
+
+/// `{provider, operation}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// Detector.
+    pub provider: String,
+    /// Operation.
+    pub operation: String,
+}
+
+/// `{job_type}` (not `job`, which Prometheus reserves for the scrape job).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// `search` (plan), `analyze`, or a periodic job's name.
+    pub job_type: String,
+}
+
+/// `{job_type, outcome}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobOutcomeLabels {
+    /// Job type.
+    pub job_type: String,
+    /// `succeeded`, `failed`, `retried`, `aborted` (jobs); `succeeded`, `failed`, `skipped`
+    /// (scheduler runs).
+    pub outcome: String,
+}
+
+/// `{job_type, item}` of what a scheduler job did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ItemLabels {
+    /// Periodic job.
+    pub job_type: String,
+    /// What was counted (`recordings_deleted`, `bytes_freed`…).
+    pub item: String,
+}
+
+/// `{queue, state}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// Queue name.
+    pub queue: String,
+    /// `pending`, `scheduled`, `running`, `done`, `dead`.
+    pub state: String,
+}
+
+/// `{status}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// Search status.
+    pub status: String,
+}
+
+/// Every metric family of a Sentinela process.
+pub struct Metrics {
+    registry: Registry,
+    /// `vms_detections_total{provider,label}`: vehicles the detector found.
+    pub detections: Family<DetectionLabels, Counter>,
+    /// `vms_detection_latency_seconds{provider}`: one frame's analysis by the detector.
+    pub detection_latency: Family<ProviderLabels, Histogram>,
+    /// `vms_detector_calls_total{provider,operation,outcome}`.
+    pub detector_calls: Family<CallLabels, Counter>,
+    /// `vms_detector_throttles_total{provider,operation}`.
+    pub detector_throttles: Family<OperationLabels, Counter>,
+    /// `vms_frames_sampled_total`: frames decoded out of recordings.
+    pub frames_sampled: Counter,
+    /// `vms_frames_gate_skipped_total`: frames the motion gate found unchanged.
+    pub frames_gate_skipped: Counter,
+    /// `vms_frames_cache_hits_total`: frames whose analysis came from the cache.
+    pub frames_cache_hits: Counter,
+    /// `vms_jobs_started_total{job_type}`.
+    pub jobs_started: Family<JobLabels, Counter>,
+    /// `vms_jobs_finished_total{job_type,outcome}`.
+    pub jobs_finished: Family<JobOutcomeLabels, Counter>,
+    /// `vms_job_duration_seconds{job_type}`.
+    pub job_duration: Family<JobLabels, Histogram>,
+    /// `vms_searches_finished_total{status}`.
+    pub searches_finished: Family<StatusLabels, Counter>,
+    /// `vms_search_duration_seconds`: creation to final status.
+    pub search_duration: Histogram,
+    /// `vms_scheduler_runs_total{job_type,outcome}`.
+    pub scheduler_runs: Family<JobOutcomeLabels, Counter>,
+    /// `vms_scheduler_items_total{job_type,item}`.
+    pub scheduler_items: Family<ItemLabels, Counter>,
+    /// `vms_scheduler_run_duration_seconds{job_type}`.
+    pub scheduler_duration: Family<JobLabels, Histogram>,
+    /// `vms_queue_jobs{queue,state}` (read when scraped).
+    pub queue_jobs: Family<QueueLabels, Gauge>,
+    /// `vms_searches{status}` (read when scraped).
+    pub searches: Family<StatusLabels, Gauge>,
+    /// `vms_search_oldest_processing_age_seconds` (read when scraped; 0 when none).
+    pub oldest_processing: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut r = Registry::default();
+        let m = Self {
+            detections: Family::default(),
+            detection_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 2.0, 12))
+            }),
+            detector_calls: Family::default(),
+            detector_throttles: Family::default(),
+            frames_sampled: Counter::default(),
+            frames_gate_skipped: Counter::default(),
+            frames_cache_hits: Counter::default(),
+            jobs_started: Family::default(),
+            jobs_finished: Family::default(),
+            job_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 2.0, 16))
+            }),
+            searches_finished: Family::default(),
+            search_duration: Histogram::new(exponential_buckets(0.5, 2.0, 16)),
+            scheduler_runs: Family::default(),
+            scheduler_items: Family::default(),
+            scheduler_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 16))
+            }),
+            queue_jobs: Family::default(),
+            searches: Family::default(),
+            oldest_processing: Gauge::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "vms_detections",
+            "Vehicles found by the detector, by provider and label",
+            m.detections.clone(),
+        );
+        r.register(
+            "vms_detection_latency_seconds",
+            "Time the detector took to analyse one frame, by provider",
+            m.detection_latency.clone(),
+        );
+        r.register(
+            "vms_detector_calls",
+            "Calls to the detector, by provider, operation and outcome",
+            m.detector_calls.clone(),
+        );
+        r.register(
+            "vms_detector_throttles",
+            "Detector calls refused for throttling (each retried with backoff)",
+            m.detector_throttles.clone(),
+        );
+        r.register(
+            "vms_frames_sampled",
+            "Frames decoded out of recordings",
+            m.frames_sampled.clone(),
+        );
+        r.register(
+            "vms_frames_gate_skipped",
+            "Sampled frames the motion gate found unchanged (previous analysis reused)",
+            m.frames_gate_skipped.clone(),
+        );
+        r.register(
+            "vms_frames_cache_hits",
+            "Sampled frames whose analysis came from the frame-analysis cache",
+            m.frames_cache_hits.clone(),
+        );
+        r.register(
+            "vms_jobs_started",
+            "Queue jobs started, by job type",
+            m.jobs_started.clone(),
+        );
+        r.register(
+            "vms_jobs_finished",
+            "Queue jobs finished, by job type and outcome (succeeded, failed, retried, aborted)",
+            m.jobs_finished.clone(),
+        );
+        r.register(
+            "vms_job_duration_seconds",
+            "Time a queue job ran, by job type",
+            m.job_duration.clone(),
+        );
+        r.register(
+            "vms_searches_finished",
+            "Searches that reached a final status, by status",
+            m.searches_finished.clone(),
+        );
+        r.register(
+            "vms_search_duration_seconds",
+            "Time from a search's creation to its final status",
+            m.search_duration.clone(),
+        );
+        r.register(
+            "vms_scheduler_runs",
+            "Periodic job runs, by job and outcome (succeeded, failed, skipped)",
+            m.scheduler_runs.clone(),
+        );
+        r.register(
+            "vms_scheduler_items",
+            "What periodic jobs did (rows, files, bytes), by job and item",
+            m.scheduler_items.clone(),
+        );
+        r.register(
+            "vms_scheduler_run_duration_seconds",
+            "Time a periodic job run took, by job",
+            m.scheduler_duration.clone(),
+        );
+        r.register(
+            "vms_queue_jobs",
+            "Jobs in the queue by queue and state (read from the backend when scraped)",
+            m.queue_jobs.clone(),
+        );
+        r.register(
+            "vms_searches",
+            "Searches by status (read from the database when scraped)",
+            m.searches.clone(),
+        );
+        r.register(
+            "vms_search_oldest_processing_age_seconds",
+            "Age of the oldest search still processing, 0 when none (read when scraped)",
+            m.oldest_processing.clone(),
+        );
+        Self { registry: r, ..m }
+    }
+
+    /// Counts one detector call.
+    pub fn detector_call(&self, provider: &str, operation: &str, outcome: &str) {
+        self.detector_calls
+            .get_or_create(&CallLabels {
+                provider: provider.to_owned(),
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a throttled detector call.
+    pub fn detector_throttled(&self, provider: &str, operation: &str) {
+        self.detector_throttles
+            .get_or_create(&OperationLabels {
+                provider: provider.to_owned(),
+                operation: operation.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a job's start.
+    pub fn job_started(&self, job: &str) {
+        self.jobs_started
+            .get_or_create(&JobLabels {
+                job_type: job.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a job's end and its duration.
+    pub fn job_finished(&self, job: &str, outcome: &str, seconds: f64) {
+        self.jobs_finished
+            .get_or_create(&JobOutcomeLabels {
+                job_type: job.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.job_duration
+            .get_or_create(&JobLabels {
+                job_type: job.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts a search reaching its final status after `seconds`.
+    pub fn search_finished(&self, status: &str, seconds: f64) {
+        self.searches_finished
+            .get_or_create(&StatusLabels {
+                status: status.to_owned(),
+            })
+            .inc();
+        self.search_duration.observe(seconds.max(0.0));
+    }
+
+    /// The registry in OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut body = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut body, &self.registry);
+        body
+    }
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Reads the gauges that describe shared state: queue depth by queue and state, searches by
+/// status and the age of the oldest processing search. A backend that does not answer leaves the
+/// previous values and is logged.
+pub async fn refresh(queue: &JobQueue, db: &DatabaseConnection) {
+    let m = global();
+    match queue.depth().await {
+        Ok(depths) => {
+            for (queue, depth) in depths {
+                for (state, value) in [
+                    ("pending", depth.pending),
+                    ("scheduled", depth.scheduled),
+                    ("running", depth.running),
+                    ("done", depth.done),
+                    ("dead", depth.dead),
+                ] {
+                    m.queue_jobs
+                        .get_or_create(&QueueLabels {
+                            queue: queue.to_owned(),
+                            state: state.to_owned(),
+                        })
+                        .set(i64::try_from(value).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "queue depth unavailable for /metrics"),
+    }
+    match search_gauges(db).await {
+        Ok((by_status, oldest)) => {
+            for status in [
+                "pending",
+                "processing",
+                "completed",
+                "completed_with_errors",
+                "failed",
+                "cancelled",
+            ] {
+                let n = by_status
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                m.searches
+                    .get_or_create(&StatusLabels {
+                        status: status.to_owned(),
+                    })
+                    .set(n);
+            }
+            m.oldest_processing.set(oldest);
+        }
+        Err(e) => tracing::warn!(error = %e, "search counts unavailable for /metrics"),
+    }
+}
+
+async fn search_gauges(
+    db: &DatabaseConnection,
+) -> Result<(Vec<(String, i64)>, f64), sea_orm::DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT status, COUNT(*) AS n FROM vehicle_search GROUP BY status",
+        ))
+        .await?;
+    let mut by_status = Vec::new();
+    for row in rows {
+        let status: String = row.try_get("", "status")?;
+        let n: i64 = row.try_get("", "n")?;
+        by_status.push((status, n));
+    }
+    let oldest: Option<chrono::DateTime<chrono::Utc>> = {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+        entity::vehicle_search::Entity::find()
+            .select_only()
+            .column(entity::vehicle_search::Column::CreatedAt)
+            .filter(
+                entity::vehicle_search::Column::Status
+                    .eq(entity::status::SearchStatus::Processing.as_str()),
+            )
+            .order_by_asc(entity::vehicle_search::Column::CreatedAt)
+            .limit(1)
+            .into_tuple()
+            .one(db)
+            .await?
+    };
+    let age = oldest.map_or(0.0, |t| {
+        (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+    });
+    Ok((by_status, age))
+}
