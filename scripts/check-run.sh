@@ -28,7 +28,8 @@ grep -q "Swagger UI: http://127.0.0.1:$port/docs" run.out
 docs=$(curl -sf "http://127.0.0.1:$port/docs")
 grep -qi swagger <<<"$docs"
 
-# The printed commands, as printed.
+# The printed commands, as printed (the pattern's `$(` is literal text, not an expansion).
+# shellcheck disable=SC2016
 commands=$(sed -n '/^  id=\$(curl/,/^  curl -s http/p' run.out | sed 's/^  //')
 trajectory=$(timeout 300 bash -c "$commands")
 echo "$trajectory" | python3 -c '

@@ -12,6 +12,7 @@ bin="$target/debug/sentinela-api"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 key="snt_schemathesis_$(date +%s)"
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   if [ -n "${api_pid:-}" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
   rm -rf "$work"

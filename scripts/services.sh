@@ -17,7 +17,8 @@ wait_for() {
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   echo "services: starting PostgreSQL" >&2
   if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | head -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   fi
   wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
 fi

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system packages Sentinela needs to build and run (deps/apt-build.txt) when they are
-# missing. Idempotent and quick when everything is there. Needs root (or sudo) only to install.
+# Installs the system packages Sentinela needs to build and run (deps/apt-build.txt) and the tools
+# its checks use (deps/apt-tools.txt) when they are missing. Idempotent and quick when everything
+# is there. Needs root (or sudo) only to install.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-mapfile -t wanted < <(grep -Ev '^\s*(#|$)' "$root/deps/apt-build.txt")
+mapfile -t wanted < <(grep -hEv '^\s*(#|$)' "$root/deps/apt-build.txt" "$root/deps/apt-tools.txt")
 missing=()
 for pkg in "${wanted[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

@@ -9,10 +9,14 @@ cd "$root"
 bash scripts/setup.sh
 bash scripts/services.sh
 
-# Shell scripts parse.
-for script in scripts/*.sh .ci/run; do
+# Shell scripts parse and pass shellcheck.
+for script in scripts/*.sh .ci/run bench/*.sh; do
   bash -n "$script"
 done
+shellcheck scripts/*.sh .ci/run bench/*.sh
+
+# Monitoring configuration: promtool, amtool, dashboards and runbook links.
+bash scripts/check-observability.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
