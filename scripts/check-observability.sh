@@ -11,4 +11,4 @@ promtool check config prometheus/prometheus.yml
 promtool check rules prometheus/rules/*.yml
 promtool test rules prometheus/tests/*.yml
 amtool check-config alertmanager/alertmanager.yml
-python3 "$root/scripts/check_config.py"
+python3 "$root/scripts/check_config.py" observability

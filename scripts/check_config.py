@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
-"""Static checks of the observability and deploy configuration that promtool/amtool do not cover.
+"""Static checks of the observability and deploy configuration that promtool, amtool and
+`docker-compose config` do not cover.
 
+`check_config.py observability`:
 - Grafana dashboards: valid JSON, unique panel ids, every datasource uid one that
   config/grafana/provisioning/datasources provisions, every Prometheus query parsed by promtool
   (written as recording rules into a temporary file for `promtool check rules`).
 - Alert rules: every alert has severity, summary, description and a runbook_url whose anchor is a
   heading of docs/troubleshooting.md (GitHub's anchor rules).
 
+`check_config.py deploy BIN...`:
+- docker-compose.prod.yml, as resolved by the real Compose binary with the sample .env, follows
+  the production rules (scalable worker, health checks, healthy dependencies, volumes, Redis AOF,
+  restart policies), and its raw text holds no literal secret.
+- The Dockerfile installs the build packages from deps/apt-build.txt (what CI installs) and the
+  runtime packages from deps/apt-runtime.txt, runs as a non-root user, has a HEALTHCHECK.
+- Every shared library the given binaries link belongs to a runtime package (or the base image),
+  at the version the build used.
+
 Exit status 1 with one line per problem.
 """
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -117,11 +129,154 @@ def check_alerts() -> None:
                 page, _, anchor = url.partition("#")
                 if page != "docs/troubleshooting.md" or anchor not in anchors:
                     problems.append(f"{name}: runbook_url {url!r} is not a heading of docs/troubleshooting.md")
-    print(f"alerts: {alerts} rules, every runbook_url resolves")
+    print(f"alerts: {alerts} rules checked (labels, annotations, runbook anchors)")
 
 
-check_dashboards()
-check_alerts()
+SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|ADMIN_KEY", re.I)
+LONG_RUNNING = {"postgres", "redis", "mediamtx", "api", "worker", "scheduler", "prometheus",
+                "alertmanager", "node-exporter", "loki", "alloy", "grafana"}
+BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
+
+
+def check_compose() -> None:
+    raw_text = (ROOT / "docker-compose.prod.yml").read_text()
+    raw = yaml.safe_load(raw_text)
+    # No literal secrets: every secret-like variable and every URL with credentials interpolates.
+    for name, svc in raw["services"].items():
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) for e in env)
+        for key, value in env.items():
+            value = "" if value is None else str(value)
+            if SECRET_WORDS.search(key) and value and "${" not in value:
+                problems.append(f"compose: {name}: {key} is a literal, not ${{...}} from .env")
+            if re.search(r"://[^/\s:@]*:[^@${}]+@", value):
+                problems.append(f"compose: {name}: {key} has credentials in a literal URL")
+    resolved = json.loads(subprocess.run(
+        ["docker-compose", "-f", "docker-compose.prod.yml", "--env-file", ".env.prod.example",
+         "config", "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    services = resolved["services"]
+    for name in sorted(LONG_RUNNING - set(services)):
+        problems.append(f"compose: service {name} is missing")
+    for name in LONG_RUNNING & set(services):
+        if services[name].get("restart") != "unless-stopped":
+            problems.append(f"compose: {name}: restart should be unless-stopped")
+    worker = services.get("worker", {})
+    if "container_name" in worker or worker.get("ports"):
+        problems.append("compose: worker must be scalable (no container_name, no host ports)")
+    for name in ("postgres", "redis", "api", "worker", "scheduler"):
+        if "healthcheck" not in services.get(name, {}):
+            problems.append(f"compose: {name} has no health check")
+    for name in ("api", "worker", "scheduler"):
+        deps = services.get(name, {}).get("depends_on", {})
+        for dep in ("postgres", "redis"):
+            if deps.get(dep, {}).get("condition") != "service_healthy":
+                problems.append(f"compose: {name} must wait for {dep} to be healthy")
+        if deps.get("migrate", {}).get("condition") != "service_completed_successfully":
+            problems.append(f"compose: {name} must wait for the migrate service")
+
+    def mounts(name: str) -> dict:
+        return {v["target"]: v for v in services.get(name, {}).get("volumes", [])}
+
+    volumes = set(resolved.get("volumes", {}))
+    for name, target in (("postgres", "/var/lib/postgresql/data"), ("redis", "/data")):
+        m = mounts(name).get(target)
+        if not m or m.get("type") != "volume" or m.get("source") not in volumes:
+            problems.append(f"compose: {name} must keep {target} on a named volume")
+    for name, read_only in (("worker", True), ("api", True), ("scheduler", False), ("mediamtx", False)):
+        m = mounts(name).get("/recordings")
+        if not m or m.get("source") != "recordings":
+            problems.append(f"compose: {name} must mount the recordings volume")
+        elif bool(m.get("read_only")) != read_only:
+            problems.append(f"compose: {name} must mount recordings {'read-only' if read_only else 'read-write'}")
+    command = " ".join(services.get("redis", {}).get("command") or [])
+    if "--appendonly yes" not in command:
+        problems.append("compose: redis must run with --appendonly yes (AOF)")
+    print(f"compose: {len(services)} services checked against the production rules")
+
+
+def check_dockerfile() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    if len(stages) < 2:
+        problems.append("Dockerfile: expected a build stage and a runtime stage")
+        return
+    build, runtime = stages[0], stages[-1]
+    if "deps/apt-build.txt" not in build or "xargs apt-get install" not in build:
+        problems.append("Dockerfile: the build stage must install deps/apt-build.txt")
+    if "apt-runtime.txt" not in runtime or "xargs apt-get install" not in runtime:
+        problems.append("Dockerfile: the runtime stage must install deps/apt-runtime.txt")
+    user = re.findall(r"^USER\s+(\S+)", runtime, flags=re.M)
+    if not user or user[-1].split(":")[0] in ("root", "0"):
+        problems.append("Dockerfile: the runtime image must run as a non-root user")
+    if "HEALTHCHECK" not in runtime:
+        problems.append("Dockerfile: no HEALTHCHECK")
+    if "nanodet_m_416.onnx" not in runtime:
+        problems.append("Dockerfile: the runtime image must carry the local model")
+    for binary in ("sentinela-api", "sentinela-worker", "sentinela-scheduler", "migration"):
+        if binary not in build:
+            problems.append(f"Dockerfile: {binary} is not built")
+    print("Dockerfile: checked package lists, user, health check, model")
+
+
+def package_lines(name: str) -> list[str]:
+    return [l.strip() for l in (ROOT / "deps" / name).read_text().splitlines()
+            if l.strip() and not l.strip().startswith("#")]
+
+
+def check_runtime_libraries(binaries: list[str]) -> None:
+    runtime = set(package_lines("apt-runtime.txt"))
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    paths = {}
+    for line in cache.splitlines():
+        m = re.match(r"\s*(\S+) \(libc6,x86-64[^)]*\) => (\S+)", line)
+        if m:
+            paths.setdefault(m.group(1), m.group(2))
+    needed = set()
+    for binary in binaries:
+        out = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=True).stdout
+        needed |= set(re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", out))
+    if not needed:
+        problems.append("runtime: no linked libraries found (are the binaries built?)")
+    for lib in sorted(needed):
+        path = paths.get(lib)
+        if not path:
+            problems.append(f"runtime: {lib} is not installed on this machine")
+            continue
+        real = os.path.realpath(path)
+        owner = None
+        for candidate in (real, real.replace("/usr/lib/", "/lib/", 1), path):
+            r = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+            if r.returncode == 0:
+                owner = r.stdout.split(":")[0]
+                break
+        if owner is None:
+            problems.append(f"runtime: no Debian package owns {lib} ({real})")
+        elif owner not in runtime and owner not in BASE_IMAGE_PACKAGES:
+            problems.append(f"runtime: {lib} comes from {owner}, which deps/apt-runtime.txt lacks")
+    # OpenCV runtime packages at the version of the -dev package the build compiled against.
+    dev = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libopencv-dev"],
+                         capture_output=True, text=True).stdout
+    for pkg in sorted(p for p in runtime if p.startswith("libopencv-")):
+        version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg],
+                                 capture_output=True, text=True).stdout
+        if not version or version != dev:
+            problems.append(f"runtime: {pkg} {version or 'not installed'} differs from libopencv-dev {dev}")
+    print(f"runtime: {len(needed)} linked libraries checked against deps/apt-runtime.txt")
+
+
+mode = sys.argv[1] if len(sys.argv) > 1 else "observability"
+if mode == "observability":
+    check_dashboards()
+    check_alerts()
+elif mode == "deploy":
+    check_compose()
+    check_dockerfile()
+    check_runtime_libraries(sys.argv[2:])
+else:
+    print(f"check_config: unknown mode {mode!r} (observability or deploy)", file=sys.stderr)
+    sys.exit(2)
 if problems:
     for p in problems:
         print(f"check_config: {p}", file=sys.stderr)

@@ -10,10 +10,10 @@ bash scripts/setup.sh
 bash scripts/services.sh
 
 # Shell scripts parse and pass shellcheck.
-for script in scripts/*.sh .ci/run bench/*.sh; do
+for script in scripts/*.sh .ci/run bench/*.sh deploy.sh; do
   bash -n "$script"
 done
-shellcheck scripts/*.sh .ci/run bench/*.sh
+shellcheck scripts/*.sh .ci/run bench/*.sh deploy.sh
 
 # Monitoring configuration: promtool, amtool, dashboards and runbook links.
 bash scripts/check-observability.sh
@@ -21,6 +21,10 @@ bash scripts/check-observability.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# Production deploy files: Compose v2 validation, compose rules, Dockerfile package lists and the
+# runtime image's libraries against the binaries just built.
+bash scripts/check-deploy.sh
 
 # Property-based API tests against the OpenAPI document: no 5xx, every answer matches the schema.
 bash scripts/schemathesis.sh
