@@ -266,6 +266,23 @@ def check_runtime_libraries(binaries: list[str]) -> None:
     print(f"runtime: {len(needed)} linked libraries checked against deps/apt-runtime.txt")
 
 
+def check_configuration_doc() -> None:
+    """docs/configuration.md documents every setting the code and the compose .env know."""
+    doc = (ROOT / "docs/configuration.md").read_text()
+    settings = (ROOT / "core/src/settings.rs").read_text()
+    keys = set(re.findall(r'set_default\("([a-z_.]+)"', settings))
+    plain = set(re.findall(r'^\s*\("([A-Z_]+)",\s*"[a-z_.]+"', settings, flags=re.M))
+    plain |= set(re.findall(r'^\s*"([A-Z_]+)",\n\s*"[a-z_.]+",', settings, flags=re.M))
+    env = {l.split("=", 1)[0] for l in (ROOT / ".env.prod.example").read_text().splitlines()
+           if re.match(r"^[A-Z_]+=", l)}
+    missing = sorted(k for k in keys | plain | env if f"`{k}`" not in doc and k not in doc)
+    if len(keys) < 20 or len(plain) < 10:
+        problems.append(f"configuration doc check found too few settings ({len(keys)} keys, {len(plain)} variables)")
+    for k in missing:
+        problems.append(f"docs/configuration.md does not mention {k}")
+    print(f"configuration.md: {len(keys)} settings keys, {len(plain)} plain variables, {len(env)} .env variables checked")
+
+
 mode = sys.argv[1] if len(sys.argv) > 1 else "observability"
 if mode == "observability":
     check_dashboards()
@@ -273,6 +290,7 @@ if mode == "observability":
 elif mode == "deploy":
     check_compose()
     check_dockerfile()
+    check_configuration_doc()
     check_runtime_libraries(sys.argv[2:])
 else:
     print(f"check_config: unknown mode {mode!r} (observability or deploy)", file=sys.stderr)
