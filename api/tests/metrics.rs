@@ -159,13 +159,7 @@ async fn scrape(client: &reqwest::Client, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_worker_and_scheduler_metrics_move_with_a_search() {
     let test = TestDb::postgres().await;
-    let redis = {
-        let url = "redis://127.0.0.1:6379/9".to_owned();
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut conn = client.get_connection().unwrap();
-        redis::cmd("FLUSHDB").exec(&mut conn).unwrap();
-        url
-    };
+    let redis = sentinela_core::testing::redis_db(9);
     let dir = tempfile::tempdir().unwrap();
     let city = cities::create(
         &test.db,

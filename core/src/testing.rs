@@ -20,6 +20,22 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
 }
 
+/// A Redis database of the test server for one test (`index` 0–15; give each test its own),
+/// emptied.
+///
+/// # Panics
+/// When Redis does not answer: the test cannot run.
+pub fn redis_db(index: u8) -> String {
+    let base = redis_url();
+    let url = format!("{}/{index}", base.trim_end_matches('/'));
+    let client = redis::Client::open(url.as_str()).expect("a Redis URL (TEST_REDIS_URL)");
+    let mut conn = client
+        .get_connection()
+        .expect("Redis answers (TEST_REDIS_URL)");
+    redis::cmd("FLUSHDB").exec(&mut conn).expect("FLUSHDB");
+    url
+}
+
 /// A fresh, migrated database that belongs to one test.
 pub struct TestDb {
     /// Connection to it.

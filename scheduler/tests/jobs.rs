@@ -18,7 +18,7 @@ use sentinela_core::jobs::{PERIODIC_QUEUE, PeriodicJob, PeriodicRun};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, cities, points, recordings, searches, tasks};
 use sentinela_core::settings::Settings;
-use sentinela_core::testing::TestDb;
+use sentinela_core::testing::{TestDb, redis_db};
 use sentinela_core::video::synth::{self, Scene};
 use sentinela_scheduler::index_sync::IndexSync;
 use sentinela_scheduler::periodic::{self, JobContext};
@@ -37,14 +37,6 @@ fn settings(test: &TestDb, redis: Option<&str>, extra: &[(&str, &str)]) -> Setti
         env.insert((*k).into(), (*v).into());
     }
     Settings::from_sources(None, &env).unwrap()
-}
-
-fn redis_db(index: u8) -> String {
-    let url = format!("redis://127.0.0.1:6379/{index}");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_connection().expect("Redis answers");
-    redis::cmd("FLUSHDB").exec(&mut conn).unwrap();
-    url
 }
 
 async fn search(test: &TestDb, city_id: i64, status: SearchStatus) -> i64 {

@@ -7,15 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use sentinela_core::testing::TestDb;
-
-fn redis_db(index: u8) -> String {
-    let url = format!("redis://127.0.0.1:6379/{index}");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_connection().expect("Redis answers");
-    redis::cmd("FLUSHDB").exec(&mut conn).unwrap();
-    url
-}
+use sentinela_core::testing::{TestDb, redis_db};
 
 struct Scheduler {
     child: Child,

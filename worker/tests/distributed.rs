@@ -11,6 +11,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use sentinela_core::jobs::SearchVehicle;
 use sentinela_core::repo::{points, searches};
 use sentinela_core::testing::TestDb;
+use sentinela_core::testing::redis_db;
 use sentinela_core::{SearchStatus, TaskStatus};
 
 async fn point_count(test: &TestDb, search: i64) -> u64 {

@@ -184,32 +184,16 @@ impl Sampler {
         to_ms: i64,
         options: SamplerOptions,
     ) -> Result<Self, SampleError> {
-        std::fs::File::open(path).map_err(|e| SampleError::Missing {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let corrupt = |reason: &str| SampleError::Corrupt {
-            path: path.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let opencv = |source| SampleError::OpenCv {
-            path: path.to_owned(),
-            source,
-        };
-        let main = open_capture(path, None, &[]).map_err(opencv)?;
-        if !main.is_opened().map_err(opencv)? {
-            return Err(corrupt(
-                "OpenCV's FFmpeg backend cannot open it (not a video, an unsupported codec, or a damaged container)",
-            ));
+        let Opened {
+            capture: main,
+            fps: video_fps,
+            announced: frame_count,
+            keyframes,
+            packets,
+        } = open_indexed(path)?;
+        if frame_count <= 0 {
+            return Err(corrupt(path, "the container announces no frames"));
         }
-        let video_fps = main.get(videoio::CAP_PROP_FPS).map_err(opencv)?;
-        let frame_count = main.get(videoio::CAP_PROP_FRAME_COUNT).map_err(opencv)? as i64;
-        if !(video_fps.is_finite() && video_fps > 0.0) || frame_count <= 0 {
-            return Err(corrupt(
-                "the container announces no frames or no frame rate",
-            ));
-        }
-        let (keyframes, packets) = index_keyframes(path).map_err(opencv)?;
         // A file cut short still announces its full length; its packets stop early. Allow half a
         // second of slack for containers whose frame count is estimated from the duration.
         let truncated_at =
@@ -440,40 +424,68 @@ pub struct VideoInfo {
 /// # Errors
 /// [`SampleError::Missing`] or [`SampleError::Corrupt`] when the file cannot be read as a video.
 pub fn probe(path: &Path) -> Result<VideoInfo, SampleError> {
+    let opened = open_indexed(path)?;
+    let frames = match (opened.packets, opened.announced) {
+        (0, a) => a,
+        (p, a) if a > 0 => p.min(a),
+        (p, _) => p,
+    };
+    if frames <= 0 {
+        return Err(corrupt(path, "it holds no video frames"));
+    }
+    Ok(VideoInfo {
+        fps: opened.fps,
+        frames,
+        duration: std::time::Duration::from_secs_f64(frames as f64 / opened.fps),
+    })
+}
+
+/// A recording opened for decoding, with what its container announces and its packets' index.
+struct Opened {
+    capture: VideoCapture,
+    fps: f64,
+    /// Frames the container announces (0 or less when it does not know).
+    announced: i64,
+    keyframes: Vec<i64>,
+    packets: i64,
+}
+
+fn corrupt(path: &Path, reason: &str) -> SampleError {
+    SampleError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Opens `path` with OpenCV, reads its frame rate and frame count, and indexes its packets.
+fn open_indexed(path: &Path) -> Result<Opened, SampleError> {
     std::fs::File::open(path).map_err(|e| SampleError::Missing {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    let corrupt = |reason: &str| SampleError::Corrupt {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
     let opencv = |source| SampleError::OpenCv {
         path: path.to_owned(),
         source,
     };
     let capture = open_capture(path, None, &[]).map_err(opencv)?;
     if !capture.is_opened().map_err(opencv)? {
-        return Err(corrupt("OpenCV's FFmpeg backend cannot open it"));
+        return Err(corrupt(
+            path,
+            "OpenCV's FFmpeg backend cannot open it (not a video, an unsupported codec, or a damaged container)",
+        ));
     }
     let fps = capture.get(videoio::CAP_PROP_FPS).map_err(opencv)?;
     let announced = capture.get(videoio::CAP_PROP_FRAME_COUNT).map_err(opencv)? as i64;
     if !(fps.is_finite() && fps > 0.0) {
-        return Err(corrupt("the container announces no frame rate"));
+        return Err(corrupt(path, "the container announces no frame rate"));
     }
-    let (_, packets) = index_keyframes(path).map_err(opencv)?;
-    let frames = match (packets, announced) {
-        (0, a) => a,
-        (p, a) if a > 0 => p.min(a),
-        (p, _) => p,
-    };
-    if frames <= 0 {
-        return Err(corrupt("it holds no video frames"));
-    }
-    Ok(VideoInfo {
+    let (keyframes, packets) = index_keyframes(path).map_err(opencv)?;
+    Ok(Opened {
+        capture,
         fps,
-        frames,
-        duration: std::time::Duration::from_secs_f64(frames as f64 / fps),
+        announced,
+        keyframes,
+        packets,
     })
 }
 

@@ -121,15 +121,6 @@ pub async fn bus_search(db: &DatabaseConnection, city_id: i64) -> i64 {
     .id
 }
 
-/// A Redis database of its own (1–15), emptied.
-pub fn redis_db(index: u8) -> String {
-    let url = format!("redis://127.0.0.1:6379/{index}");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_connection().expect("Redis answers");
-    redis::cmd("FLUSHDB").exec(&mut conn).unwrap();
-    url
-}
-
 /// The workspace's model file.
 pub fn model_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/nanodet_m_416.onnx")
