@@ -287,7 +287,9 @@ async fn main() {
     let rss = peak_rss_mb(server.0.id());
 
     println!(
-        "search over 12 one-minute 720p30 recordings (3 cameras), local detector, embedded mode"
+        "search over 12 one-minute 720p30 recordings (3 cameras), local detector, embedded mode, WORKER_CONCURRENCY={}, MALLOC_ARENA_MAX={}",
+        std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or_else(|_| "4".into()),
+        std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "unset".into())
     );
     println!(
         "  first search:  {first:.1} s ({:.1} video-s per wall-s), status {status}, {frames} frames, {calls} detector calls",
