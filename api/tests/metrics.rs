@@ -197,7 +197,8 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
     });
     synth::render(&scene, &dir.path().join("bus.mp4")).unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
-    for (i, file) in ["empty.mp4", "bus.mp4"].iter().enumerate() {
+    // The third file does not exist: its task fails for good (a failed job, not a retried one).
+    for (i, file) in ["empty.mp4", "bus.mp4", "missing.mp4"].iter().enumerate() {
         let start = t0 + chrono::Duration::seconds(6 * i as i64);
         recordings::register(
             &test.db,
@@ -303,7 +304,16 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(search.status.as_str(), "completed", "{search:?}");
+    assert_eq!(
+        search.status.as_str(),
+        "completed_with_errors",
+        "{search:?}"
+    );
+    assert_eq!(
+        (search.tasks_done, search.tasks_failed),
+        (2, 1),
+        "{search:?}"
+    );
     assert!(search.frames_analyzed >= 10, "{search:?}");
     // Let the scheduler tick at least twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -377,8 +387,25 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
         1.0
     );
     assert_eq!(
+        sum(
+            &w,
+            "vms_jobs_finished_total",
+            &[("job_type", "analyze"), ("outcome", "failed")]
+        ),
+        1.0,
+        "the missing file's job"
+    );
+    assert_eq!(
+        sum(
+            &w,
+            "vms_jobs_finished_total",
+            &[("job_type", "analyze"), ("outcome", "retried")]
+        ),
+        0.0
+    );
+    assert_eq!(
         sum(&w, "vms_jobs_started_total", &[("job_type", "analyze")]),
-        2.0
+        3.0
     );
     assert_eq!(
         sum(
@@ -386,13 +413,13 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
             "vms_job_duration_seconds_count",
             &[("job_type", "analyze")]
         ),
-        2.0
+        3.0
     );
     assert_eq!(
         sum(
             &w,
             "vms_searches_finished_total",
-            &[("status", "completed")]
+            &[("status", "completed_with_errors")]
         ),
         1.0
     );
@@ -402,7 +429,7 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
             "vms_queue_jobs",
             &[("queue", "sentinela:analyze"), ("state", "done")]
         ),
-        2.0
+        3.0
     );
 
     // API: the request counted by route and status; shared state read when scraped.
@@ -429,7 +456,10 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
         ),
         1.0
     );
-    assert_eq!(sum(&a, "vms_searches", &[("status", "completed")]), 1.0);
+    assert_eq!(
+        sum(&a, "vms_searches", &[("status", "completed_with_errors")]),
+        1.0
+    );
     assert_eq!(sum(&a, "vms_searches", &[("status", "processing")]), 0.0);
     assert_eq!(
         sum(&a, "vms_search_oldest_processing_age_seconds", &[]),

@@ -213,7 +213,7 @@ impl Metrics {
         );
         r.register(
             "vms_jobs_finished",
-            "Queue jobs finished, by job type and outcome (succeeded, failed, retried, aborted)",
+            "Queue jobs finished, by job type and outcome (succeeded; failed: its task failed for good; retried: will run again; aborted: its search is gone)",
             m.jobs_finished.clone(),
         );
         r.register(

@@ -276,31 +276,43 @@ pub async fn plan(
     observed("search", &attempt, plan_search(job, state, task_id)).await
 }
 
-/// Counts a job's start, end, outcome and duration in the process metrics.
+/// How a job that returned `Ok` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Its work was done (or was already done, or no longer needed).
+    Done,
+    /// Its task was failed for good (a file that cannot be analysed, retries exhausted): not
+    /// retried, but counted as a failed job.
+    TaskFailed,
+}
+
+/// Counts a job's start, end, outcome (`succeeded`, `failed`, `retried`, `aborted`) and duration
+/// in the process metrics.
 async fn observed(
     job: &'static str,
     attempt: &Attempt,
-    run: impl Future<Output = Result<(), BoxDynError>>,
+    run: impl Future<Output = Result<Handled, BoxDynError>>,
 ) -> Result<(), BoxDynError> {
     let metrics = sentinela_core::metrics::global();
     metrics.job_started(job);
     let started = std::time::Instant::now();
     let result = run.await;
     let outcome = match &result {
-        Ok(()) => "succeeded",
+        Ok(Handled::Done) => "succeeded",
+        Ok(Handled::TaskFailed) => "failed",
         Err(e) if e.downcast_ref::<AbortError>().is_some() => "aborted",
         Err(_) if attempt.current() < MAX_ATTEMPTS => "retried",
         Err(_) => "failed",
     };
     metrics.job_finished(job, outcome, started.elapsed().as_secs_f64());
-    result
+    result.map(drop)
 }
 
 async fn plan_search(
     job: SearchVehicle,
     state: Data<Arc<WorkerState>>,
     task_id: TaskId,
-) -> Result<(), BoxDynError> {
+) -> Result<Handled, BoxDynError> {
     let db = &state.analyzer.db;
     let Some(search) = searches::get(db, job.search_id).await? else {
         return Err(abort(format!(
@@ -314,7 +326,7 @@ async fn plan_search(
             status = search.status.as_str(),
             "search already ended; nothing to plan"
         );
-        return Ok(());
+        return Ok(Handled::Done);
     }
     let window = match TimeRange::new(search.start_date, search.end_date) {
         Ok(w) => w,
@@ -331,7 +343,7 @@ async fn plan_search(
             search_id = search.id,
             "no recordings in the window; completed empty"
         );
-        return Ok(());
+        return Ok(Handled::Done);
     }
     let new_tasks: Vec<tasks::NewTask> = found
         .iter()
@@ -372,7 +384,7 @@ async fn plan_search(
     );
     // Nothing left open (a re-run after every task ended): make sure the search is finalised.
     searches::finalize_if_complete(db, search.id).await?;
-    Ok(())
+    Ok(Handled::Done)
 }
 
 /// Analyses one recording for one search, then counts the task and fans in.
@@ -401,11 +413,11 @@ async fn analyze_recording(
     task_id: TaskId,
     attempt: Attempt,
     worker: WorkerContext,
-) -> Result<(), BoxDynError> {
+) -> Result<Handled, BoxDynError> {
     let db = &state.analyzer.db;
     let Some(task) = tasks::start(db, job.task_id, worker.name()).await? else {
         tracing::info!(task_id = job.task_id, "task already ended; skipping");
-        return Ok(());
+        return Ok(Handled::Done);
     };
     let Some(search) = searches::get(db, job.search_id).await? else {
         return Err(abort(format!(
@@ -414,7 +426,7 @@ async fn analyze_recording(
         )));
     };
     if search.status == SearchStatus::Cancelled {
-        return Ok(());
+        return Ok(Handled::Done);
     }
     let fail = |error: String| async move {
         let finished = tasks::finish(db, task.id, tasks::TaskOutcome::Failed { error }).await?;
@@ -425,7 +437,7 @@ async fn analyze_recording(
                 "search finalised"
             );
         }
-        Ok::<(), BoxDynError>(())
+        Ok::<Handled, BoxDynError>(Handled::TaskFailed)
     };
     let Some(recording) = recordings::get(db, task.recording_id).await? else {
         return fail(format!("recording {} no longer exists", task.recording_id)).await;
@@ -458,7 +470,7 @@ async fn analyze_recording(
                 task_id = task.id,
                 "search cancelled; task stopped"
             );
-            Ok(())
+            Ok(Handled::Done)
         }
         Ok(report) => {
             let finished = tasks::finish(
@@ -481,7 +493,7 @@ async fn analyze_recording(
                 finalized = finished.finalized.map(|s| s.as_str()),
                 "recording analysed"
             );
-            Ok(())
+            Ok(Handled::Done)
         }
         Err(AnalyzeError::Permanent(message)) => {
             tracing::warn!(search_id = search.id, task_id = task.id, %message, "recording cannot be analysed");
