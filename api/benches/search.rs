@@ -83,15 +83,6 @@ fn render_missing(dir: &Path) {
     }
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 struct Server(Child);
 
 impl Drop for Server {
@@ -284,7 +275,7 @@ async fn main() {
     let calls_again = again["search"]["progress"]["detector_calls"]
         .as_i64()
         .unwrap_or(-1);
-    let rss = peak_rss_mb(server.0.id());
+    let rss = sentinela_core::testing::peak_rss_mb(&server.0.id().to_string());
 
     println!(
         "search over 12 one-minute 720p30 recordings (3 cameras), local detector, embedded mode, WORKER_CONCURRENCY={}, MALLOC_ARENA_MAX={}",

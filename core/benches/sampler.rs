@@ -57,15 +57,6 @@ fn video() -> PathBuf {
     path
 }
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Runs one mode in this process; prints `seconds samples peak_mb`.
 fn run_mode(mode: &str, path: &Path) {
     let start = Instant::now();
@@ -107,7 +98,7 @@ fn run_mode(mode: &str, path: &Path) {
         "{} {} {}",
         start.elapsed().as_secs_f64(),
         samples,
-        peak_rss_mb()
+        sentinela_core::testing::peak_rss_mb("self")
     );
 }
 

@@ -36,6 +36,17 @@ pub fn redis_db(index: u8) -> String {
     url
 }
 
+/// Peak resident memory (`VmHWM`) of a live process, in MB; `"self"` for this one. 0 when the
+/// process is gone. For benchmarks.
+pub fn peak_rss_mb(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// A fresh, migrated database that belongs to one test.
 pub struct TestDb {
     /// Connection to it.

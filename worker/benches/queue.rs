@@ -76,15 +76,6 @@ fn spawn_workers(n: usize, concurrency: usize) -> Vec<Child> {
         .collect()
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 async fn done_count(conn: &mut redis::aio::ConnectionManager) -> u64 {
     redis::cmd("SCARD")
         .arg(format!("{QUEUE}:done"))
@@ -125,7 +116,7 @@ async fn round(
     let drained = jobs as f64 / start.elapsed().as_secs_f64();
     let rss = workers
         .iter()
-        .map(|w| peak_rss_mb(w.id()))
+        .map(|w| sentinela_core::testing::peak_rss_mb(&w.id().to_string()))
         .fold(0.0, f64::max);
     for w in &mut workers {
         let _ = Command::new("kill")
