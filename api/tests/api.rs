@@ -15,7 +15,6 @@ use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, cities, recordings};
 use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
-use sentinela_core::video::synth::{self, Scene, Sprite};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "snt_test_admin_key";
@@ -98,17 +97,7 @@ async fn fixtures(test: &TestDb, dir: &Path) -> (i64, i64, i64) {
     )
     .await
     .unwrap();
-    let mut empty = Scene::new(416, 320, 10, 6.0);
-    synth::render(&empty, &dir.join("empty.mp4")).unwrap();
-    empty.sprites.push(Sprite {
-        image: synth::load_photo(synth::BUS_PHOTO, 300).unwrap(),
-        enter_s: 2.0,
-        exit_s: 10.0,
-        y: 10,
-        from_x: 8,
-        to_x: 8,
-    });
-    synth::render(&empty, &dir.join("bus.mp4")).unwrap();
+    sentinela_core::testing::render_bus_pair(dir, 6.0, 2.0);
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     for (i, file) in ["empty.mp4", "bus.mp4"].iter().enumerate() {
         let start = t0 + Span::seconds(6 * i as i64);

@@ -12,7 +12,6 @@ use chrono::{TimeZone, Utc};
 use secrecy::ExposeSecret;
 use sentinela_core::repo::{cameras, cities, recordings, searches};
 use sentinela_core::testing::TestDb;
-use sentinela_core::video::synth::{self, Scene, Sprite};
 
 const ADMIN: &str = "snt_metrics_admin_key";
 
@@ -185,17 +184,7 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
     )
     .await
     .unwrap();
-    let mut scene = Scene::new(416, 320, 10, 6.0);
-    synth::render(&scene, &dir.path().join("empty.mp4")).unwrap();
-    scene.sprites.push(Sprite {
-        image: synth::load_photo(synth::BUS_PHOTO, 300).unwrap(),
-        enter_s: 2.0,
-        exit_s: 10.0,
-        y: 10,
-        from_x: 8,
-        to_x: 8,
-    });
-    synth::render(&scene, &dir.path().join("bus.mp4")).unwrap();
+    sentinela_core::testing::render_bus_pair(dir.path(), 6.0, 2.0);
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     // The third file does not exist: its task fails for good (a failed job, not a retried one).
     for (i, file) in ["empty.mp4", "bus.mp4", "missing.mp4"].iter().enumerate() {

@@ -36,6 +36,33 @@ pub fn redis_db(index: u8) -> String {
     url
 }
 
+/// Renders two small 416x320 10 fps recordings into `dir`: `bus.mp4`, where the red bus (the
+/// real photo) stands in view from `bus_from_s` to the end, and `empty.mp4`, the same street
+/// without it. Returns `(bus, empty)`.
+///
+/// # Panics
+/// When ffmpeg or the photo (Debian's `opencv-doc`) is missing.
+pub fn render_bus_pair(
+    dir: &std::path::Path,
+    seconds: f64,
+    bus_from_s: f64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use crate::video::synth::{self, Scene, Sprite};
+    let (bus, empty) = (dir.join("bus.mp4"), dir.join("empty.mp4"));
+    let mut scene = Scene::new(416, 320, 10, seconds);
+    synth::render(&scene, &empty).expect("render the empty street");
+    scene.sprites.push(Sprite {
+        image: synth::load_photo(synth::BUS_PHOTO, 300).expect("the bus photo (opencv-doc)"),
+        enter_s: bus_from_s,
+        exit_s: seconds + 1.0,
+        y: 10,
+        from_x: 8,
+        to_x: 8,
+    });
+    synth::render(&scene, &bus).expect("render the bus");
+    (bus, empty)
+}
+
 /// Peak resident memory (`VmHWM`) of a live process, in MB; `"self"` for this one. 0 when the
 /// process is gone. For benchmarks.
 pub fn peak_rss_mb(pid: &str) -> f64 {

@@ -15,7 +15,6 @@ use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, recordings, searches};
 use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
-use sentinela_core::video::synth::{self, Scene, Sprite};
 
 /// Start of the first recording.
 pub fn t0() -> DateTime<Utc> {
@@ -27,20 +26,7 @@ pub const SECONDS: i64 = 3;
 
 /// Two small recordings: a street with the red bus parked in view the whole time, and an empty one.
 pub fn render_pair(dir: &Path) -> (PathBuf, PathBuf) {
-    let bus = dir.join("bus.mp4");
-    let empty = dir.join("empty.mp4");
-    let mut scene = Scene::new(416, 320, 10, SECONDS as f64);
-    scene.sprites.push(Sprite {
-        image: synth::load_photo(synth::BUS_PHOTO, 300).unwrap(),
-        enter_s: 0.0,
-        exit_s: SECONDS as f64 + 1.0,
-        y: 10,
-        from_x: 8,
-        to_x: 8,
-    });
-    synth::render(&scene, &bus).unwrap();
-    synth::render(&Scene::new(416, 320, 10, SECONDS as f64), &empty).unwrap();
-    (bus, empty)
+    sentinela_core::testing::render_bus_pair(dir, SECONDS as f64, 0.0)
 }
 
 /// A city with three cameras and `n` recordings, one after another round-robin over the cameras;
