@@ -17,7 +17,7 @@ trap 'echo "check-run: failed at line $LINENO" >&2; tail -n 20 "$work/run.out" "
 git -C "$root" ls-files -z | (cd "$root" && xargs -0 cp --parents -t "$work")
 cd "$work"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
-API_BIND="127.0.0.1:$port" LOG_FORMAT=json bash scripts/run.sh > run.out 2> run.err &
+API_BIND="127.0.0.1:$port" METRICS_BIND=127.0.0.1:0 LOG_FORMAT=json bash scripts/run.sh > run.out 2> run.err &
 pid=$!
 for _ in $(seq 1 900); do
   grep -q "^  curl -s http" run.out 2>/dev/null && break

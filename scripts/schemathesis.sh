@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Property-based API testing: schemathesis generates requests from /openapi.json and checks that
-# no answer is a 5xx and every answer matches the schema. Starts its own sentinela-api on a free
+# Property-based API testing: schemathesis generates requests from /openapi.json in all its
+# phases (examples, coverage — boundary values such as numbers past i64 —, fuzzing, stateful) and
+# checks that no answer is a 5xx and every answer matches the schema. Starts its own sentinela-api on a free
 # port with a fresh SQLite database, authenticated with a bootstrap admin key.
 set -euo pipefail
 
@@ -23,7 +24,7 @@ trap cleanup EXIT
 (cd "$work" && DATABASE_URL="sqlite://$work/api.db?mode=rwc" "$bin" seed >/dev/null)
 # `exec` so that $! is the server itself and the trap stops it.
 (cd "$work" && DATABASE_URL="sqlite://$work/api.db?mode=rwc" API_BIND="127.0.0.1:$port" \
-  SENTINELA_ADMIN_KEY="$key" RECORDINGS_DIR="$work" SNAPSHOT_DIR="$work/snapshots" \
+  METRICS_BIND=127.0.0.1:0 SENTINELA_ADMIN_KEY="$key" RECORDINGS_DIR="$work" SNAPSHOT_DIR="$work/snapshots" \
   LOG_FORMAT=json RUST_LOG=warn exec "$bin" > "$work/api.log" 2>&1) &
 api_pid=$!
 for _ in $(seq 1 50); do
@@ -39,6 +40,7 @@ run() {
   schemathesis run "http://127.0.0.1:$port/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks not_a_server_error,response_schema_conformance \
+    --phases examples,coverage,fuzzing,stateful \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
     --seed 20261129 \
     --workers 1 "$@"

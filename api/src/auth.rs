@@ -22,19 +22,33 @@ pub struct Principal {
     pub key_id: i64,
     /// The key's user.
     pub user_id: String,
-    /// `None` for admin keys.
+    /// The city a city key is scoped to (`None` for admin keys).
     pub city_id: Option<i64>,
+    /// Whether the key is admin: the key's explicit `is_admin` column, never inferred from a
+    /// missing city.
+    pub admin: bool,
 }
 
 impl Principal {
     /// Whether the key is admin.
     pub fn is_admin(&self) -> bool {
-        self.city_id.is_none()
+        self.admin
     }
 
-    /// Whether the key may see objects of `city_id`.
+    /// Whether the key may see objects of `city_id`: admin keys see every city, a city key its
+    /// own; a non-admin key without a city sees none.
     pub fn sees_city(&self, city_id: i64) -> bool {
-        self.city_id.is_none_or(|c| c == city_id)
+        self.admin || self.city_id == Some(city_id)
+    }
+
+    /// The city a list must be restricted to: `None` for admin keys (every city), the key's city
+    /// otherwise (`Some(-1)`, matching nothing, for a non-admin key without one).
+    pub fn city_scope(&self) -> Option<i64> {
+        if self.admin {
+            None
+        } else {
+            Some(self.city_id.unwrap_or(-1))
+        }
     }
 
     /// Fails with 403 unless admin.
@@ -67,6 +81,7 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
             key_id: key.id,
             user_id: key.user_id,
             city_id: key.city_id,
+            admin: key.is_admin,
         }),
         Some(_) => Err(ApiError::unauthorized("this API key has been revoked").into()),
         None => Err(ApiError::unauthorized("unknown API key").into()),
@@ -99,6 +114,17 @@ pub async fn find_key(
         .await
 }
 
+/// Whether the key with this id exists and is not revoked.
+///
+/// # Errors
+/// The database error.
+pub async fn key_active(db: &impl ConnectionTrait, key_id: i64) -> Result<bool, DbErr> {
+    Ok(api_key::Entity::find_by_id(key_id)
+        .one(db)
+        .await?
+        .is_some_and(|k| k.revoked_at.is_none()))
+}
+
 /// Stores a key for `secret`.
 ///
 /// # Errors
@@ -125,22 +151,32 @@ pub async fn create_key(
     .await
 }
 
-/// Ensures the bootstrap admin key (`SENTINELA_ADMIN_KEY`) exists and is not revoked.
+/// What [`ensure_admin_key`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The key did not exist and was created as an admin key.
+    Created,
+    /// The key exists and is a usable admin key.
+    Present,
+    /// The key was revoked: it stays revoked (rotate `SENTINELA_ADMIN_KEY`).
+    Revoked,
+    /// The secret belongs to a key that is not admin; it is left as it is.
+    NotAdmin,
+}
+
+/// Creates the bootstrap admin key (`SENTINELA_ADMIN_KEY`) when it does not exist. An existing
+/// key is never changed: a revoked bootstrap key stays revoked across restarts, and a secret that
+/// is some city's key does not become admin.
 ///
 /// # Errors
 /// The database error.
-pub async fn ensure_admin_key(db: &impl ConnectionTrait, secret: &str) -> Result<(), DbErr> {
+pub async fn ensure_admin_key(db: &impl ConnectionTrait, secret: &str) -> Result<Bootstrap, DbErr> {
     match find_key(db, secret).await? {
-        Some(key) if key.revoked_at.is_none() && key.city_id.is_none() => Ok(()),
-        Some(key) => {
-            let mut active: api_key::ActiveModel = key.into();
-            active.revoked_at = Set(None);
-            active.city_id = Set(None);
-            active.is_admin = Set(true);
-            active.update(db).await.map(drop)
-        }
+        Some(key) if key.revoked_at.is_some() => Ok(Bootstrap::Revoked),
+        Some(key) if !key.is_admin => Ok(Bootstrap::NotAdmin),
+        Some(_) => Ok(Bootstrap::Present),
         None => create_key(db, secret, "bootstrap admin", "admin", None)
             .await
-            .map(drop),
+            .map(|_| Bootstrap::Created),
     }
 }

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// Well-formed but invalid (dates, criteria…).
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many at once for this key.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     /// Server fault.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -84,6 +87,11 @@ impl ApiError {
     /// 409.
     pub fn conflict(message: impl Into<String>, field: Option<&str>) -> Self {
         Self::Conflict(body("conflict", message, field))
+    }
+
+    /// 429.
+    pub fn too_many(message: impl Into<String>) -> Self {
+        Self::TooManyRequests(body("too_many_requests", message, None))
     }
 
     /// 503 naming the part that is down.
@@ -139,6 +147,7 @@ pub async fn to_json_error(err: poem::Error) -> poem::Response {
         413 => "payload_too_large",
         415 => "unsupported_media_type",
         422 => "invalid",
+        429 => "too_many_requests",
         s if s >= 500 => "internal",
         _ => "error",
     };
@@ -158,12 +167,75 @@ pub async fn to_json_error(err: poem::Error) -> poem::Response {
     } else {
         message
     };
+    json_response(status, code, &message, field.as_deref())
+}
+
+/// Middleware: a query or path parameter that does not parse or is out of range (an id beyond
+/// i64, a negative offset) answers 422 naming the parameter, like every other invalid field.
+/// Path parameters are named by the route template (poem-openapi reports them by position).
+pub async fn param_errors<E: poem::Endpoint>(
+    endpoint: std::sync::Arc<E>,
+    request: poem::Request,
+    routes: std::sync::Arc<crate::metrics::Routes>,
+) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    let path = request.uri().path().to_owned();
+    let err = match endpoint.call(request).await {
+        Ok(response) => return Ok(response.into_response()),
+        Err(err) => err,
+    };
+    let invalid = |name: &str, reason: &str| {
+        Ok(json_response(
+            poem::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            &format!("{name}: {reason}"),
+            Some(name),
+        ))
+    };
+    if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return invalid(param.name, &param.reason);
+    }
+    if let Some(param) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        let name = param
+            .name
+            .strip_prefix("param")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|i| routes.path_params(&path).into_iter().nth(i))
+            .unwrap_or_else(|| param.name.to_owned());
+        return invalid(&name, &param.reason);
+    }
+    Err(err)
+}
+
+/// A JSON error response `{code, message, field?}`.
+pub fn json_response(
+    status: poem::http::StatusCode,
+    code: &str,
+    message: &str,
+    field: Option<&str>,
+) -> poem::Response {
     let mut body = serde_json::json!({"code": code, "message": message});
     if let Some(field) = field {
-        body["field"] = serde_json::Value::String(field);
+        body["field"] = serde_json::Value::String(field.to_owned());
     }
     poem::Response::builder()
         .status(status)
         .content_type("application/json")
         .body(body.to_string())
+}
+
+/// The answer to a handler that panicked: a logged 500 in the same JSON shape.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    json_response(
+        poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal server error",
+        None,
+    )
 }

@@ -80,6 +80,8 @@ pub struct AppState {
     pub recordings_dir: PathBuf,
     /// Longest search window, hours.
     pub max_window_hours: u32,
+    /// Progress streams open per API key.
+    pub streams: routes::searches::StreamSlots,
 }
 
 impl AppState {
@@ -91,63 +93,81 @@ impl AppState {
             snapshot_dir: settings.storage.snapshot_dir.clone(),
             recordings_dir: settings.storage.recordings_dir.clone(),
             max_window_hours: settings.api.max_search_window_hours,
+            streams: routes::searches::StreamSlots::new(settings.api.max_streams_per_key),
         }
     }
 }
 
 /// The application: every route, Swagger UI at `/docs`, the spec at `/openapi.json`, a body size
-/// limit, request tracing, and every error as JSON.
+/// limit, request metrics, request tracing, and every error (panics included) as JSON. `/metrics`
+/// is not here: it is served on the internal `METRICS_BIND` listener.
 pub fn app(state: AppState, body_limit: usize) -> impl Endpoint {
     let service = OpenApiService::new(routes::api(), "Sentinela", env!("CARGO_PKG_VERSION"))
         .description("Where did the vehicle go? Searches over a city's camera recordings.");
+    let routes = Arc::new(metrics::Routes::from_spec(&service.spec()));
     let ui = service.swagger_ui();
     let spec = service.spec_endpoint();
-    let api_metrics = Arc::new(metrics::ApiMetrics::default());
-    let tracked = api_metrics.clone();
+    let param_routes = routes.clone();
     Route::new()
         .nest("/", service)
         .nest("/docs", ui)
         .at("/openapi.json", spec)
-        .at("/metrics", poem::get(metrics::render))
+        .around(move |endpoint, request| {
+            error::param_errors(endpoint, request, param_routes.clone())
+        })
         .around(move |endpoint, request| limit_body(endpoint, request, body_limit))
-        .around(move |endpoint, request| metrics::track(endpoint, request, tracked.clone()))
-        // A panic in a handler answers 500 (as JSON, below) instead of dropping the connection.
-        .with(CatchPanic::new())
+        .around(move |endpoint, request| metrics::track(endpoint, request, routes.clone()))
+        // A panic in a handler answers 500 as JSON instead of dropping the connection.
+        .with(CatchPanic::new().with_handler(error::panic_response))
         .with(Tracing)
         .data(state)
-        .data(api_metrics)
         .catch_all_error(error::to_json_error)
 }
 
-/// Refuses bodies over `limit` bytes (413) before they are read; a body sent without a length
-/// (chunked) is refused with 411, so the limit cannot be side-stepped.
+/// Refuses bodies over `limit` bytes with 413. A declared `Content-Length` over the limit is
+/// refused before anything is read; every other body — chunked, with any `Transfer-Encoding`, or
+/// HTTP/2 DATA frames without a length — is counted while it is read, and reading stops one byte
+/// past the limit, so no header can side-step it.
 async fn limit_body<E: Endpoint>(
     endpoint: Arc<E>,
-    request: poem::Request,
+    mut request: poem::Request,
     limit: usize,
 ) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
     use poem::http::{StatusCode, header};
-    let length = request
+    use tokio::io::AsyncReadExt;
+    let too_large = || {
+        poem::Error::from_string(
+            format!("the body is larger than the limit of {limit} bytes"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+    };
+    let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let chunked = request
-        .headers()
-        .get(header::TRANSFER_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-    match length {
-        Some(n) if n > limit => Err(poem::Error::from_string(
-            format!("the body is {n} bytes; the limit is {limit}"),
-            StatusCode::PAYLOAD_TOO_LARGE,
-        )),
-        None if chunked => Err(poem::Error::from_string(
-            "send a Content-Length with the body",
-            StatusCode::LENGTH_REQUIRED,
-        )),
-        _ => Ok(endpoint.call(request).await?.into_response()),
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
     }
+    let mut read = Vec::new();
+    request
+        .take_body()
+        .into_async_read()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut read)
+        .await
+        .map_err(|e| {
+            poem::Error::from_string(
+                format!("the body could not be read: {e}"),
+                StatusCode::BAD_REQUEST,
+            )
+        })?;
+    if read.len() > limit {
+        return Err(too_large());
+    }
+    request.set_body(read);
+    Ok(endpoint.call(request).await?.into_response())
 }
 
 /// Serves `app` on an accepted listener until `shutdown` resolves, then drains for up to 10 s.
@@ -219,9 +239,19 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
         admin_key = Some(auth::new_secret());
     }
     if let Some(key) = &admin_key {
-        auth::ensure_admin_key(&db, key)
+        match auth::ensure_admin_key(&db, key)
             .await
-            .context("failed to ensure the bootstrap admin key")?;
+            .context("failed to ensure the bootstrap admin key")?
+        {
+            auth::Bootstrap::Created => tracing::info!("bootstrap admin key created"),
+            auth::Bootstrap::Present => {}
+            auth::Bootstrap::Revoked => tracing::warn!(
+                "SENTINELA_ADMIN_KEY names a revoked key; it stays revoked (set a new secret to rotate it)"
+            ),
+            auth::Bootstrap::NotAdmin => tracing::warn!(
+                "SENTINELA_ADMIN_KEY names a city key; it is left as it is and is not admin"
+            ),
+        }
     }
     let queue = JobQueue::connect(settings, &db).await?;
     let acceptor = bind(&settings.api.bind).await?;
@@ -229,6 +259,16 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
     let local = local.trim_start_matches("socket://").to_owned();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut rx = stop_rx.clone();
+    let (metrics_addr, metrics_task) = sentinela_core::metrics_server::start(
+        &settings.api.metrics_bind,
+        queue.clone(),
+        db.clone(),
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    )
+    .await?;
     let mut workers = None;
     let mut scheduler = None;
     if standalone {
@@ -261,12 +301,17 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
             },
         )?);
     }
-    tracing::info!(address = %local, standalone, "API listening; Swagger UI at /docs");
+    tracing::info!(
+        address = %local,
+        metrics = %metrics_addr,
+        standalone,
+        "API listening; Swagger UI at /docs"
+    );
     let state = AppState::new(settings, db, queue);
     let mut rx = stop_rx.clone();
     let shutdown = async move {
         tokio::select! {
-            () = sentinela_worker::shutdown_signal() => {}
+            () = sentinela_core::process::shutdown_signal() => {}
             _ = rx.wait_for(|stop| *stop) => {}
         }
     };
@@ -278,6 +323,7 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
     .await
     .context("the HTTP server failed")?;
     let _ = stop_tx.send(true);
+    metrics_task.abort();
     if let Some(workers) = workers {
         workers.await.context("worker task")??;
     }

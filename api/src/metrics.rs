@@ -1,107 +1,97 @@
-//! `/metrics` of the API in Prometheus text format (prometheus-client): HTTP requests by route and
-//! status with latency, followed by the process metrics of [`sentinela_core::metrics`] (queue
-//! depth and searches by status read when scraped; in `--standalone` mode also the workers' and
-//! the scheduler's counters).
+//! HTTP request metrics of the API: `vms_http_requests_total{method,route,status}` and
+//! `vms_http_request_duration_seconds{method,route}` in the process registry of
+//! [`sentinela_core::metrics`], served on the internal `METRICS_BIND` listener (never on the public
+//! one).
 //!
-//! Routes are labelled by their template (`/api/v1/searches/{id}`), never by raw paths, so ids do
-//! not explode the label set.
+//! Every label value comes from a fixed set, so no caller can grow the series: the route is the
+//! template of the OpenAPI path the request matched (`/api/v1/searches/{id}`), `/docs` for Swagger
+//! UI, or `unmatched`; the method is a standard one or `OTHER`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::StatusCode;
-use poem::web::Data;
-use poem::{Endpoint, IntoResponse, Request, Response, handler};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use poem::{Endpoint, IntoResponse, Request, Response};
 
-use crate::AppState;
-
-/// Labels of an HTTP request.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    /// Method.
-    pub method: String,
-    /// Route template.
-    pub route: String,
-    /// Status code.
-    pub status: String,
+/// The route templates requests are labelled with.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// Each template split into segments; `None` is a `{param}` segment.
+    templates: Vec<(String, Vec<Option<String>>)>,
 }
 
-/// Labels of a latency sample.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    /// Method.
-    pub method: String,
-    /// Route template.
-    pub route: String,
-}
+/// The label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
 
-/// The API's metric families.
-pub struct ApiMetrics {
-    registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
-}
+impl Routes {
+    /// Templates from the OpenAPI document's paths plus the fixed routes (`/openapi.json`).
+    pub fn from_spec(spec_json: &str) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
+        let mut paths: Vec<String> = spec
+            .get("paths")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        paths.push("/openapi.json".into());
+        let templates = paths
+            .into_iter()
+            .map(|path| {
+                let segments = path
+                    .split('/')
+                    .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
+                    .collect();
+                (path, segments)
+            })
+            .collect();
+        Self { templates }
+    }
 
-impl Default for ApiMetrics {
-    fn default() -> Self {
-        let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 14))
-        });
-        registry.register(
-            "vms_http_requests",
-            "HTTP requests answered, by method, route and status",
-            requests.clone(),
-        );
-        registry.register(
-            "vms_http_request_duration_seconds",
-            "HTTP request latency, by method and route",
-            latency.clone(),
-        );
-        Self {
-            registry,
-            requests,
-            latency,
+    /// The names of the path parameters of the template `path` matches, in order.
+    pub fn path_params(&self, path: &str) -> Vec<String> {
+        let template = self.label(path);
+        template
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The template `path` matches, `/docs` for Swagger UI, or [`UNMATCHED`].
+    pub fn label(&self, path: &str) -> &str {
+        if path == "/docs" || path.starts_with("/docs/") {
+            return "/docs";
         }
-    }
-}
-
-/// The route template of a path: numeric segments become `{id}`; snapshot file names `{file}`.
-pub fn route_of(path: &str) -> String {
-    let mut out = Vec::new();
-    let segments: Vec<&str> = path.split('/').collect();
-    for (i, segment) in segments.iter().enumerate() {
-        if !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit()) {
-            out.push("{id}");
-        } else if i.checked_sub(2).and_then(|j| segments.get(j)) == Some(&"snapshots") {
-            out.push("{file}");
-        } else {
-            out.push(segment);
+        let segments: Vec<&str> = path.split('/').collect();
+        // A literal match wins over a parameter (`/searches/estimate` over `/searches/{id}`).
+        let mut best: Option<(&str, usize)> = None;
+        for (template, parts) in &self.templates {
+            if parts.len() != segments.len() {
+                continue;
+            }
+            let mut literals = 0;
+            let matched = parts.iter().zip(&segments).all(|(part, seg)| match part {
+                Some(lit) => {
+                    literals += 1;
+                    lit == seg
+                }
+                None => !seg.is_empty(),
+            });
+            if matched && best.is_none_or(|(_, n)| literals > n) {
+                best = Some((template, literals));
+            }
         }
-    }
-    let route = out.join("/");
-    if route.starts_with("/docs") {
-        "/docs".into()
-    } else {
-        route
+        best.map_or(UNMATCHED, |(template, _)| template)
     }
 }
 
-/// Middleware: counts every request and its latency.
+/// Middleware: counts every request and its latency under bounded labels.
 pub async fn track<E: Endpoint>(
     endpoint: Arc<E>,
     request: Request,
-    metrics: Arc<ApiMetrics>,
+    routes: Arc<Routes>,
 ) -> poem::Result<Response> {
-    let method = request.method().to_string();
-    let route = route_of(request.uri().path());
+    let method = sentinela_core::metrics::http_method(request.method().as_str());
     let started = Instant::now();
+    let path = request.uri().path().to_owned();
     let result = endpoint
         .call(request)
         .await
@@ -110,58 +100,52 @@ pub async fn track<E: Endpoint>(
         Ok(resp) => resp.status(),
         Err(err) => err.status(),
     };
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method: method.clone(),
-            route: route.clone(),
-            status: status.as_u16().to_string(),
-        })
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&RouteLabels { method, route })
-        .observe(started.elapsed().as_secs_f64());
+    // A path no route serves is unmatched, whatever it looks like.
+    let route = match &result {
+        Err(err) if err.is::<poem::error::NotFoundError>() => UNMATCHED,
+        _ => routes.label(&path),
+    };
+    sentinela_core::metrics::global().http_request(
+        method,
+        route,
+        status.as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     result
-}
-
-/// `GET /metrics`.
-#[handler]
-pub(crate) async fn render(state: Data<&AppState>, metrics: Data<&Arc<ApiMetrics>>) -> Response {
-    sentinela_core::metrics::refresh(&state.queue, &state.db).await;
-    let mut body = String::new();
-    if prometheus_client::encoding::text::encode(&mut body, &metrics.registry).is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    // Two registries, one exposition: only the last carries the `# EOF` terminator.
-    let body = body.trim_end().trim_end_matches("# EOF").to_owned()
-        + &sentinela_core::metrics::global().encode();
-    Response::builder()
-        .content_type(sentinela_core::metrics::CONTENT_TYPE)
-        .body(body)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::route_of;
+    use super::{Routes, UNMATCHED};
 
     #[test]
-    fn routes_are_templates() {
+    fn routes_are_templates_or_unmatched() {
+        let routes = Routes::from_spec(
+            r#"{"paths": {"/api/v1/searches": {}, "/api/v1/searches/{id}": {},
+                "/api/v1/searches/{id}/trajectory": {}, "/api/v1/searches/estimate": {},
+                "/api/v1/snapshots/{search_id}/{file}": {}, "/health/live": {}}}"#,
+        );
         for (path, route) in [
-            ("/", "/"),
-            ("/metrics", "/metrics"),
+            ("/api/v1/searches", "/api/v1/searches"),
             ("/api/v1/searches/42", "/api/v1/searches/{id}"),
+            ("/api/v1/searches/abc", "/api/v1/searches/{id}"),
+            ("/api/v1/searches/estimate", "/api/v1/searches/estimate"),
             (
                 "/api/v1/searches/42/trajectory",
                 "/api/v1/searches/{id}/trajectory",
             ),
             (
                 "/api/v1/snapshots/7/3-1000.jpg",
-                "/api/v1/snapshots/{id}/{file}",
+                "/api/v1/snapshots/{search_id}/{file}",
             ),
             ("/docs/index.css", "/docs"),
+            ("/openapi.json", "/openapi.json"),
+            ("/metrics", UNMATCHED),
+            ("/", UNMATCHED),
+            ("/wp-admin/x1y2", UNMATCHED),
+            ("/api/v1/searches/", UNMATCHED),
         ] {
-            assert_eq!(route_of(path), route, "{path}");
+            assert_eq!(routes.label(path), route, "{path}");
         }
     }
 }

@@ -499,10 +499,13 @@ async fn bad_inputs_answer_4xx_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let (status, _) = app
+    let (status, answer) = app
         .call("GET", "/api/v1/searches/abc", Some(ADMIN), None)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("id"))
+    );
     let (status, answer) = app
         .call("GET", "/api/v1/searches/424242", Some(ADMIN), None)
         .await;
@@ -661,14 +664,11 @@ async fn the_auth_matrix_holds() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.text().await.unwrap().contains("swagger"));
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), StatusCode::OK);
-    let text = metrics.text().await.unwrap();
+    // Metrics are not on the public listener; the requests were counted by route template
+    // (this process's registry, served on METRICS_BIND by the binary).
+    let (status, _) = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let text = sentinela_core::metrics::global().encode();
     assert!(
         text.contains(
             r#"vms_http_requests_total{method="GET",route="/api/v1/searches/{id}",status="404"}"#
@@ -676,13 +676,523 @@ async fn the_auth_matrix_holds() {
         "requests by route template and status: {text}"
     );
     assert!(
-        text.contains("vms_http_request_duration_seconds_bucket"),
-        "{text}"
+        text.contains(r#"route="unmatched",status="404""#),
+        "the /metrics request is unmatched: {text}"
     );
     assert!(
-        text.contains(r#"vms_queue_jobs{queue="sentinela:search",state="pending"}"#),
+        text.contains("vms_http_request_duration_seconds_bucket"),
         "{text}"
     );
     let _ = app.camera_a;
     app.finish().await;
+}
+
+/// Registers a recording as `key` and answers (status, body).
+async fn register(app: &TestApp, key: &str, camera: i64, path: &str, minute: u32) -> (u16, Value) {
+    let start = Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap();
+    let (status, body) = app
+        .call(
+            "POST",
+            "/api/v1/recordings",
+            Some(key),
+            Some(json!({
+                "camera_id": camera,
+                "file_path": path,
+                "started_at": start.to_rfc3339(),
+                "ended_at": (start + Span::seconds(60)).to_rfc3339(),
+            })),
+        )
+        .await;
+    (status.as_u16(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_paths_are_confined_to_the_root_and_the_camera_folder() {
+    let app = spawn_app(None).await;
+    let root = app._dir.path().to_owned();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.mp4");
+    std::fs::write(&secret, b"not yours").unwrap();
+    for folder in ["cam1", "cam2"] {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+        std::fs::copy(root.join("bus.mp4"), root.join(folder).join("ok.mp4")).unwrap();
+    }
+    std::os::unix::fs::symlink(&secret, root.join("cam1/link.mp4")).unwrap();
+    std::os::unix::fs::symlink(root.join("cam2"), root.join("cam1/other")).unwrap();
+    let mut cams = Vec::new();
+    for (name, folder) in [("cam-1", "./cam1/"), ("cam-2", "cam2")] {
+        let (status, cam) = app
+            .call(
+                "POST",
+                "/api/v1/cameras",
+                Some(ADMIN),
+                Some(json!({"city_id": app.city_a, "name": name, "mediamtx_path": folder})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{cam}");
+        cams.push(cam["id"].as_i64().unwrap());
+    }
+    let (cam1, cam2) = (cams[0], cams[1]);
+    let (_, cam) = app.call("GET", "/api/v1/cameras", Some(ADMIN), None).await;
+    assert!(
+        cam.to_string().contains(r#""mediamtx_path":"cam1""#),
+        "mediamtx_path is stored normalised: {cam}"
+    );
+    for bad in ["../x", "/etc", "cam1/../../x", ".", "a\\b"] {
+        let (status, answer) = app
+            .call(
+                "POST",
+                "/api/v1/cameras",
+                Some(ADMIN),
+                Some(json!({"city_id": app.city_a, "name": format!("bad {bad}"), "mediamtx_path": bad})),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("mediamtx_path")),
+            "mediamtx_path {bad:?}: {answer}"
+        );
+    }
+
+    let secret_abs = secret.to_string_lossy().into_owned();
+    let cases: Vec<(&str, String)> = vec![
+        ("a system file", "/etc/shadow".into()),
+        ("an absolute path outside the root", secret_abs.clone()),
+        ("the database beside the root", "../sentinela.db".into()),
+        ("`..` inside a camera folder", "cam1/../../x".into()),
+        (
+            "`..` to the outside file",
+            format!("../{}", secret.file_name().unwrap().to_string_lossy()),
+        ),
+        ("a symlink leading outside", "cam1/link.mp4".into()),
+        ("a missing file", "cam1/none.mp4".into()),
+        ("the root itself", ".".into()),
+    ];
+    let mut messages = std::collections::HashMap::new();
+    for (who, key) in [("admin", ADMIN), ("city", app.key_a.as_str())] {
+        for (i, (why, path)) in cases.iter().enumerate() {
+            let (status, answer) = register(&app, key, cam1, path, i as u32).await;
+            assert_eq!(status, 422, "{who} key, {why} ({path}): {answer}");
+            assert_eq!(answer["field"], "file_path", "{who}, {why}: {answer}");
+            let message = answer["message"].as_str().unwrap().to_owned();
+            assert!(
+                !message.contains(outside.path().to_str().unwrap()),
+                "{who}, {why}: the answer does not echo host paths: {message}"
+            );
+            messages.insert(*why, message);
+        }
+    }
+    assert_eq!(
+        messages["a symlink leading outside"], messages["a missing file"],
+        "a file outside and a missing file answer alike, so the API is no oracle"
+    );
+    // Another camera's folder: refused for a city key (even through a symlink), allowed for admin.
+    for path in ["cam2/ok.mp4", "cam1/other/ok.mp4"] {
+        let (status, answer) = register(&app, &app.key_a, cam1, path, 20).await;
+        assert_eq!(status, 422, "city key, {path}: {answer}");
+    }
+    let (status, answer) = register(&app, &app.key_a, cam2, "cam1/ok.mp4", 21).await;
+    assert_eq!(status, 422, "city key, cam2 with cam1's file: {answer}");
+    // City B's key cannot even see city A's camera.
+    let (status, answer) = register(&app, &app.key_b, cam1, "cam1/ok.mp4", 22).await;
+    assert_eq!((status, answer["field"].as_str()), (422, Some("camera_id")));
+
+    // A plain relative path under the camera's folder works for the city key, stored in one
+    // canonical form; `./x` and `<root>/x` are the same file, not new rows.
+    let (status, first) = register(&app, &app.key_a, cam1, "cam1/ok.mp4", 30).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["file_path"], "cam1/ok.mp4");
+    let (status, again) = register(&app, &app.key_a, cam1, "./cam1//ok.mp4", 30).await;
+    assert_eq!(
+        (status, &again["id"]),
+        (201, &first["id"]),
+        "idempotent: {again}"
+    );
+    let rooted = root.join("cam1/ok.mp4").to_string_lossy().into_owned();
+    for (path, minute) in [("./cam1/ok.mp4", 31), (rooted.as_str(), 32)] {
+        let (status, answer) = register(&app, ADMIN, cam1, path, minute).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (409, Some("conflict")),
+            "{path} is the same file: {answer}"
+        );
+    }
+    let (status, admin_other) = register(&app, ADMIN, cam2, "cam2/ok.mp4", 33).await;
+    assert_eq!(status, 201, "admin registers under the root: {admin_other}");
+    let rows = recordings::find_by_path(&app.test.db, "cam1/ok.mp4")
+        .await
+        .unwrap();
+    assert!(rows.is_some());
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_numbers_answer_422_naming_the_parameter() {
+    let app = spawn_app(None).await;
+    let window = "from=2026-11-29T00:00:00Z&to=2026-11-30T00:00:00Z";
+    let cases = [
+        ("/api/v1/searches?offset=18446744073709551615", "offset"),
+        ("/api/v1/searches?offset=9223372036854775808", "offset"),
+        ("/api/v1/searches?offset=-1", "offset"),
+        ("/api/v1/searches?limit=0", "limit"),
+        ("/api/v1/searches?limit=201", "limit"),
+        ("/api/v1/searches?limit=-3", "limit"),
+        ("/api/v1/searches?status=lost", "status"),
+        ("/api/v1/searches/99999999999999999999", "id"),
+        ("/api/v1/searches/-5", "id"),
+        ("/api/v1/searches/0/trajectory", "id"),
+        ("/api/v1/cities/-1", "id"),
+        ("/api/v1/cameras?city_id=-1", "city_id"),
+        ("/api/v1/snapshots/-1/a.jpg", "search_id"),
+        (
+            &format!("/api/v1/recordings?camera_id=99999999999999999999&{window}"),
+            "camera_id",
+        ),
+        (
+            "/api/v1/recordings?camera_id=1&from=yesterday&to=today",
+            "from",
+        ),
+    ];
+    for (path, field) in cases {
+        let (status, answer) = app.call("GET", path, Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {answer}");
+        assert_eq!(answer["code"], "invalid", "{path}: {answer}");
+        assert_eq!(answer["field"], field, "{path}: {answer}");
+    }
+    let (status, answer) = app
+        .call(
+            "POST",
+            "/api/v1/api-keys/99999999999999999999/revoke",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("id"))
+    );
+    let (status, page) = app
+        .call(
+            "GET",
+            "/api/v1/searches?offset=9223372036854775807",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the largest offset is a valid, empty page: {page}"
+    );
+    assert_eq!(page["items"], json!([]));
+    app.finish().await;
+}
+
+/// Sends a POST over a raw TCP connection (HTTP/1.1) and returns the status code the server
+/// answered, or `None` when it closed without one.
+async fn raw_post(base: &str, head: &str, body: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before the whole body is sent: write errors are expected.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+}
+
+/// POSTs `body` to `/api/v1/searches` over HTTP/2 cleartext (prior knowledge) as DATA frames with
+/// no `content-length`, and returns the status. The server may answer before the whole body is
+/// sent and reset the stream: the answer still counts.
+async fn h2_post(base: &str, body: &[u8]) -> u16 {
+    let tcp = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("{base}/api/v1/searches"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let body = body.to_vec();
+    let sender = tokio::spawn(async move {
+        for chunk in body.chunks(8192) {
+            stream.reserve_capacity(chunk.len());
+            // Wait for flow-control window; stop when the server reset the stream.
+            loop {
+                match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                    Some(Ok(n)) if n >= chunk.len() => break,
+                    Some(Ok(_)) => continue,
+                    _ => return,
+                }
+            }
+            if stream
+                .send_data(bytes::Bytes::copy_from_slice(chunk), false)
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = stream.send_data(bytes::Bytes::new(), true);
+    });
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("an answer within 10 s")
+        .expect("an HTTP/2 answer");
+    sender.abort();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_limit_holds_whatever_the_framing() {
+    let app = spawn_app(None).await;
+    let big = format!("{{\"plate\": \"{}\"}}", "A".repeat(100_000));
+    // Chunked with another coding first, no Content-Length: counted while read.
+    let mut chunked = Vec::new();
+    for chunk in big.as_bytes().chunks(4096) {
+        chunked.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend(chunk);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    for te in ["gzip, chunked", "chunked", "Chunked"] {
+        let head = format!(
+            "POST /api/v1/searches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nTransfer-Encoding: {te}\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            raw_post(&app.base, &head, &chunked).await,
+            Some(413),
+            "Transfer-Encoding: {te}"
+        );
+    }
+    // A small chunked body still works.
+    let small = serde_json::to_vec(&app.bus_search()).unwrap();
+    let mut body = format!("{:x}\r\n", small.len()).into_bytes();
+    body.extend(&small);
+    body.extend(b"\r\n0\r\n\r\n");
+    let head = format!(
+        "POST /api/v1/searches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_post(&app.base, &head, &body).await, Some(202));
+
+    // HTTP/2 cleartext (prior knowledge), the body sent as DATA frames without a length.
+    assert_eq!(
+        h2_post(&app.base, big.as_bytes()).await,
+        413,
+        "HTTP/2 without a length"
+    );
+    assert_eq!(h2_post(&app.base, &small).await, 202, "a small HTTP/2 body");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_streams_are_capped_per_key_and_end_on_revocation() {
+    let app = spawn_app(None).await;
+    // A city key of its own, and a search that stays pending (not queued).
+    let (_, key) = app
+        .call(
+            "POST",
+            "/api/v1/api-keys",
+            Some(ADMIN),
+            Some(json!({"name": "stream", "user_id": "s", "city_id": app.city_a})),
+        )
+        .await;
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    let search = sentinela_core::repo::searches::create(
+        &app.test.db,
+        sentinela_core::repo::searches::NewSearch {
+            city_id: app.city_a,
+            user_id: None,
+            plate: None,
+            color: None,
+            vehicle_type: Some(sentinela_core::domain::VehicleType::parse("bus").unwrap()),
+            window: sentinela_core::domain::TimeRange::new(t0, t0 + Span::minutes(5)).unwrap(),
+            camera_ids: None,
+        },
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/api/v1/searches/{}/events", app.base, search.id);
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let resp = app
+            .client
+            .get(&url)
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        open.push(resp);
+    }
+    let fifth = app
+        .client
+        .get(&url)
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another key is not affected by this key's streams.
+    let other = app
+        .client
+        .get(&url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    drop(other);
+    // Closing one frees its slot.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reopened = loop {
+        let resp = app
+            .client
+            .get(&url)
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::OK || Instant::now() > deadline {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        reopened.status(),
+        StatusCode::OK,
+        "a closed stream frees its slot"
+    );
+    open.push(reopened);
+
+    // Revoking the key ends every stream with a named final event.
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/api/v1/api-keys/{}/revoke", key["key"]["id"]),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for resp in open {
+        let text = tokio::time::timeout(Duration::from_secs(10), resp.text())
+            .await
+            .expect("the stream ends after revocation")
+            .unwrap();
+        assert!(text.contains("event: progress"), "{text}");
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(
+            last.contains("event: end") && last.contains(r#""reason":"key_revoked""#),
+            "the last event is `end` with its reason: {last}"
+        );
+    }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_dependencies_without_their_errors() {
+    let app = spawn_app(None).await;
+    let (status, body) = app.call("GET", "/health/ready", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["checks"], json!({"database": "ok", "queue": "ok"}));
+    assert!(body.get("details").is_none(), "{body}");
+    app.finish().await;
+}
+
+/// `sentinela-api` as a process on a SQLite file, with `SENTINELA_ADMIN_KEY` set.
+fn api_process(dir: &Path, port: u16, admin_key: &str) -> KillOnDrop {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("sentinela-api");
+    KillOnDrop(
+        Command::new(bin)
+            .current_dir(dir)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/api.db?mode=rwc", dir.display()),
+            )
+            .env("API_BIND", format!("127.0.0.1:{port}"))
+            .env("METRICS_BIND", "127.0.0.1:0")
+            .env("SENTINELA_ADMIN_KEY", admin_key)
+            .env("RECORDINGS_DIR", dir.join("recordings"))
+            .env("SNAPSHOT_DIR", dir.join("snapshots"))
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("api-{port}.log"))).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn wait_live(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("{base}/health/live"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{base} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_bootstrap_key_stays_revoked_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "snt_bootstrap_to_revoke";
+    let client = reqwest::Client::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = api_process(dir.path(), port, key);
+    wait_live(&client, &base).await;
+    let keys: Value = client
+        .get(format!("{base}/api/v1/api-keys"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = keys[0]["id"].as_i64().unwrap();
+    let revoked = client
+        .post(format!("{base}/api/v1/api-keys/{id}/revoke"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    drop(server);
+    let _server = api_process(dir.path(), port, key);
+    wait_live(&client, &base).await;
+    let after = client
+        .get(format!("{base}/api/v1/cities"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        StatusCode::UNAUTHORIZED,
+        "the restart did not revive the revoked bootstrap key"
+    );
 }

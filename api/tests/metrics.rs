@@ -1,6 +1,9 @@
 //! Observability end to end: the api, a worker and the scheduler run as separate processes on
-//! PostgreSQL + Redis; a search runs; each `/metrics` parses as Prometheus text, carries the
-//! families the dashboards and alerts use, and its counters moved by what the search did.
+//! PostgreSQL + Redis; a search runs; each `/metrics` (on its internal `METRICS_BIND` listener)
+//! parses as OpenMetrics, passes `promtool check metrics` in the Prometheus text format, carries
+//! the families the dashboards and alerts use, and its counters moved by what the search did.
+//! The API's public listener does not serve `/metrics`, and requests to random paths add no
+//! series.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -135,10 +138,47 @@ fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// `promtool check metrics` on the Prometheus text format of `url` (what curl gets); fails the
+/// test with promtool's complaints.
+async fn promtool_check(client: &reqwest::Client, url: &str) {
+    let resp = client.get(url).send().await.unwrap();
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    let text = resp.text().await.unwrap();
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) is installed by scripts/setup.sh");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics on {url}: {said}"
+    );
+}
+
+/// Scrapes `url` as Prometheus does (asking for OpenMetrics).
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match client.get(url).send().await {
+        let request = client.get(url).header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        );
+        match request.send().await {
             Ok(resp) if resp.status().is_success() => {
                 let kind = resp
                     .headers()
@@ -204,7 +244,8 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
         .unwrap();
     }
 
-    let (api_port, worker_port, scheduler_port) = (free_port(), free_port(), free_port());
+    let (api_port, api_metrics_port, worker_port, scheduler_port) =
+        (free_port(), free_port(), free_port(), free_port());
     let common = |extra: &[(&'static str, String)]| {
         let mut env = vec![
             ("DATABASE_URL", test.url.expose_secret().to_owned()),
@@ -229,6 +270,7 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
         PathBuf::from(env!("CARGO_BIN_EXE_sentinela-api")),
         &common(&[
             ("API_BIND", format!("127.0.0.1:{api_port}")),
+            ("METRICS_BIND", format!("127.0.0.1:{api_metrics_port}")),
             ("SENTINELA_ADMIN_KEY", ADMIN.to_owned()),
         ]),
         &dir.path().join("api.log"),
@@ -422,7 +464,8 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
     );
 
     // API: the request counted by route and status; shared state read when scraped.
-    let text = scrape(&client, &format!("{api}/metrics")).await;
+    let api_metrics = format!("http://127.0.0.1:{api_metrics_port}/metrics");
+    let text = scrape(&client, &api_metrics).await;
     let (a, types) = parse(&text);
     for family in [
         "vms_http_requests",
@@ -498,5 +541,43 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
             &[("job_type", "index-sync")]
         ) >= 1.0
     );
+
+    // promtool accepts what each binary serves.
+    for url in [
+        api_metrics.clone(),
+        format!("http://127.0.0.1:{worker_port}/metrics"),
+        format!("http://127.0.0.1:{scheduler_port}/metrics"),
+    ] {
+        promtool_check(&client, &url).await;
+    }
+
+    // The public listener has no /metrics, and 1,000 requests to distinct random paths (with and
+    // without a key, odd methods included) add at most a handful of series.
+    let public = client.get(format!("{api}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let before = series(&scrape(&client, &api_metrics).await);
+    for i in 0..1000u32 {
+        let path = format!("/{:x}/{}", rand_like(i), i * 7919);
+        let method = if i % 10 == 0 { "PROPFIND" } else { "GET" };
+        let mut req = client.request(method.parse().unwrap(), format!("{api}{path}"));
+        if i % 2 == 0 {
+            req = req.bearer_auth(ADMIN);
+        }
+        let status = req.send().await.unwrap().status();
+        assert!(status.is_client_error(), "{path}: {status}");
+    }
+    let after = series(&scrape(&client, &api_metrics).await);
+    assert!(
+        after <= before + 40,
+        "1,000 random paths grew the API's series from {before} to {after}"
+    );
     test.cleanup().await;
+}
+
+/// A cheap scramble so each request's path differs (no RNG dependency needed).
+fn rand_like(i: u32) -> u64 {
+    u64::from(i)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(17)
 }

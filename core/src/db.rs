@@ -44,22 +44,53 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
+    // The query (and fragment) start at the first `?` or `#`; everything before is authority and
+    // path. The userinfo ends at the last `@` of that part, so a password holding `/` or `@`
+    // is masked whole.
+    let split = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (head, query) = rest.split_at(split);
+    let head = match head.rsplit_once('@') {
         Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
+            let masked = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => userinfo.to_owned(),
             };
-            format!("{scheme}://{masked}@{host}{path}")
+            format!("{masked}@{host}")
         }
-        None => url.to_owned(),
-    }
+        None => head.to_owned(),
+    };
+    format!("{scheme}://{head}{}", redact_query(query))
+}
+
+/// Masks the values of query parameters that carry secrets (`password`, `sslpassword`, `token`…).
+fn redact_query(query: &str) -> String {
+    const SECRET_KEYS: [&str; 8] = [
+        "password",
+        "pass",
+        "passwd",
+        "pwd",
+        "sslpassword",
+        "secret",
+        "token",
+        "auth",
+    ];
+    let Some(params) = query.strip_prefix('?') else {
+        return query.to_owned();
+    };
+    let (params, fragment) = match params.split_once('#') {
+        Some((p, f)) => (p, format!("#{f}")),
+        None => (params, String::new()),
+    };
+    let masked: Vec<String> = params
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str()) => {
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("?{}{fragment}", masked.join("&"))
 }
 
 /// The database could not be reached or prepared; the message names `DATABASE_URL`.

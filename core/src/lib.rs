@@ -8,9 +8,12 @@
 //! - [`settings`]: the typed settings tree (defaults → file → environment).
 //! - [`telemetry`]: tracing set-up, JSON logs in production.
 //! - [`domain`]: types that parse once — plates, colours, vehicle types, time ranges.
+//! - [`files`]: recording and snapshot paths confined to their roots.
 //! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
 //! - [`jobs`], [`queue`]: job payloads and the queue backend (Redis or embedded SQLite).
-//! - [`metrics`]: the process's Prometheus metrics (prometheus-client).
+//! - [`metrics`]: the process's Prometheus metrics (prometheus-client); [`metrics_server`]: the
+//!   internal `/metrics` listener on `METRICS_BIND`.
+//! - [`process`]: the stop flag raised by SIGTERM/SIGINT.
 //! - [`pipeline`]: analysing one recording for one search (sampler → gate → cache → detector → points).
 //! - [`repo`]: repository functions over sea-orm.
 //! - [`seed`]: the idempotent demo city and cameras.
@@ -23,9 +26,12 @@ pub mod cli;
 pub mod db;
 pub mod detect;
 pub mod domain;
+pub mod files;
 pub mod jobs;
 pub mod metrics;
+pub mod metrics_server;
 pub mod pipeline;
+pub mod process;
 pub mod queue;
 pub mod repo;
 pub mod seed;

@@ -93,6 +93,38 @@ pub struct QueueLabels {
     pub state: String,
 }
 
+/// `{method, route, status}` of an HTTP request. Every value comes from a fixed set: the method
+/// from [`http_method`], the route from the API's route templates (or `unmatched`), the status
+/// from the codes the API answers with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// `GET`, `POST`… or `OTHER`.
+    pub method: String,
+    /// Route template (`/api/v1/searches/{id}`) or `unmatched`.
+    pub route: String,
+    /// Status code.
+    pub status: String,
+}
+
+/// `{method, route}` of an HTTP request's latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRouteLabels {
+    /// As in [`HttpLabels`].
+    pub method: String,
+    /// As in [`HttpLabels`].
+    pub route: String,
+}
+
+/// A request method as a label: the standard methods by name, anything else `OTHER`, so a
+/// client cannot add label values by inventing methods.
+pub fn http_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("OTHER")
+}
+
 /// `{status}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
@@ -139,6 +171,10 @@ pub struct Metrics {
     pub searches: Family<StatusLabels, Gauge>,
     /// `vms_search_oldest_processing_age_seconds` (read when scraped; 0 when none).
     pub oldest_processing: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `vms_http_requests_total{method,route,status}` (the API).
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// `vms_http_request_duration_seconds{method,route}` (the API).
+    pub http_latency: Family<HttpRouteLabels, Histogram>,
 }
 
 impl Metrics {
@@ -169,6 +205,10 @@ impl Metrics {
             queue_jobs: Family::default(),
             searches: Family::default(),
             oldest_processing: Gauge::default(),
+            http_requests: Family::default(),
+            http_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
             registry: Registry::default(),
         };
         r.register(
@@ -261,7 +301,34 @@ impl Metrics {
             "Age of the oldest search still processing, 0 when none (read when scraped)",
             m.oldest_processing.clone(),
         );
+        r.register(
+            "vms_http_requests",
+            "HTTP requests answered by the API, by method, route template and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "vms_http_request_duration_seconds",
+            "HTTP request latency of the API, by method and route template",
+            m.http_latency.clone(),
+        );
         Self { registry: r, ..m }
+    }
+
+    /// Counts one HTTP request (labels as in [`HttpLabels`]) and its latency.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.http_latency
+            .get_or_create(&HttpRouteLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// Counts one detector call.
@@ -336,6 +403,36 @@ pub fn global() -> &'static Metrics {
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of [`to_prometheus_text`]'s output.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text rewritten as Prometheus text format 0.0.4, for clients that do not ask for
+/// OpenMetrics (`curl`, `promtool check metrics`): a counter family is named with its `_total`
+/// suffix there, `# UNIT` lines do not exist, and there is no `# EOF`.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
 
 /// Reads the gauges that describe shared state: queue depth by queue and state, searches by
 /// status and the age of the oldest processing search. A backend that does not answer leaves the

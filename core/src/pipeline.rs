@@ -111,15 +111,30 @@ impl From<DetectError> for AnalyzeError {
 }
 
 impl Analyzer {
-    /// The file of a recording: absolute paths as they are, relative ones under the recordings
-    /// directory.
-    pub fn recording_path(&self, recording: &recording::Model) -> PathBuf {
-        let path = PathBuf::from(&recording.file_path);
-        if path.is_absolute() {
-            path
-        } else {
-            self.recordings_dir.join(path)
-        }
+    /// The file of a recording, resolved under the recordings directory: a row that points
+    /// outside it (an absolute path elsewhere, `..`, a symlink leading out) is never opened.
+    ///
+    /// # Errors
+    /// [`AnalyzeError::Permanent`] naming why the file cannot be used.
+    pub fn recording_path(&self, recording: &recording::Model) -> Result<PathBuf, AnalyzeError> {
+        let root = crate::files::Root::open(&self.recordings_dir).map_err(|e| {
+            AnalyzeError::Transient(
+                anyhow::Error::new(e).context("RECORDINGS_DIR cannot be opened"),
+            )
+        })?;
+        root.resolve(&recording.file_path).map_err(|e| match e {
+            crate::files::PathError::NotFound => AnalyzeError::Permanent(format!(
+                "recording {} is missing: no such file",
+                recording.file_path
+            )),
+            e if e.is_confinement() => AnalyzeError::Permanent(format!(
+                "recording file {} is refused: {e}",
+                recording.file_path
+            )),
+            e => AnalyzeError::Transient(
+                anyhow::Error::new(e).context(format!("recording file {}", recording.file_path)),
+            ),
+        })
     }
 
     /// Analyses one task.
@@ -140,7 +155,7 @@ impl Analyzer {
             snap_to_keyframes: false,
         };
         let mut rx = spawn_sampler(
-            self.recording_path(&input.recording),
+            self.recording_path(&input.recording)?,
             from_ms,
             to_ms,
             options,

@@ -64,6 +64,11 @@ pub struct ApiSettings {
     pub max_search_window_hours: u32,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// Internal `/metrics` listen address (`METRICS_BIND`); loopback by default, never the
+    /// public listener.
+    pub metrics_bind: String,
+    /// Progress streams (server-sent events) one API key may hold open at once.
+    pub max_streams_per_key: usize,
 }
 
 /// Worker settings.
@@ -181,6 +186,7 @@ const PLAIN_VARS: &[(&str, &str, Kind)] = &[
     ("REDIS_URL", "redis_url", Kind::Text),
     ("SENTINELA_ADMIN_KEY", "admin_key", Kind::Text),
     ("API_BIND", "api.bind", Kind::Text),
+    ("METRICS_BIND", "api.metrics_bind", Kind::Text),
     ("METRICS_BIND", "worker.metrics_bind", Kind::Text),
     ("METRICS_BIND", "scheduler.metrics_bind", Kind::Text),
     ("RECORDINGS_TZ", "scheduler.recordings_timezone", Kind::Text),
@@ -196,6 +202,36 @@ const PLAIN_VARS: &[(&str, &str, Kind)] = &[
     ("RECORDINGS_DIR", "storage.recordings_dir", Kind::Text),
     ("SNAPSHOT_DIR", "storage.snapshot_dir", Kind::Text),
 ];
+
+/// The secrets that may also be given as a file (`DATABASE_URL_FILE`…), as Docker and
+/// Kubernetes secrets are mounted.
+const SECRET_VARS: [&str; 3] = ["DATABASE_URL", "REDIS_URL", "SENTINELA_ADMIN_KEY"];
+
+/// Reads `<VAR>_FILE` for each secret: the file's content, trimmed, is the value. Setting both
+/// `VAR` and `VAR_FILE` is refused, so it is never unclear which one is used.
+fn secret_files(
+    env: &HashMap<String, String>,
+) -> Result<HashMap<&'static str, String>, SettingsError> {
+    let mut values = HashMap::new();
+    for var in SECRET_VARS {
+        let file_var = format!("{var}_FILE");
+        let Some(path) = env.get(&file_var).filter(|p| !p.trim().is_empty()) else {
+            continue;
+        };
+        if env.get(var).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(SettingsError::Invalid {
+                var: file_var,
+                message: format!("set either {var} or {var}_FILE, not both"),
+            });
+        }
+        let value = std::fs::read_to_string(path.trim()).map_err(|e| SettingsError::Invalid {
+            var: file_var.clone(),
+            message: format!("cannot read {}: {e}", path.trim()),
+        })?;
+        values.insert(var, value.trim().to_owned());
+    }
+    Ok(values)
+}
 
 /// The default database: a SQLite file in the working directory, created on first use.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sentinela.db?mode=rwc";
@@ -226,6 +262,8 @@ impl Settings {
             .set_default("api.bind", "0.0.0.0:8000")?
             .set_default("api.max_search_window_hours", 24 * 7)?
             .set_default("api.body_limit_bytes", 64 * 1024)?
+            .set_default("api.metrics_bind", "127.0.0.1:9464")?
+            .set_default("api.max_streams_per_key", 4)?
             .set_default("worker.concurrency", 4)?
             .set_default("worker.metrics_bind", "0.0.0.0:9999")?
             .set_default("worker.job_timeout_secs", 30 * 60)?
@@ -270,8 +308,11 @@ impl Settings {
                 .source(Some(env.clone())),
         );
 
+        let from_files = secret_files(env)?;
         for (var, key, kind) in PLAIN_VARS {
-            let Some(raw) = env.get(*var) else { continue };
+            let Some(raw) = from_files.get(*var).or_else(|| env.get(*var)) else {
+                continue;
+            };
             let value = raw.trim();
             // An empty optional variable means "unset", as in most compose `.env` files.
             if value.is_empty() {
@@ -343,6 +384,9 @@ impl Settings {
                     self.scheduler.task_lease_secs, self.worker.job_timeout_secs
                 ),
             );
+        }
+        if self.api.max_streams_per_key == 0 {
+            return invalid("api.max_streams_per_key", "must be at least 1".into());
         }
         if self.api.max_search_window_hours == 0 {
             return invalid("api.max_search_window_hours", "must be at least 1".into());

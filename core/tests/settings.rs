@@ -166,3 +166,86 @@ fn the_env_example_loads_and_matches_the_defaults() {
         defaults.storage.recordings_dir
     );
 }
+
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let db = write("database_url", "postgres://u:p@db:5432/x\n");
+    let redis = write("redis_url", "redis://:pw@redis:6379/0");
+    let key = write("admin_key", "  snt_from_a_file\n");
+    let s = Settings::from_sources(
+        None,
+        &env(&[
+            ("DATABASE_URL_FILE", &db),
+            ("REDIS_URL_FILE", &redis),
+            ("SENTINELA_ADMIN_KEY_FILE", &key),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.database_url.expose_secret(), "postgres://u:p@db:5432/x");
+    assert_eq!(
+        s.redis_url.unwrap().expose_secret(),
+        "redis://:pw@redis:6379/0"
+    );
+    assert_eq!(s.admin_key.unwrap().expose_secret(), "snt_from_a_file");
+    let both = Settings::from_sources(
+        None,
+        &env(&[
+            ("DATABASE_URL_FILE", &db),
+            ("DATABASE_URL", "sqlite://x.db"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(both.starts_with("DATABASE_URL_FILE: set either"), "{both}");
+    let missing = Settings::from_sources(None, &env(&[("REDIS_URL_FILE", "/nonexistent/x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.starts_with("REDIS_URL_FILE: cannot read"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn metrics_bind_sets_every_binary_and_the_api_defaults_to_loopback() {
+    let s = Settings::from_sources(None, &env(&[])).unwrap();
+    assert_eq!(s.api.metrics_bind, "127.0.0.1:9464");
+    let s = Settings::from_sources(None, &env(&[("METRICS_BIND", "0.0.0.0:9100")])).unwrap();
+    assert_eq!(s.api.metrics_bind, "0.0.0.0:9100");
+    assert_eq!(s.worker.metrics_bind, "0.0.0.0:9100");
+    assert_eq!(s.scheduler.metrics_bind, "0.0.0.0:9100");
+}
+
+#[test]
+fn urls_are_redacted_in_the_userinfo_and_the_query() {
+    use sentinela_core::db::redact_url;
+    for (url, want) in [
+        (
+            "postgres://u:secret@db:5432/x",
+            "postgres://u:***@db:5432/x",
+        ),
+        ("postgres://u:se/cr@et@db/x", "postgres://u:***@db/x"),
+        ("redis://:pw@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("postgres://u@db/x", "postgres://u@db/x"),
+        (
+            "postgres://db/x?user=u&password=hunter2&sslmode=require",
+            "postgres://db/x?user=u&password=***&sslmode=require",
+        ),
+        (
+            "postgres://db/x?sslpassword=k&PASSWORD=p#frag",
+            "postgres://db/x?sslpassword=***&PASSWORD=***#frag",
+        ),
+        (
+            "sqlite://sentinela.db?mode=rwc",
+            "sqlite://sentinela.db?mode=rwc",
+        ),
+    ] {
+        assert_eq!(redact_url(url), want, "{url}");
+    }
+}

@@ -14,6 +14,9 @@ use sea_orm::{
 };
 use sentinela_core::jobs::PeriodicJob;
 
+use anyhow::Context;
+use sentinela_core::files::{PathError, Root};
+
 use crate::files::remove_dir;
 use crate::report::Report;
 
@@ -37,8 +40,12 @@ pub async fn run(
             "snapshot_files_deleted",
             "bytes_freed",
             "file_errors",
+            "outside_root",
         ],
     );
+    // No snapshot folder at all: no search has files to delete.
+    let root = Root::open_if_exists(snapshot_dir)
+        .with_context(|| format!("SNAPSHOT_DIR {} cannot be opened", snapshot_dir.display()))?;
     let cutoff = now - max_age;
     let ended = [
         SearchStatus::Completed,
@@ -60,8 +67,26 @@ pub async fn run(
         let Some(last) = page.last() else { break };
         after = last.id;
         for search in page {
-            let dir = snapshot_dir.join(search.id.to_string());
-            match remove_dir(&dir).await {
+            // The search's folder, confined to SNAPSHOT_DIR: a folder that is a symlink leading
+            // out is left alone, and so is its search.
+            let folder = root.as_ref().map_or(Err(PathError::NotFound), |r| {
+                r.resolve(&search.id.to_string())
+            });
+            let removed = match folder {
+                Ok(dir) => remove_dir(&dir).await,
+                Err(PathError::NotFound) => Ok((0, 0)),
+                Err(error) if error.is_confinement() => {
+                    tracing::error!(
+                        search_id = search.id,
+                        %error,
+                        "a search's snapshot folder leads outside SNAPSHOT_DIR; keeping it and the search"
+                    );
+                    report.add("outside_root", 1);
+                    continue;
+                }
+                Err(error) => Err(std::io::Error::other(error)),
+            };
+            match removed {
                 Ok((files, bytes)) => {
                     report.add("snapshot_files_deleted", files);
                     report.add("bytes_freed", bytes);
@@ -69,7 +94,6 @@ pub async fn run(
                 Err(error) => {
                     tracing::error!(
                         search_id = search.id,
-                        path = %dir.display(),
                         %error,
                         "cannot delete a search's snapshots; keeping the search"
                     );

@@ -43,7 +43,8 @@ pub(crate) async fn remove_dir(path: &Path) -> Result<(u64, u64), std::io::Error
             };
             for entry in entries {
                 let entry = entry?;
-                let meta = entry.metadata()?;
+                // Not followed: a symlink inside is removed as a link, never walked.
+                let meta = entry.path().symlink_metadata()?;
                 if meta.is_dir() {
                     stack.push(entry.path());
                 } else {

@@ -15,10 +15,12 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use entity::{camera, recording};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sentinela_core::files::{PathError, Root, normalize};
 use sentinela_core::jobs::PeriodicJob;
 use sentinela_core::repo::recordings;
 use sentinela_core::video::sampler;
@@ -77,8 +79,19 @@ impl IndexSync {
                 "segments_in_progress",
                 "segments_unreadable",
                 "folders_missing",
+                "outside_root",
             ],
         );
+        let Some(root) = Root::open_if_exists(&self.recordings_dir).with_context(|| {
+            format!(
+                "RECORDINGS_DIR {} cannot be opened",
+                self.recordings_dir.display()
+            )
+        })?
+        else {
+            tracing::debug!(dir = %self.recordings_dir.display(), "no RECORDINGS_DIR yet");
+            return Ok(report);
+        };
         let cameras = camera::Entity::find()
             .filter(camera::Column::MediamtxPath.is_not_null())
             .order_by_asc(camera::Column::Id)
@@ -89,7 +102,8 @@ impl IndexSync {
                 continue;
             };
             report.add("cameras_scanned", 1);
-            self.sync_camera(db, &camera, &path, &mut report).await?;
+            self.sync_camera(db, &root, &camera, &path, &mut report)
+                .await?;
         }
         Ok(report)
     }
@@ -97,6 +111,7 @@ impl IndexSync {
     async fn sync_camera(
         &self,
         db: &DatabaseConnection,
+        root: &Root,
         camera: &camera::Model,
         mediamtx_path: &str,
         report: &mut Report,
@@ -111,10 +126,36 @@ impl IndexSync {
             .one(db)
             .await?;
         let since = newest.map(|t| t - LOOKBACK);
-        let dir = self.recordings_dir.join(mediamtx_path);
+        // The camera's folder, confined to RECORDINGS_DIR (symlinks included).
+        let (dir, folder) = match root
+            .resolve(mediamtx_path)
+            .and_then(|dir| Ok((dir, normalize(mediamtx_path)?)))
+        {
+            Ok(found) => found,
+            Err(PathError::NotFound) => {
+                report.add("folders_missing", 1);
+                tracing::debug!(
+                    camera_id = camera.id,
+                    mediamtx_path,
+                    "no recordings folder yet"
+                );
+                return Ok(());
+            }
+            Err(error) if error.is_confinement() => {
+                report.add("outside_root", 1);
+                tracing::error!(
+                    camera_id = camera.id,
+                    mediamtx_path,
+                    %error,
+                    "a camera's folder leads outside RECORDINGS_DIR; not scanned"
+                );
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
         let (segments, missing) = {
-            let (dir, tz, root) = (dir.clone(), self.timezone, mediamtx_path.to_owned());
-            tokio::task::spawn_blocking(move || list_segments(&dir, &root, tz, since)).await??
+            let (dir, tz) = (dir.clone(), self.timezone);
+            tokio::task::spawn_blocking(move || list_segments(&dir, &folder, tz, since)).await??
         };
         if missing {
             report.add("folders_missing", 1);
@@ -147,7 +188,24 @@ impl IndexSync {
                 report.add("segments_in_progress", 1);
                 continue;
             }
-            let path = self.recordings_dir.join(&segment.relative);
+            let path = match root.resolve(&segment.relative) {
+                Ok(path) => path,
+                Err(error) => {
+                    let item = if error.is_confinement() {
+                        "outside_root"
+                    } else {
+                        "segments_unreadable"
+                    };
+                    report.add(item, 1);
+                    tracing::warn!(
+                        camera_id = camera.id,
+                        file = %segment.relative,
+                        %error,
+                        "segment refused; not registered"
+                    );
+                    continue;
+                }
+            };
             let probed = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || sampler::probe(&path)
@@ -222,7 +280,7 @@ fn list_segments(
             continue;
         }
         segments.push(Segment {
-            relative: format!("{}/{name}", mediamtx_path.trim_end_matches('/')),
+            relative: format!("{mediamtx_path}/{name}"),
             started_at,
             modified: meta.modified()?,
             size: meta.len(),

@@ -10,6 +10,7 @@
 //! - [`retention`], [`cleanup`], [`recover`], [`index_sync`], [`hygiene`]: the jobs.
 //! - [`report`]: what a run did, as named counts.
 
+pub mod check_paths;
 pub mod cleanup;
 mod files;
 pub mod hygiene;
@@ -55,6 +56,9 @@ pub enum Command {
         /// The job.
         job: Job,
     },
+    /// List stored paths that lead outside RECORDINGS_DIR or SNAPSHOT_DIR (rows written before
+    /// paths were confined); exits non-zero when there is any. Nothing is changed.
+    CheckPaths,
 }
 
 /// Jobs that can run once.
@@ -90,33 +94,69 @@ impl From<Job> for PeriodicJob {
 /// Settings (an invalid cron expression names its job), database and queue errors.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    // Checked before connecting, so a bad expression is reported at once.
-    let schedules = periodic::schedules(&settings)?;
-    let db = db::connect_and_migrate(&settings.database_url).await?;
-    let queue = JobQueue::connect(&settings, &db).await?;
-    let ctx = Arc::new(JobContext::new(db, queue, settings)?);
     match cli.command {
+        Some(Command::CheckPaths) => check_paths_command(&settings).await,
         Some(Command::RunOnce { job }) => {
+            let (ctx, _) = context(settings).await?;
             let report = ctx.execute(job.into()).await?;
             println!("{report}");
             Ok(())
         }
         None => {
-            let stop = sentinela_worker::stop_on_signal();
-            let (metrics_addr, metrics) = sentinela_worker::metrics_server::start(
+            let (ctx, schedules) = context(settings).await?;
+            let stop = sentinela_core::process::stop_on_signal();
+            let (metrics_addr, metrics) = sentinela_core::metrics_server::start(
                 &ctx.settings.scheduler.metrics_bind,
                 ctx.queue.clone(),
                 ctx.db.clone(),
-                sentinela_worker::stopped(stop.clone()),
+                sentinela_core::process::stopped(stop.clone()),
             )
             .await?;
             tracing::info!(metrics = %metrics_addr, "scheduler starting");
             let result =
-                periodic::run_scheduler(ctx, schedules, sentinela_worker::stopped(stop)).await;
+                periodic::run_scheduler(ctx, schedules, sentinela_core::process::stopped(stop))
+                    .await;
             metrics.abort();
             result
         }
     }
+}
+
+/// The jobs' context and the schedules (checked before connecting, so a bad expression is
+/// reported at once).
+async fn context(
+    settings: Settings,
+) -> anyhow::Result<(Arc<JobContext>, Vec<periodic::JobSchedule>)> {
+    let schedules = periodic::schedules(&settings)?;
+    let db = db::connect_and_migrate(&settings.database_url).await?;
+    let queue = JobQueue::connect(&settings, &db).await?;
+    Ok((Arc::new(JobContext::new(db, queue, settings)?), schedules))
+}
+
+/// `check-paths`: prints every stored path that leads outside its root.
+async fn check_paths_command(settings: &Settings) -> anyhow::Result<()> {
+    let db = db::connect_and_migrate(&settings.database_url).await?;
+    let checked = check_paths::run(
+        &db,
+        &settings.storage.recordings_dir,
+        &settings.storage.snapshot_dir,
+    )
+    .await?;
+    for f in &checked.findings {
+        println!("{} {}: {:?}: {}", f.table, f.id, f.path, f.reason);
+    }
+    println!(
+        "check-paths: rows_checked={} outside_root={}",
+        checked.rows,
+        checked.findings.len()
+    );
+    if !checked.findings.is_empty() {
+        anyhow::bail!(
+            "{} stored paths lead outside their roots; correct or delete those rows",
+            checked.findings.len()
+        );
+    }
+    Ok(())
 }
 
 /// Starts the schedules in-process (the API's `--standalone` mode) and returns the task running

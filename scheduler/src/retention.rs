@@ -25,6 +25,9 @@ use sea_orm::{
 };
 use sentinela_core::jobs::PeriodicJob;
 
+use anyhow::Context;
+use sentinela_core::files::{PathError, Root};
+
 use crate::files::{Removed, remove_file};
 use crate::report::Report;
 
@@ -50,10 +53,23 @@ pub async fn run(
             "kept_in_use",
             "kept_evidence",
             "over_cap_bytes",
+            "outside_root",
         ],
     );
+    // No recordings folder (a volume not mounted yet): nothing can be deleted, and rows are not
+    // dropped as if their files were gone.
+    let Some(root) = Root::open_if_exists(recordings_dir).with_context(|| {
+        format!(
+            "RECORDINGS_DIR {} cannot be opened",
+            recordings_dir.display()
+        )
+    })?
+    else {
+        tracing::warn!(dir = %recordings_dir.display(), "RECORDINGS_DIR does not exist; retention skipped");
+        return Ok(report);
+    };
     for city in city::Entity::find().all(db).await? {
-        city_retention(db, recordings_dir, &city, now, &mut report).await?;
+        city_retention(db, &root, &city, now, &mut report).await?;
     }
     Ok(report)
 }
@@ -96,7 +112,7 @@ async fn locked(
 
 async fn city_retention(
     db: &DatabaseConnection,
-    recordings_dir: &Path,
+    root: &Root,
     city: &city::Model,
     now: DateTime<Utc>,
     report: &mut Report,
@@ -130,7 +146,7 @@ async fn city_retention(
             let Some(last) = page.last() else { break };
             after = Some((last.started_at, last.id));
             for r in &page {
-                if !keep(r, report) && !delete(db, recordings_dir, r, report).await? {
+                if !keep(r, report) && !delete(db, root, r, report).await? {
                     failed.insert(r.id);
                 }
             }
@@ -152,7 +168,7 @@ async fn city_retention(
                 if keep(r, report) || failed.contains(&r.id) {
                     continue;
                 }
-                if delete(db, recordings_dir, r, report).await? {
+                if delete(db, root, r, report).await? {
                     total -= r.size_bytes;
                 } else {
                     failed.insert(r.id);
@@ -219,15 +235,30 @@ async fn stored_bytes(db: &DatabaseConnection, city_id: i64) -> anyhow::Result<i
     Ok(sum.flatten().unwrap_or(0))
 }
 
-/// Deletes the file, then the row. Returns whether the recording is gone.
+/// Deletes the file, then the row. Returns whether the recording is gone. A row whose path
+/// leads outside the recordings directory keeps its row and its file (counted as `outside_root`).
 async fn delete(
     db: &DatabaseConnection,
-    recordings_dir: &Path,
+    root: &Root,
     r: &recording::Model,
     report: &mut Report,
 ) -> anyhow::Result<bool> {
-    let path = recordings_dir.join(&r.file_path);
-    match remove_file(&path).await {
+    let removed = match root.resolve(&r.file_path) {
+        Ok(path) => remove_file(&path).await,
+        Err(PathError::NotFound) => Removed::Missing,
+        Err(error) if error.is_confinement() => {
+            tracing::error!(
+                recording_id = r.id,
+                path = %r.file_path,
+                %error,
+                "a recording's path leads outside RECORDINGS_DIR; keeping its file and row"
+            );
+            report.add("outside_root", 1);
+            return Ok(false);
+        }
+        Err(error) => Removed::Failed(std::io::Error::other(error)),
+    };
+    match removed {
         Removed::Deleted(bytes) => {
             report.add("files_deleted", 1);
             report.add("bytes_freed", bytes);
@@ -236,7 +267,7 @@ async fn delete(
         Removed::Failed(error) => {
             tracing::error!(
                 recording_id = r.id,
-                path = %path.display(),
+                path = %r.file_path,
                 %error,
                 "cannot delete a recording's file; keeping its row"
             );

@@ -416,6 +416,152 @@ async fn cleanup_deletes_old_ended_searches_with_points_and_snapshots_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_and_cleanup_never_delete_outside_their_roots() {
+    let test = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside, snapshots) = (
+        dir.path().join("recordings"),
+        dir.path().join("outside"),
+        dir.path().join("snapshots"),
+    );
+    for d in [&root.join("cam"), &outside.join("snaps"), &snapshots] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for name in ["a.mp4", "b.mp4", "c.mp4", "snaps/1-0.jpg"] {
+        std::fs::write(outside.join(name), vec![9u8; 100]).unwrap();
+    }
+    std::os::unix::fs::symlink(outside.join("c.mp4"), root.join("cam/link.mp4")).unwrap();
+    let city = sentinela_core::testing::city(&test.db, "Confined").await;
+    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam").await;
+    let old = Utc::now() - chrono::Duration::days(400);
+    // Rows as an older version (or a hostile key) could have stored them.
+    let a = outside.join("a.mp4").to_string_lossy().into_owned();
+    let mut escaping = Vec::new();
+    for (i, path) in [
+        a.as_str(),
+        "../outside/b.mp4",
+        "cam/link.mp4",
+        "cam/../../outside/a.mp4",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (row, _) = recordings::register(
+            &test.db,
+            recordings::NewRecording {
+                camera_id: camera.id,
+                city_id: city.id,
+                file_path: path.to_owned(),
+                started_at: old + chrono::Duration::minutes(i as i64),
+                ended_at: old + chrono::Duration::minutes(i as i64 + 1),
+                size_bytes: 100,
+            },
+        )
+        .await
+        .unwrap();
+        escaping.push(row.id);
+    }
+    let control = rec(
+        &test,
+        &root,
+        city.id,
+        camera.id,
+        "cam/ok.mp4",
+        old + chrono::Duration::minutes(10),
+        FileKind::Normal,
+    )
+    .await;
+
+    let report = retention::run(&test.db, &root, Utc::now()).await.unwrap();
+    println!("{report}");
+    assert_eq!(report.get("outside_root"), 4, "{report}");
+    assert_eq!(
+        report.get("recordings_deleted"),
+        1,
+        "only the control: {report}"
+    );
+    assert!(
+        recordings::get(&test.db, control.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!root.join("cam/ok.mp4").exists());
+    for id in &escaping {
+        assert!(
+            recordings::get(&test.db, *id).await.unwrap().is_some(),
+            "row {id} is kept"
+        );
+    }
+    for name in ["a.mp4", "b.mp4", "c.mp4"] {
+        assert!(
+            outside.join(name).exists(),
+            "{name} outside the root is untouched"
+        );
+    }
+    assert!(
+        root.join("cam/link.mp4").exists(),
+        "the link itself is left too"
+    );
+
+    // `check-paths` lists exactly those rows, and the binary exits non-zero saying so.
+    let checked = sentinela_scheduler::check_paths::run(&test.db, &root, &snapshots)
+        .await
+        .unwrap();
+    let mut found: Vec<i64> = checked.findings.iter().map(|f| f.id).collect();
+    found.sort_unstable();
+    assert_eq!(found, escaping, "{:?}", checked.findings);
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(
+        exe.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("sentinela-scheduler"),
+    )
+    .arg("check-paths")
+    .env("DATABASE_URL", test.url.expose_secret())
+    .env("RECORDINGS_DIR", &root)
+    .env("SNAPSHOT_DIR", &snapshots)
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("outside_root=4"), "{stdout}");
+    assert!(stdout.contains("../outside/b.mp4"), "{stdout}");
+
+    // Cleanup: a search whose snapshot folder is a symlink leading out keeps its folder, the
+    // target's files and its row; a normal old search goes.
+    let leaky = search(&test, city.id, SearchStatus::Completed).await;
+    let normal = search(&test, city.id, SearchStatus::Completed).await;
+    for id in [leaky, normal] {
+        vehicle_search::Entity::update_many()
+            .col_expr(
+                vehicle_search::Column::CreatedAt,
+                Expr::value(Utc::now() - chrono::Duration::days(100)),
+            )
+            .filter(vehicle_search::Column::Id.eq(id))
+            .exec(&test.db)
+            .await
+            .unwrap();
+    }
+    std::os::unix::fs::symlink(outside.join("snaps"), snapshots.join(leaky.to_string())).unwrap();
+    std::fs::create_dir_all(snapshots.join(normal.to_string())).unwrap();
+    std::fs::write(snapshots.join(format!("{normal}/1-0.jpg")), [1u8; 10]).unwrap();
+    let report = cleanup::run(&test.db, &snapshots, chrono::Duration::days(90), Utc::now())
+        .await
+        .unwrap();
+    println!("{report}");
+    assert_eq!(report.get("outside_root"), 1, "{report}");
+    assert_eq!(report.get("searches_deleted"), 1, "{report}");
+    assert!(outside.join("snaps/1-0.jpg").exists());
+    assert!(searches::get(&test.db, leaky).await.unwrap().is_some());
+    assert!(searches::get(&test.db, normal).await.unwrap().is_none());
+    assert!(!snapshots.join(normal.to_string()).exists());
+    test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_sync_registers_complete_mediamtx_segments_once_and_skips_a_partial_one() {
     let test = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();

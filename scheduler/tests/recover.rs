@@ -103,6 +103,7 @@ fn settings(test: &TestDb, redis: &str, dir: &std::path::Path) -> Settings {
             "SNAPSHOT_DIR",
             dir.join("snapshots").to_string_lossy().into_owned(),
         ),
+        ("RECORDINGS_DIR", dir.to_string_lossy().into_owned()),
         (
             "SENTINELA__DETECTOR__MODEL_PATH",
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -40,7 +40,7 @@ use sentinela_core::settings::Settings;
 use sentinela_core::{SearchStatus, db, detect};
 use tracing::Instrument;
 
-pub mod metrics_server;
+pub use sentinela_core::metrics_server;
 
 /// Command line of `sentinela-worker`.
 #[derive(Debug, Parser)]
@@ -141,39 +141,7 @@ pub async fn run(_cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-/// A flag raised by SIGTERM/SIGINT, for the several tasks that stop on it.
-pub fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = tx.send(true);
-    });
-    rx
-}
-
-/// Resolves once the flag is raised (or its sender is gone).
-pub async fn stopped(mut flag: tokio::sync::watch::Receiver<bool>) {
-    let _ = flag.wait_for(|stop| *stop).await;
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown signal received; draining");
-}
+pub use sentinela_core::process::{shutdown_signal, stop_on_signal, stopped};
 
 fn retry_policy() -> BackoffRetryPolicy<apalis::layers::retry::backoff::ExponentialBackoff> {
     let backoff = ExponentialBackoffMaker::new(

@@ -9,6 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use sentinela_core::domain::TimeRange;
+use sentinela_core::files::{Root, is_within, normalize};
 use sentinela_core::repo::{cameras, cities, recordings};
 
 use crate::AppState;
@@ -172,7 +173,8 @@ impl From<recording::Model> for RecordingView {
 pub struct RegisterRecording {
     /// Camera.
     pub camera_id: i64,
-    /// File path (absolute, or relative to RECORDINGS_DIR).
+    /// File path relative to RECORDINGS_DIR (an absolute path must lie under it; it is stored
+    /// relative). A city key may register only files under the camera's `mediamtx_path`.
     #[oai(validator(min_length = 1, max_length = 1024))]
     pub file_path: String,
     /// First frame, RFC 3339.
@@ -261,6 +263,64 @@ async fn visible_camera(
     }
 }
 
+/// The one answer for a file that cannot be used, whether it is missing, not a regular file or
+/// leads (through a symlink) outside where the key may register: it does not tell which, so the
+/// API cannot be used to probe the host's files.
+fn unusable_file() -> ApiError {
+    ApiError::invalid(
+        "file_path must name an existing regular file inside the camera's recordings folder under RECORDINGS_DIR",
+        "file_path",
+    )
+}
+
+/// A recording path as it will be stored (relative to `RECORDINGS_DIR`, normalised) and the file
+/// it resolves to. Admin keys may register any file under `RECORDINGS_DIR`; city keys only files
+/// under their camera's `mediamtx_path` folder — symlinks included — so a city key cannot point
+/// a recording at another camera's or another city's files.
+fn confined_recording(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    camera: &camera::Model,
+    input: &str,
+) -> Result<(String, std::path::PathBuf), ApiError> {
+    let root = Root::open(&state.recordings_dir).map_err(|e| {
+        tracing::error!(error = %e, dir = %state.recordings_dir.display(), "RECORDINGS_DIR cannot be opened");
+        ApiError::unavailable("the recordings directory is not available")
+    })?;
+    let stored = root
+        .relative(input)
+        .map_err(|e| ApiError::invalid(format!("file_path: {e}"), "file_path"))?;
+    let resolved = if auth.0.is_admin() {
+        root.resolve(&stored)
+    } else {
+        let Some(folder) = camera.mediamtx_path.as_deref() else {
+            return Err(ApiError::invalid(
+                "this camera has no mediamtx_path folder; only an admin key can register its recordings",
+                "file_path",
+            ));
+        };
+        if !is_within(&stored, folder) {
+            return Err(ApiError::invalid(
+                format!("a city key can register only files under the camera's folder {folder}/"),
+                "file_path",
+            ));
+        }
+        root.resolve_within(&stored, folder)
+    };
+    let resolved = resolved.map_err(|_| unusable_file())?;
+    Ok((stored, resolved))
+}
+
+/// A camera's `mediamtx_path`, normalised like a recording path (no `..`, no leading `/`).
+fn camera_folder(input: Option<String>) -> Result<Option<String>, ApiError> {
+    input
+        .map(|p| {
+            normalize(&p)
+                .map_err(|e| ApiError::invalid(format!("mediamtx_path: {e}"), "mediamtx_path"))
+        })
+        .transpose()
+}
+
 #[OpenApi(prefix_path = "/api/v1")]
 impl AdminApi {
     /// Cities the key sees.
@@ -314,7 +374,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<CityView>, ApiError> {
         match cities::get(&state.db, id.0).await? {
             Some(c) if auth.0.sees_city(c.id) => Ok(Json(c.into())),
@@ -328,10 +388,10 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        city_id: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1")))] city_id: Query<Option<i64>>,
     ) -> Result<Json<Vec<CameraView>>, ApiError> {
         let mut query = camera::Entity::find();
-        if let Some(city) = auth.0.city_id {
+        if let Some(city) = auth.0.city_scope() {
             query = query.filter(camera::Column::CityId.eq(city));
         }
         if let Some(city) = city_id.0 {
@@ -368,7 +428,7 @@ impl AdminApi {
                 location: body.location,
                 latitude: body.latitude,
                 longitude: body.longitude,
-                mediamtx_path: body.mediamtx_path,
+                mediamtx_path: camera_folder(body.mediamtx_path)?,
             },
         )
         .await
@@ -404,27 +464,28 @@ impl AdminApi {
             };
             ApiError::invalid(e.message, field)
         })?;
-        let path = std::path::PathBuf::from(&body.file_path);
-        let full = if path.is_absolute() {
-            path
-        } else {
-            state.recordings_dir.join(path)
+        let file_path = confined_recording(&state, &auth, &camera, &body.file_path)?;
+        let size = match tokio::fs::metadata(&file_path.1).await {
+            Ok(m) if m.is_file() => i64::try_from(m.len()).unwrap_or(i64::MAX),
+            _ => return Err(unusable_file()),
         };
-        let size = match tokio::fs::metadata(&full).await {
-            Ok(m) if m.is_file() => m.len() as i64,
-            _ => {
-                return Err(ApiError::invalid(
-                    format!("{} does not exist or is not a file", full.display()),
-                    "file_path",
-                ));
-            }
-        };
+        if let Some(other) = recordings::find_by_path(&state.db, &file_path.0).await?
+            && (other.camera_id, other.started_at) != (camera.id, span.start())
+        {
+            return Err(ApiError::conflict(
+                format!(
+                    "{} is already registered as recording {}",
+                    file_path.0, other.id
+                ),
+                Some("file_path"),
+            ));
+        }
         let (row, _) = recordings::register(
             &state.db,
             recordings::NewRecording {
                 camera_id: camera.id,
                 city_id: camera.city_id,
-                file_path: body.file_path,
+                file_path: file_path.0,
                 started_at: span.start(),
                 ended_at: span.end(),
                 size_bytes: size,
@@ -441,6 +502,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: ApiKeyAuth,
         /// Camera.
+        #[oai(validator(minimum(value = "1")))]
         camera_id: Query<i64>,
         /// Window start (RFC 3339).
         from: Query<DateTime<Utc>>,
@@ -504,7 +566,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<ApiKeyView>, ApiError> {
         auth.0.require_admin()?;
         let Some(key) = api_key::Entity::find_by_id(id.0).one(&state.db).await? else {

@@ -1,5 +1,6 @@
 //! Liveness and readiness.
 
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -19,8 +20,13 @@ enum HealthTags {
 pub struct HealthBody {
     /// `ok` or `unavailable`.
     pub status: String,
-    /// The failing parts, when not ready.
+    /// The dependencies that do not answer (`database`, `queue`), when not ready.
     pub failing: Vec<String>,
+    /// Each dependency (`database`, `queue`) and whether it answers (`ok`, `unavailable`).
+    pub checks: Option<std::collections::BTreeMap<String, String>>,
+    /// The errors behind `failing`; only for callers with an admin API key, since they can name
+    /// internal hosts.
+    pub details: Option<Vec<String>>,
 }
 
 /// Readiness answer.
@@ -45,31 +51,68 @@ impl HealthApi {
         Json(HealthBody {
             status: "ok".into(),
             failing: Vec::new(),
+            checks: None,
+            details: None,
         })
     }
 
-    /// The database and the queue answer.
+    /// The database and the queue answer. Anyone sees which dependency is down; the errors
+    /// themselves only with an admin API key.
     #[oai(path = "/health/ready", method = "get")]
-    async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
+    async fn ready(&self, state: Data<&AppState>, request: &Request) -> ReadyResponse {
         let mut failing = Vec::new();
-        if let Err(e) = state.db.execute_unprepared("SELECT 1").await {
+        let mut details = Vec::new();
+        let mut checks = std::collections::BTreeMap::new();
+        let database = state.db.execute_unprepared("SELECT 1").await;
+        if let Err(e) = &database {
             tracing::warn!(error = %e, "database not ready");
-            failing.push(format!("database: {e}"));
+            failing.push("database".to_owned());
+            details.push(format!("database: {e}"));
         }
-        if let Err(e) = state.queue.ping().await {
+        let queue = state.queue.ping().await;
+        if let Err(e) = &queue {
             tracing::warn!(error = %format!("{e:#}"), "queue not ready");
-            failing.push(format!("queue: {e:#}"));
+            failing.push("queue".to_owned());
+            details.push(format!("queue: {e:#}"));
         }
-        if failing.is_empty() {
-            ReadyResponse::Ready(Json(HealthBody {
-                status: "ok".into(),
-                failing,
-            }))
+        for (name, ok) in [("database", database.is_ok()), ("queue", queue.is_ok())] {
+            checks.insert(
+                name.to_owned(),
+                if ok { "ok" } else { "unavailable" }.to_owned(),
+            );
+        }
+        let admin = database.is_ok() && caller_is_admin(&state, request).await;
+        let body = HealthBody {
+            status: if failing.is_empty() {
+                "ok"
+            } else {
+                "unavailable"
+            }
+            .into(),
+            failing,
+            checks: Some(checks),
+            details: (admin && !details.is_empty()).then_some(details),
+        };
+        if body.failing.is_empty() {
+            ReadyResponse::Ready(Json(body))
         } else {
-            ReadyResponse::NotReady(Json(HealthBody {
-                status: "unavailable".into(),
-                failing,
-            }))
+            ReadyResponse::NotReady(Json(body))
         }
     }
+}
+
+/// Whether the request carries a valid, unrevoked admin key.
+async fn caller_is_admin(state: &AppState, request: &Request) -> bool {
+    let Some(token) = request
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    matches!(
+        crate::auth::find_key(&state.db, token.trim()).await,
+        Ok(Some(key)) if key.is_admin && key.revoked_at.is_none()
+    )
 }

@@ -1,6 +1,7 @@
 //! Searches: create, list, read with progress, cancel, trajectory, progress events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,15 +11,17 @@ use futures::stream::BoxStream;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, EventStream, Json};
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use sentinela_core::SearchStatus;
 use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
+use sentinela_core::files::Root;
 use sentinela_core::jobs::SearchVehicle;
 use sentinela_core::repo::{cities, points, searches};
 
 use crate::AppState;
-use crate::auth::ApiKeyAuth;
+use crate::auth::{self, ApiKeyAuth};
 use crate::error::ApiError;
 
 #[derive(Tags)]
@@ -194,6 +197,83 @@ pub struct Trajectory {
     pub cameras_visited: Vec<CameraVisit>,
 }
 
+/// One progress event: `progress` while the search runs, `end` once (then the stream closes).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ProgressEvent {
+    /// `progress` or `end` (also the SSE event name).
+    pub event: String,
+    /// Why the stream ends (`end` only): `search_ended`, `key_revoked`, `search_deleted`.
+    pub reason: Option<String>,
+    /// The search as it is now.
+    pub search: SearchView,
+}
+
+/// Progress streams open per API key, in this process.
+#[derive(Debug, Clone)]
+pub struct StreamSlots {
+    /// Streams one key may hold.
+    pub limit: usize,
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+impl StreamSlots {
+    /// At most `limit` streams per key.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for `key_id`, released when dropped; `None` when the key holds `limit` already.
+    pub fn acquire(&self, key_id: i64) -> Option<StreamSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(key_id).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            open: self.open.clone(),
+            key_id,
+        })
+    }
+}
+
+/// One open progress stream; dropping it (the stream ended or the client left) frees the slot.
+#[derive(Debug)]
+pub struct StreamSlot {
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+    key_id: i64,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key_id);
+            }
+        }
+    }
+}
+
+struct StreamState {
+    /// The next event to send, with the reason the stream ends after it.
+    next: Option<(vehicle_search::Model, Option<&'static str>)>,
+    db: sea_orm::DatabaseConnection,
+    key_id: i64,
+    _slot: StreamSlot,
+}
+
 /// Answer to a new search.
 #[derive(ApiResponse)]
 pub enum CreatedSearch {
@@ -336,12 +416,14 @@ impl SearchesApi {
         /// Created before (RFC 3339).
         created_before: Query<Option<DateTime<Utc>>>,
         /// Page size (1–200, default 50).
-        limit: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<i64>>,
         /// Items to skip.
-        offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0")))]
+        offset: Query<Option<i64>>,
     ) -> Result<Json<SearchPage>, ApiError> {
         let mut query = vehicle_search::Entity::find();
-        if let Some(city) = auth.0.city_id {
+        if let Some(city) = auth.0.city_scope() {
             query = query.filter(vehicle_search::Column::CityId.eq(city));
         }
         if let Some(status) = status.0.as_deref() {
@@ -354,9 +436,9 @@ impl SearchesApi {
                 SearchStatus::Cancelled,
             ];
             let Some(status) = known.into_iter().find(|s| s.as_str() == status) else {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::invalid(
                     format!("unknown status {status:?}"),
-                    Some("status"),
+                    "status",
                 ));
             };
             query = query.filter(vehicle_search::Column::Status.eq(status.as_str()));
@@ -367,19 +449,15 @@ impl SearchesApi {
         if let Some(before) = created_before.0 {
             query = query.filter(vehicle_search::Column::CreatedAt.lt(before));
         }
-        let limit = limit.0.unwrap_or(50);
-        if !(1..=200).contains(&limit) {
-            return Err(ApiError::bad_request(
-                "limit must be between 1 and 200",
-                Some("limit"),
-            ));
-        }
+        // Both bounded by their validators (422 naming the parameter otherwise).
+        let limit = limit.0.unwrap_or(50).clamp(1, 200).unsigned_abs();
+        let offset = offset.0.unwrap_or(0).max(0).unsigned_abs();
         let total = query.clone().count(&state.db).await?;
         let items = query
             .order_by_desc(vehicle_search::Column::CreatedAt)
             .order_by_desc(vehicle_search::Column::Id)
             .limit(limit)
-            .offset(offset.0.unwrap_or(0))
+            .offset(offset)
             .all(&state.db)
             .await?
             .into_iter()
@@ -394,7 +472,7 @@ impl SearchesApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<SearchView>, ApiError> {
         Ok(Json(visible_search(&state, &auth, id.0).await?.into()))
     }
@@ -405,7 +483,7 @@ impl SearchesApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<SearchView>, ApiError> {
         let search = visible_search(&state, &auth, id.0).await?;
         if !searches::cancel(&state.db, search.id).await? {
@@ -427,7 +505,7 @@ impl SearchesApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<Trajectory>, ApiError> {
         let search = visible_search(&state, &auth, id.0).await?;
         let rows = points::list_for_search(&state.db, search.id).await?;
@@ -482,29 +560,63 @@ impl SearchesApi {
         }))
     }
 
-    /// Progress as server-sent events: one event per second while the search runs, the last one
-    /// when it ends.
+    /// Progress as server-sent events: a `progress` event each second while the search runs,
+    /// then one `end` event (its `reason`: `search_ended`, `key_revoked` or `search_deleted`)
+    /// and the stream closes; a client should stop listening at `end` (an `EventSource` would
+    /// otherwise reconnect). Comments keep idle proxies from closing the stream. Each API key may
+    /// hold `api.max_streams_per_key` streams open (429 beyond), and a stream ends within a
+    /// second of its key's revocation.
     #[oai(path = "/searches/:id/events", method = "get")]
     async fn events(
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        id: Path<i64>,
-    ) -> Result<EventStream<BoxStream<'static, SearchView>>, ApiError> {
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
+    ) -> Result<EventStream<BoxStream<'static, ProgressEvent>>, ApiError> {
         let first = visible_search(&state, &auth, id.0).await?;
+        let slot = state.streams.acquire(auth.0.key_id).ok_or_else(|| {
+            ApiError::too_many(format!(
+                "this API key already has {} progress streams open; close one first",
+                state.streams.limit
+            ))
+        })?;
         let db = state.db.clone();
-        let stream = futures::stream::unfold((Some(first), db), |(next, db)| async move {
-            let current = next?;
-            let more = if current.status.is_final() {
-                None
-            } else {
+        let key_id = auth.0.key_id;
+        let start = StreamState {
+            next: Some((first, None)),
+            db,
+            key_id,
+            _slot: slot,
+        };
+        let stream = futures::stream::unfold(start, |mut st| async move {
+            let (current, reason) = st.next.take()?;
+            let reason = reason.or_else(|| current.status.is_final().then_some("search_ended"));
+            if reason.is_none() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                searches::get(&db, current.id).await.ok().flatten()
+                st.next = match auth::key_active(&st.db, st.key_id).await {
+                    Ok(false) => Some((current.clone(), Some("key_revoked"))),
+                    _ => match searches::get(&st.db, current.id).await {
+                        Ok(Some(next)) => Some((next, None)),
+                        Ok(None) => Some((current.clone(), Some("search_deleted"))),
+                        // A database blip: say the same again and try on the next tick.
+                        Err(_) => Some((current.clone(), None)),
+                    },
+                };
+            }
+            let event = ProgressEvent {
+                event: if reason.is_some() { "end" } else { "progress" }.to_owned(),
+                reason: reason.map(str::to_owned),
+                search: SearchView::from(current),
             };
-            Some((SearchView::from(current), (more, db)))
+            Some((event, st))
         })
         .boxed();
-        Ok(EventStream::new(stream))
+        Ok(EventStream::new(stream)
+            .keep_alive(Duration::from_secs(15))
+            .to_event(|e| {
+                let name = e.event.clone();
+                poem::web::sse::Event::message(e.to_json_string()).event_type(name)
+            }))
     }
 
     /// A matched frame (JPEG); only for keys of the search's city.
@@ -513,21 +625,23 @@ impl SearchesApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        search_id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] search_id: Path<i64>,
         file: Path<String>,
     ) -> Result<Binary<Vec<u8>>, ApiError> {
         let search = visible_search(&state, &auth, search_id.0).await?;
         let name = file.0;
-        if name.contains('/') || name.contains("..") || !name.ends_with(".jpg") {
-            return Err(ApiError::not_found("snapshot", &name));
+        let not_found = || ApiError::not_found("snapshot", format!("{}/{name}", search.id));
+        if name.contains('/') || !name.ends_with(".jpg") {
+            return Err(not_found());
         }
-        let path = state.snapshot_dir.join(search.id.to_string()).join(&name);
+        // Confined to SNAPSHOT_DIR, symlinks included.
+        let root = Root::open(&state.snapshot_dir).map_err(|_| not_found())?;
+        let path = root
+            .resolve(&format!("{}/{name}", search.id))
+            .map_err(|_| not_found())?;
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Binary(bytes)),
-            Err(_) => Err(ApiError::not_found(
-                "snapshot",
-                format!("{}/{name}", search.id),
-            )),
+            Err(_) => Err(not_found()),
         }
     }
 }

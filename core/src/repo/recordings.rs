@@ -65,6 +65,20 @@ pub async fn register(
     Ok((row, inserted))
 }
 
+/// The recording stored with this (normalised, relative) file path.
+///
+/// # Errors
+/// The database error.
+pub async fn find_by_path(
+    db: &impl ConnectionTrait,
+    file_path: &str,
+) -> Result<Option<recording::Model>, DbErr> {
+    recording::Entity::find()
+        .filter(recording::Column::FilePath.eq(file_path))
+        .one(db)
+        .await
+}
+
 /// The recording with this id.
 ///
 /// # Errors

@@ -212,6 +212,7 @@ pub fn settings(test: &TestDb, redis: Option<&str>, dir: &Path) -> Settings {
             "SNAPSHOT_DIR",
             dir.join("snapshots").to_string_lossy().into_owned(),
         ),
+        ("RECORDINGS_DIR", dir.to_string_lossy().into_owned()),
         (
             "SENTINELA__DETECTOR__MODEL_PATH",
             model_path().to_string_lossy().into_owned(),

@@ -1,15 +1,21 @@
-//! The `/metrics` endpoint of processes without the HTTP API (workers on `METRICS_BIND`, default
-//! `0.0.0.0:9999`; the scheduler on `0.0.0.0:9998`), plus `/health/live` for container checks.
+//! The internal `/metrics` listener every binary serves on `METRICS_BIND` (the api on
+//! `127.0.0.1:9464` by default, workers on `0.0.0.0:9999`, the scheduler on `0.0.0.0:9998`), with
+//! `/health/live` for container checks. It is kept off the API's public listener: metrics describe
+//! every city and are meant for Prometheus on the internal network, not for callers of the API.
+//!
+//! Prometheus asks for OpenMetrics and gets it; any other client (curl, `promtool check
+//! metrics`) gets the Prometheus text format 0.0.4.
 
 use std::future::Future;
 
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
-use poem::{EndpointExt, Response, Route, Server, get, handler};
+use poem::{EndpointExt, Request, Response, Route, Server, get, handler};
 use sea_orm::DatabaseConnection;
-use sentinela_core::metrics;
-use sentinela_core::queue::JobQueue;
+
+use crate::metrics;
+use crate::queue::JobQueue;
 
 #[derive(Clone)]
 struct Scrape {
@@ -18,11 +24,23 @@ struct Scrape {
 }
 
 #[handler]
-async fn render(scrape: Data<&Scrape>) -> Response {
+async fn render(request: &Request, scrape: Data<&Scrape>) -> Response {
     metrics::refresh(&scrape.queue, &scrape.db).await;
-    Response::builder()
-        .content_type(metrics::CONTENT_TYPE)
-        .body(metrics::global().encode())
+    let body = metrics::global().encode();
+    let openmetrics = request
+        .headers()
+        .get(poem::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        Response::builder()
+            .content_type(metrics::CONTENT_TYPE)
+            .body(body)
+    } else {
+        Response::builder()
+            .content_type(metrics::TEXT_CONTENT_TYPE)
+            .body(metrics::to_prometheus_text(&body))
+    }
 }
 
 #[handler]
