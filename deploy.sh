@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploys (or updates) the Sentinela production stack with Docker Compose:
-#   1. creates .env from .env.prod.example with random secrets on first run (mode 600);
+#   1. creates .env from .env.prod.example with random secrets on first run (mode 600), and
+#      writes each secret the containers read as a Docker secret under ./secrets;
 #   2. builds the image;
 #   3. starts PostgreSQL and Redis and runs the one-shot migration;
 #   4. `up -d` (with --scale-workers N: N worker replicas);
@@ -80,6 +81,39 @@ while grep -qE '^[A-Z_]+=generate$' .env; do
   echo "deploy: generated $var"
 done
 
+# One file per secret (Docker secrets, read through the *_FILE variables), rewritten from .env on
+# every run so .env stays the one place to change them. The folder is the deploying user's alone
+# (700); the files are world-readable (644) because a bind-mounted secret keeps its host mode and
+# each container reads it as its own user — only the containers that declare a secret get it.
+env_value() {
+  grep -m1 -E "^$1=" .env | cut -d= -f2- || true
+}
+write_secret() {
+  printf '%s' "$2" > "secrets/$1.tmp"
+  chmod 644 "secrets/$1.tmp"
+  mv "secrets/$1.tmp" "secrets/$1"
+}
+mkdir -p secrets
+chmod 700 secrets
+postgres_password=$(env_value POSTGRES_PASSWORD)
+redis_password=$(env_value REDIS_PASSWORD)
+write_secret postgres_password "$postgres_password"
+write_secret redis_password "$redis_password"
+write_secret database_url "postgres://sentinela:${postgres_password}@postgres:5432/sentinela"
+write_secret redis_url "redis://:${redis_password}@redis:6379/0"
+write_secret admin_key "$(env_value SENTINELA_ADMIN_KEY)"
+write_secret grafana_admin_password "$(env_value GRAFANA_ADMIN_PASSWORD)"
+write_secret mediamtx_metrics_password "$(env_value MEDIAMTX_METRICS_PASSWORD)"
+aws_key=$(env_value AWS_ACCESS_KEY_ID)
+if [ -n "$aws_key" ]; then
+  write_secret aws_credentials "$(printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$aws_key" "$(env_value AWS_SECRET_ACCESS_KEY)")"
+else
+  # No keys: the workers' SDK falls back to the instance or task role.
+  write_secret aws_credentials ""
+fi
+certs_dir=$(env_value TLS_CERTS_DIR)
+mkdir -p "${certs_dir:-./certs}"
+
 compose=(docker compose -f docker-compose.prod.yml --env-file .env)
 "${compose[@]}" config -q
 
@@ -122,14 +156,16 @@ while :; do
 done
 
 "${compose[@]}" ps
-api_port=$(grep -E '^API_PORT=' .env | cut -d= -f2)
-grafana_port=$(grep -E '^GRAFANA_PORT=' .env | cut -d= -f2)
+host=$(env_value SENTINELA_HOST)
+api_port=$(env_value API_HTTPS_PORT)
+grafana_port=$(env_value GRAFANA_HTTPS_PORT)
 cat <<EOF
 
-Sentinela is up.
-  API and Swagger UI: http://localhost:${api_port:-8000}/docs  (admin key: SENTINELA_ADMIN_KEY in .env)
-  Grafana:            http://localhost:${grafana_port:-3000}   (admin / GRAFANA_ADMIN_PASSWORD in .env)
+Sentinela is up (TLS: $(env_value TLS_MODE); with "internal", trust the proxy's root certificate:
+  docker compose -f docker-compose.prod.yml cp proxy:/data/caddy/pki/authorities/local/root.crt .).
+  API and Swagger UI: https://${host:-localhost}:${api_port:-443}/docs  (admin key: SENTINELA_ADMIN_KEY in .env)
+  Grafana:            https://${host:-localhost}:${grafana_port:-3000}   (admin / GRAFANA_ADMIN_PASSWORD in .env)
   Prometheus:         http://127.0.0.1:9090   Alertmanager: http://127.0.0.1:9093
-  RTSP (viewer):      rtsp://viewer:<MEDIAMTX_VIEWER_PASSWORD>@localhost:8554/<camera path>
+  RTSP (viewer):      rtsp://viewer:<MEDIAMTX_VIEWER_PASSWORD>@$(env_value RTSP_HOST_IP):8554/<camera path>
   Workers:            $("${compose[@]}" ps --format '{{.Service}}' worker | wc -l)
 EOF

@@ -148,6 +148,10 @@ def check_compose() -> None:
             env = dict(e.split("=", 1) for e in env)
         for key, value in env.items():
             value = "" if value is None else str(value)
+            if key.endswith("_FILE"):
+                if not value.startswith("/run/secrets/"):
+                    problems.append(f"compose: {name}: {key} must name a Docker secret under /run/secrets")
+                continue
             if SECRET_WORDS.search(key) and value and "${" not in value:
                 problems.append(f"compose: {name}: {key} is a literal, not ${{...}} from .env")
             if re.search(r"://[^/\s:@]*:[^@${}]+@", value):
@@ -193,7 +197,96 @@ def check_compose() -> None:
     command = " ".join(services.get("redis", {}).get("command") or [])
     if "--appendonly yes" not in command:
         problems.append("compose: redis must run with --appendonly yes (AOF)")
+    check_exposure(raw, services)
     print(f"compose: {len(services)} services checked against the production rules")
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def check_exposure(raw: dict, services: dict) -> None:
+    """TLS in front of everything published; nothing else on 0.0.0.0; secrets as files; AWS
+    credentials only where AWS is called; no docker.sock."""
+    proxy = services.get("proxy")
+    if not proxy or not str(proxy.get("image", "")).startswith("caddy:"):
+        problems.append("compose: a TLS proxy service `proxy` (Caddy) must front the API and Grafana")
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            host_ip = port.get("host_ip") or "0.0.0.0"
+            if host_ip in LOOPBACK:
+                continue
+            if name != "proxy":
+                problems.append(
+                    f"compose: {name} publishes {port.get('published')} on {host_ip}: only the TLS "
+                    "proxy may be published beyond the loopback interface")
+        for volume in svc.get("volumes", []):
+            if "docker.sock" in str(volume.get("source", "")):
+                problems.append(f"compose: {name} mounts docker.sock (control of the Docker engine)")
+        env = svc.get("environment") or {}
+        aws = sorted(k for k in env if k.startswith("AWS_"))
+        if aws and name != "worker":
+            problems.append(f"compose: {name} gets {aws}; only the workers call AWS")
+        declared = {s.get("source") for s in svc.get("secrets", [])}
+        for key, value in env.items():
+            if key.endswith("_FILE") and str(value).startswith("/run/secrets/"):
+                secret = str(value).removeprefix("/run/secrets/")
+                if secret not in declared:
+                    problems.append(f"compose: {name}: {key} names secret {secret!r} it does not declare")
+    for name in ("api", "grafana"):
+        if services.get(name, {}).get("ports"):
+            problems.append(f"compose: {name} must not publish ports (the TLS proxy fronts it)")
+        env = services.get(name, {}).get("environment") or {}
+        for key, value in env.items():
+            if SECRET_WORDS.search(key) and not key.endswith("_FILE") and value:
+                problems.append(f"compose: {name}: {key} is in the environment; use a *_FILE secret")
+    if proxy:
+        published = {str(p.get("target")) for p in proxy.get("ports", [])}
+        if "443" not in published:
+            problems.append("compose: the proxy must publish HTTPS (443)")
+        check_caddyfile(ROOT / "config/caddy/Caddyfile")
+
+
+def check_caddyfile(path: pathlib.Path) -> None:
+    """Caddy parses it, every site is HTTPS with a `tls` setting, and it proxies the API and
+    Grafana."""
+    text = path.read_text()
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
+        result = subprocess.run(
+            ["caddy", "validate", "--adapter", "caddyfile", "--config", str(path)],
+            capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            problems.append(f"Caddyfile: caddy validate failed: {result.stderr.strip()[-400:]}")
+        adapted = subprocess.run(
+            ["caddy", "adapt", "--adapter", "caddyfile", "--config", str(path)],
+            capture_output=True, text=True, env=env)
+    sites = re.findall(r"^([^\s#].*?)[ \t]+\{[ \t]*$", text, flags=re.M)
+    sites = [s.strip() for s in sites if s.strip() and not s.startswith("(")]
+    if not sites:
+        problems.append("Caddyfile: no site blocks")
+    for site in sites:
+        if not site.startswith("https://"):
+            problems.append(f"Caddyfile: site {site!r} is not HTTPS")
+    if "auto_https disable_redirects" not in text:
+        problems.append("Caddyfile: it must not open a plain-HTTP redirect listener")
+    try:
+        config = json.loads(adapted.stdout)
+    except json.JSONDecodeError:
+        problems.append("Caddyfile: caddy adapt gave no JSON")
+        return
+    servers = config.get("apps", {}).get("http", {}).get("servers", {})
+    upstreams = set(re.findall(r'"dial":"([^"]+)"', json.dumps(config, separators=(",", ":"))))
+    for needed in ("api:8000", "grafana:3000"):
+        if needed not in upstreams:
+            problems.append(f"Caddyfile: nothing proxies to {needed}")
+    for name, server in servers.items():
+        listen = server.get("listen", [])
+        if any(l.endswith(":80") for l in listen):
+            problems.append(f"Caddyfile: server {name} listens on port 80 (plain HTTP)")
+    policies = config.get("apps", {}).get("tls", {})
+    if not policies:
+        problems.append("Caddyfile: no TLS app (certificates) configured")
+    print(f"Caddyfile: {len(sites)} HTTPS sites, upstreams {sorted(upstreams)}")
 
 
 def check_dockerfile() -> None:
