@@ -24,7 +24,8 @@ trap cleanup EXIT
 (cd "$work" && DATABASE_URL="sqlite://$work/api.db?mode=rwc" "$bin" seed >/dev/null)
 # `exec` so that $! is the server itself and the trap stops it.
 (cd "$work" && DATABASE_URL="sqlite://$work/api.db?mode=rwc" API_BIND="127.0.0.1:$port" \
-  METRICS_BIND=127.0.0.1:0 SENTINELA_ADMIN_KEY="$key" RECORDINGS_DIR="$work" SNAPSHOT_DIR="$work/snapshots" \
+  METRICS_BIND=127.0.0.1:0 SENTINELA__API__REQUESTS_PER_MINUTE_PER_KEY=1000000 \
+  SENTINELA__API__MAX_SEARCHES_IN_FLIGHT=1000000 SENTINELA_ADMIN_KEY="$key" RECORDINGS_DIR="$work" SNAPSHOT_DIR="$work/snapshots" \
   LOG_FORMAT=json RUST_LOG=warn exec "$bin" > "$work/api.log" 2>&1) &
 api_pid=$!
 for _ in $(seq 1 50); do

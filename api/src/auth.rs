@@ -77,12 +77,17 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
         .await
         .map_err(|e| poem::Error::from(ApiError::internal(e)))?;
     match found {
-        Some(key) if key.revoked_at.is_none() => Ok(Principal {
-            key_id: key.id,
-            user_id: key.user_id,
-            city_id: key.city_id,
-            admin: key.is_admin,
-        }),
+        Some(key) if key.revoked_at.is_none() => {
+            if let Err(over) = state.quota.hit(key.id).await {
+                return Err(ApiError::over_request_quota(over.limit, over.reset_secs).into());
+            }
+            Ok(Principal {
+                key_id: key.id,
+                user_id: key.user_id,
+                city_id: key.city_id,
+                admin: key.is_admin,
+            })
+        }
         Some(_) => Err(ApiError::unauthorized("this API key has been revoked").into()),
         None => Err(ApiError::unauthorized("unknown API key").into()),
     }

@@ -16,6 +16,12 @@ pub struct ErrorBody {
     pub message: String,
     /// The request field at fault, when there is one.
     pub field: Option<String>,
+    /// A search over a cap: what it was estimated to be.
+    pub estimate: Option<crate::routes::searches::EstimateView>,
+    /// The cap or quota that was reached.
+    pub limit: Option<u64>,
+    /// What to change.
+    pub hint: Option<String>,
 }
 
 /// An error answer.
@@ -23,39 +29,56 @@ pub struct ErrorBody {
 pub enum ApiError {
     /// Malformed request.
     #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    BadRequest(Json<Box<ErrorBody>>),
     /// Missing, unknown or revoked API key.
     #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
+    Unauthorized(Json<Box<ErrorBody>>),
     /// The key may not do this.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<Box<ErrorBody>>),
     /// No such object (or not in the key's city).
     #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
+    NotFound(Json<Box<ErrorBody>>),
     /// Conflicts with existing data.
     #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
+    Conflict(Json<Box<ErrorBody>>),
     /// Well-formed but invalid (dates, criteria…).
     #[oai(status = 422)]
-    Unprocessable(Json<ErrorBody>),
-    /// Too many at once for this key.
+    Unprocessable(Json<Box<ErrorBody>>),
+    /// Too many at once: a quota of the key or the city. `Retry-After` says when to try again.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
+    TooManyRequests(
+        Json<Box<ErrorBody>>,
+        /// Seconds to wait.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// Requests allowed per window (request quota only).
+        #[oai(header = "RateLimit-Limit")]
+        Option<u64>,
+        /// Requests left in the window (request quota only).
+        #[oai(header = "RateLimit-Remaining")]
+        Option<u64>,
+        /// Seconds until the window resets (request quota only).
+        #[oai(header = "RateLimit-Reset")]
+        Option<u64>,
+    ),
     /// Server fault.
     #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
+    Internal(Json<Box<ErrorBody>>),
     /// A dependency is down.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(Json<Box<ErrorBody>>),
 }
 
-fn body(code: &str, message: impl Into<String>, field: Option<&str>) -> Json<ErrorBody> {
-    Json(ErrorBody {
+fn body(code: &str, message: impl Into<String>, field: Option<&str>) -> Json<Box<ErrorBody>> {
+    Json(Box::new(ErrorBody {
         code: code.to_owned(),
         message: message.into(),
         field: field.map(str::to_owned),
-    })
+        estimate: None,
+        limit: None,
+        hint: None,
+    }))
 }
 
 impl ApiError {
@@ -89,9 +112,46 @@ impl ApiError {
         Self::Conflict(body("conflict", message, field))
     }
 
-    /// 429.
-    pub fn too_many(message: impl Into<String>) -> Self {
-        Self::TooManyRequests(body("too_many_requests", message, None))
+    /// 429: try again in `retry_after` seconds.
+    pub fn too_many(message: impl Into<String>, retry_after: u64) -> Self {
+        Self::TooManyRequests(
+            body("too_many_requests", message, None),
+            retry_after,
+            None,
+            None,
+            None,
+        )
+    }
+
+    /// 429 for a key over its request quota, with the `RateLimit-*` headers.
+    pub fn over_request_quota(limit: u32, reset_secs: u64) -> Self {
+        Self::TooManyRequests(
+            body(
+                "too_many_requests",
+                format!("this API key made more than {limit} requests this minute"),
+                None,
+            ),
+            reset_secs,
+            Some(u64::from(limit)),
+            Some(0),
+            Some(reset_secs),
+        )
+    }
+
+    /// 422 for a search over a cap, carrying its estimate, the cap and a hint.
+    pub fn over_cap(
+        message: impl Into<String>,
+        field: &str,
+        estimate: crate::routes::searches::EstimateView,
+        limit: u64,
+    ) -> Self {
+        let mut b = body("over_cap", message, Some(field));
+        b.0.estimate = Some(estimate);
+        b.0.limit = Some(limit);
+        b.0.hint = Some(
+            "narrow the window (start_date, end_date) or pick fewer cameras (camera_ids)".into(),
+        );
+        Self::Unprocessable(b)
     }
 
     /// 503 naming the part that is down.

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod quota;
 pub mod routes;
 
 use std::future::Future;
@@ -82,11 +83,33 @@ pub struct AppState {
     pub max_window_hours: u32,
     /// Progress streams open per API key.
     pub streams: routes::searches::StreamSlots,
+    /// Requests per API key per minute.
+    pub quota: quota::RequestQuota,
+    /// What searches are estimated and capped with.
+    pub bounds: SearchBounds,
+}
+
+/// What searches are estimated and capped with (from settings; caps overridable per city).
+#[derive(Debug, Clone)]
+pub struct SearchBounds {
+    /// Frames sampled per second.
+    pub fps: f64,
+    /// The detector provider's name.
+    pub provider: &'static str,
+    /// Price of one detector call, US dollars.
+    pub price_per_call: f64,
+    /// Recordings per search.
+    pub max_recordings: u64,
+    /// Frames per search.
+    pub max_frames: u64,
+    /// Searches in flight per city.
+    pub max_in_flight: u32,
 }
 
 impl AppState {
     /// State from settings and connections.
     pub fn new(settings: &Settings, db: DatabaseConnection, queue: JobQueue) -> Self {
+        let quota = quota::RequestQuota::new(settings.api.requests_per_minute_per_key, &queue);
         Self {
             db,
             queue,
@@ -94,6 +117,15 @@ impl AppState {
             recordings_dir: settings.storage.recordings_dir.clone(),
             max_window_hours: settings.api.max_search_window_hours,
             streams: routes::searches::StreamSlots::new(settings.api.max_streams_per_key),
+            quota,
+            bounds: SearchBounds {
+                fps: settings.sampler.fps,
+                provider: settings.detector.provider.as_str(),
+                price_per_call: settings.detector.price_per_call(),
+                max_recordings: settings.api.max_search_recordings,
+                max_frames: settings.api.max_search_frames,
+                max_in_flight: settings.api.max_searches_in_flight,
+            },
         }
     }
 }

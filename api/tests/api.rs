@@ -1016,6 +1016,7 @@ async fn progress_streams_are_capped_per_key_and_end_on_revocation() {
             vehicle_type: Some(sentinela_core::domain::VehicleType::parse("bus").unwrap()),
             window: sentinela_core::domain::TimeRange::new(t0, t0 + Span::minutes(5)).unwrap(),
             camera_ids: None,
+            estimate: None,
         },
     )
     .await
@@ -1195,4 +1196,224 @@ async fn a_revoked_bootstrap_key_stays_revoked_across_restarts() {
         StatusCode::UNAUTHORIZED,
         "the restart did not revive the revoked bootstrap key"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_estimate_matches_what_the_search_then_does() {
+    let app = spawn_app(None).await;
+    let (status, first) = app
+        .call(
+            "POST",
+            "/api/v1/searches/estimate",
+            Some(&app.key_a),
+            Some(app.bus_search()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let e = &first["estimate"];
+    // Two 6-second recordings at 1 frame per second, nothing cached, no history: every frame a call.
+    assert_eq!(e["recordings"], 2, "{first}");
+    assert_eq!(e["frames"], 12, "{first}");
+    assert_eq!(e["video_seconds"], 12.0, "{first}");
+    assert_eq!(e["cached_frames"], 0, "{first}");
+    assert_eq!(e["detector_calls"], 12, "{first}");
+    assert_eq!(e["cost_usd"], 0.0, "the local model is free: {first}");
+    assert_eq!(first["within_caps"], true);
+
+    let (status, created) = app
+        .call(
+            "POST",
+            "/api/v1/searches",
+            Some(&app.key_a),
+            Some(app.bus_search()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    assert_eq!(
+        created["estimate"], *e,
+        "the estimate is stored with the search"
+    );
+    let path = format!("/api/v1/searches/{}", created["id"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let (_, s) = app.call("GET", &path, Some(&app.key_a), None).await;
+        if s["status"] != "pending" && s["status"] != "processing" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["progress"]["tasks_total"], e["recordings"],
+        "recordings exactly"
+    );
+    assert_eq!(
+        done["progress"]["frames_analyzed"], e["frames"],
+        "frames exactly"
+    );
+    let calls = done["progress"]["detector_calls"].as_u64().unwrap();
+    assert!(
+        calls <= e["detector_calls"].as_u64().unwrap(),
+        "calls within the estimate (the gate only removes calls): {done}"
+    );
+
+    // Again: the cache now answers every frame, and the observed rate enters the estimate.
+    let (_, again) = app
+        .call(
+            "POST",
+            "/api/v1/searches/estimate",
+            Some(&app.key_a),
+            Some(app.bus_search()),
+        )
+        .await;
+    assert_eq!(again["estimate"]["cached_frames"], 12, "{again}");
+    assert_eq!(again["estimate"]["detector_calls"], 0, "{again}");
+    let rate = again["estimate"]["detector_rate"].as_f64().unwrap();
+    assert!((rate - calls as f64 / 12.0).abs() < 1e-9, "{again}");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_over_a_cap_or_a_quota_are_refused_with_what_to_do() {
+    let app = spawn_app(None).await;
+    // A frames cap below the search's 12 frames: 422 with the estimate, the cap and a hint.
+    sentinela_core::repo::cities::set_search_limits(
+        &app.test.db,
+        app.city_a,
+        sentinela_core::repo::cities::SearchLimits {
+            max_search_frames: Some(5),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (status, answer) = app
+        .call(
+            "POST",
+            "/api/v1/searches",
+            Some(&app.key_a),
+            Some(app.bus_search()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["code"], "over_cap");
+    assert_eq!(answer["estimate"]["frames"], 12, "{answer}");
+    assert_eq!(answer["limit"], 5, "{answer}");
+    assert!(
+        answer["hint"].as_str().unwrap().contains("camera_ids"),
+        "{answer}"
+    );
+    let (_, estimate) = app
+        .call(
+            "POST",
+            "/api/v1/searches/estimate",
+            Some(&app.key_a),
+            Some(app.bus_search()),
+        )
+        .await;
+    assert_eq!(
+        (&estimate["within_caps"], &estimate["max_frames"]),
+        (&json!(false), &json!(5))
+    );
+    let (_, list) = app.call("GET", "/api/v1/searches", Some(ADMIN), None).await;
+    assert_eq!(list["total"], 0, "nothing was created");
+
+    // One search in flight allowed: the second is 429 with Retry-After.
+    sentinela_core::repo::cities::set_search_limits(
+        &app.test.db,
+        app.city_a,
+        sentinela_core::repo::cities::SearchLimits {
+            max_searches_in_flight: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The first search is created straight in the database, not queued: it stays pending and
+    // holds the city's only place.
+    let body = app.bus_search();
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    sentinela_core::repo::searches::create(
+        &app.test.db,
+        sentinela_core::repo::searches::NewSearch {
+            city_id: app.city_a,
+            user_id: None,
+            plate: None,
+            color: None,
+            vehicle_type: Some(sentinela_core::domain::VehicleType::parse("bus").unwrap()),
+            window: sentinela_core::domain::TimeRange::new(t0, t0 + Span::minutes(5)).unwrap(),
+            camera_ids: None,
+            estimate: None,
+        },
+    )
+    .await
+    .unwrap();
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/searches", app.base))
+        .bearer_auth(&app.key_a)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "30");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["code"], "too_many_requests", "{answer}");
+    // Another city is not held by city A's quota.
+    let mut other = app.bus_search();
+    other["city_id"] = json!(app.city_b);
+    let (status, answer) = app
+        .call("POST", "/api/v1/searches", Some(&app.key_b), Some(other))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_request_quota_gets_429_with_rate_limit_headers() {
+    let app = spawn_app(None).await;
+    let (_, key) = app
+        .call(
+            "POST",
+            "/api/v1/api-keys",
+            Some(ADMIN),
+            Some(json!({"name": "busy", "user_id": "b", "city_id": app.city_a})),
+        )
+        .await;
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    // 600 a minute by default; 1,300 requests land in at most two or three windows, so one of
+    // them goes over.
+    let mut refused = None;
+    for _ in 0..1300 {
+        let resp = app
+            .client
+            .get(format!("{}/api/v1/cities", app.base))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = refused.expect("the quota was reached");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let retry = header("retry-after").expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(header("ratelimit-limit"), Some(600));
+    assert_eq!(header("ratelimit-remaining"), Some(0));
+    assert_eq!(header("ratelimit-reset"), Some(retry));
+    // Other keys are not affected.
+    let (status, _) = app.call("GET", "/api/v1/cities", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.finish().await;
 }

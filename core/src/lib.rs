@@ -8,6 +8,7 @@
 //! - [`settings`]: the typed settings tree (defaults → file → environment).
 //! - [`telemetry`]: tracing set-up, JSON logs in production.
 //! - [`domain`]: types that parse once — plates, colours, vehicle types, time ranges.
+//! - [`estimate`]: a search's size and cost before it runs.
 //! - [`files`]: recording and snapshot paths confined to their roots.
 //! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
 //! - [`jobs`], [`queue`]: job payloads and the queue backend (Redis or embedded SQLite).
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod db;
 pub mod detect;
 pub mod domain;
+pub mod estimate;
 pub mod files;
 pub mod jobs;
 pub mod metrics;

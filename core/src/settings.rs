@@ -69,6 +69,14 @@ pub struct ApiSettings {
     pub metrics_bind: String,
     /// Progress streams (server-sent events) one API key may hold open at once.
     pub max_streams_per_key: usize,
+    /// Most recordings (tasks) one search may cover, unless its city says otherwise.
+    pub max_search_recordings: u64,
+    /// Most frames one search may sample, unless its city says otherwise.
+    pub max_search_frames: u64,
+    /// Searches pending or processing at once per city, unless the city says otherwise.
+    pub max_searches_in_flight: u32,
+    /// Requests one API key may make per minute (across API replicas on Redis).
+    pub requests_per_minute_per_key: u32,
 }
 
 /// Worker settings.
@@ -84,6 +92,9 @@ pub struct WorkerSettings {
     pub drain_timeout_secs: u64,
     /// Heartbeat and poll interval of the queue: bounds how fast an idle worker sees a new job.
     pub poll_interval_ms: u64,
+    /// Jobs of one search on the queue at once: the rest wait in the database and are queued as
+    /// these finish, so a big search cannot hold the workers away from other cities' searches.
+    pub queued_tasks_per_search: u32,
 }
 
 /// Scheduler settings. Each `*_cron` is a cron expression with a seconds field
@@ -144,6 +155,19 @@ pub struct DetectorSettings {
     pub model_path: PathBuf,
     /// Detections below this confidence (0–1) are dropped.
     pub min_confidence: f64,
+    /// Price of one detector call in US dollars, for estimates; unset = the provider's list price
+    /// (Rekognition US$0.001 per image, the local model free).
+    pub price_per_call_usd: Option<f64>,
+}
+
+impl DetectorSettings {
+    /// The price of one call used in estimates.
+    pub fn price_per_call(&self) -> f64 {
+        self.price_per_call_usd.unwrap_or(match self.provider {
+            DetectorProvider::Rekognition => 0.001,
+            DetectorProvider::Local => 0.0,
+        })
+    }
 }
 
 /// Where files live.
@@ -264,11 +288,16 @@ impl Settings {
             .set_default("api.body_limit_bytes", 64 * 1024)?
             .set_default("api.metrics_bind", "127.0.0.1:9464")?
             .set_default("api.max_streams_per_key", 4)?
+            .set_default("api.max_search_recordings", 20_000)?
+            .set_default("api.max_search_frames", 1_000_000)?
+            .set_default("api.max_searches_in_flight", 4)?
+            .set_default("api.requests_per_minute_per_key", 600)?
             .set_default("worker.concurrency", 4)?
             .set_default("worker.metrics_bind", "0.0.0.0:9999")?
             .set_default("worker.job_timeout_secs", 30 * 60)?
             .set_default("worker.drain_timeout_secs", 60)?
             .set_default("worker.poll_interval_ms", 500)?
+            .set_default("worker.queued_tasks_per_search", 8)?
             .set_default("scheduler.metrics_bind", "0.0.0.0:9998")?
             .set_default("scheduler.retention_cron", "0 */10 * * * *")?
             .set_default("scheduler.cleanup_cron", "0 30 3 * * *")?
@@ -383,6 +412,26 @@ impl Settings {
                     "{} must be longer than worker.job_timeout_secs ({}), or live tasks would be re-run",
                     self.scheduler.task_lease_secs, self.worker.job_timeout_secs
                 ),
+            );
+        }
+        if self.worker.queued_tasks_per_search == 0 {
+            return invalid(
+                "worker.queued_tasks_per_search",
+                "must be at least 1".into(),
+            );
+        }
+        if self.api.max_searches_in_flight == 0 || self.api.requests_per_minute_per_key == 0 {
+            return invalid(
+                "api.max_searches_in_flight",
+                "the search and request quotas must be at least 1".into(),
+            );
+        }
+        if let Some(price) = self.detector.price_per_call_usd
+            && !(price >= 0.0 && price.is_finite())
+        {
+            return invalid(
+                "detector.price_per_call_usd",
+                format!("{price} must be a price of zero or more"),
             );
         }
         if self.api.max_streams_per_key == 0 {

@@ -94,6 +94,7 @@ async fn task(s: &Setup, criteria: Criteria) -> TaskInput {
             vehicle_type: criteria.vehicle_type,
             window,
             camera_ids: None,
+            estimate: None,
         },
     )
     .await

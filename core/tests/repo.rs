@@ -88,6 +88,7 @@ async fn search_over(db: &DatabaseConnection, f: &Fixture, window: TimeRange) ->
             vehicle_type: Some(VehicleType::Bus),
             window,
             camera_ids: None,
+            estimate: None,
         },
     )
     .await

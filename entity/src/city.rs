@@ -17,6 +17,12 @@ pub struct Model {
     /// Storage cap for the city's recordings; `None` means no cap.
     pub max_storage_bytes: Option<i64>,
     pub created_at: DateTimeUtc,
+    /// Most recordings (tasks) one search may cover; `None` uses the global default.
+    pub max_search_recordings: Option<i64>,
+    /// Most frames one search may sample; `None` uses the global default.
+    pub max_search_frames: Option<i64>,
+    /// Searches pending or processing at once; `None` uses the global default.
+    pub max_searches_in_flight: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -36,6 +36,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub completed_at: Option<DateTimeUtc>,
+    /// What the search was estimated to cost when it was created (recordings, frames, detector
+    /// calls, cost), as JSON.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub estimate: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,10 +7,13 @@
 //! # Layout
 //! - [`Migrator`]: the ordered list of migrations; `Migrator::up(&db, None)` brings a database current.
 //! - `m20261129_000001_create_schema`: every table of the data model, its constraints and indexes.
+//! - `m20261130_000001_search_bounds`: per-city search caps and quota, the stored estimate, when
+//!   each task was queued.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_schema;
+mod m20261130_000001_search_bounds;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -18,6 +21,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261129_000001_create_schema::Migration)]
+        vec![
+            Box::new(m20261129_000001_create_schema::Migration),
+            Box::new(m20261130_000001_search_bounds::Migration),
+        ]
     }
 }

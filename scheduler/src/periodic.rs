@@ -176,6 +176,7 @@ impl JobContext {
                 &self.queue,
                 chrono::Duration::seconds(i64::try_from(s.task_lease_secs).unwrap_or(i64::MAX)),
                 s.max_task_attempts,
+                self.settings.worker.queued_tasks_per_search,
             )
             .await
             .map(Report::from),

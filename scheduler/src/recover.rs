@@ -1,6 +1,7 @@
 //! Stuck-task recovery: tasks whose worker died without apalis re-running them (a lost job, a
 //! worker gone for longer than the queue remembers) are re-enqueued a bounded number of times, then
-//! failed; searches whose tasks have all ended but were never finalised are finalised.
+//! failed; searches whose queue window lost jobs (a refill that could not be pushed) are topped
+//! up; searches whose tasks have all ended but were never finalised are finalised.
 
 use chrono::{Duration, Utc};
 use entity::status::{SearchStatus, TaskStatus};
@@ -20,6 +21,8 @@ pub struct RecoveryReport {
     pub failed: u64,
     /// Searches finalised.
     pub finalized: u64,
+    /// Tasks queued to top up searches' queue windows.
+    pub topped_up: u64,
 }
 
 /// Recovers tasks left `processing` (or `pending`) for longer than `lease`.
@@ -34,15 +37,17 @@ pub async fn recover_stuck(
     queue: &JobQueue,
     lease: Duration,
     max_attempts: i32,
+    window: u32,
 ) -> anyhow::Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
     let now = Utc::now();
     let cutoff = now - lease;
     let mut stale = tasks::stale_processing(db, cutoff).await?;
-    // Pending tasks of a processing search whose job was lost before any worker took it.
+    // Pending tasks of a processing search whose job was lost before any worker took it (queued
+    // longer ago than the lease; tasks still waiting for their search's queue window are not).
     let lost = search_task::Entity::find()
         .filter(search_task::Column::Status.eq(TaskStatus::Pending.as_str()))
-        .filter(search_task::Column::CreatedAt.lt(cutoff))
+        .filter(search_task::Column::EnqueuedAt.lt(cutoff))
         .filter(
             search_task::Column::StartedAt
                 .is_null()
@@ -110,7 +115,33 @@ pub async fn recover_stuck(
             .is_some()
         {
             report.finalized += 1;
+            continue;
         }
+        let claimed = tasks::refill(db, search.id, window).await?;
+        if claimed.is_empty() {
+            continue;
+        }
+        let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
+        let jobs: Vec<AnalyzeRecording> = claimed
+            .iter()
+            .map(|t| AnalyzeRecording {
+                search_id: t.search_id,
+                task_id: t.id,
+                recording_id: t.recording_id,
+                from: t.window_start,
+                to: t.window_end,
+            })
+            .collect();
+        if let Err(e) = queue.push_analyze(jobs).await {
+            tasks::unclaim(db, &ids).await?;
+            return Err(e);
+        }
+        tracing::warn!(
+            search_id = search.id,
+            tasks = ids.len(),
+            "topped up a search's queue window"
+        );
+        report.topped_up += ids.len() as u64;
     }
     Ok(report)
 }
@@ -119,8 +150,14 @@ impl From<RecoveryReport> for crate::report::Report {
     fn from(r: RecoveryReport) -> Self {
         let mut report = Self::new(
             sentinela_core::jobs::PeriodicJob::Recover,
-            &["tasks_requeued", "tasks_failed", "searches_finalized"],
+            &[
+                "tasks_requeued",
+                "tasks_failed",
+                "searches_finalized",
+                "windows_topped_up",
+            ],
         );
+        report.add("windows_topped_up", r.topped_up);
         report.add("tasks_requeued", r.requeued);
         report.add("tasks_failed", r.failed);
         report.add("searches_finalized", r.finalized);

@@ -51,6 +51,7 @@ async fn search(test: &TestDb, city_id: i64, status: SearchStatus) -> i64 {
             vehicle_type: Some(VehicleType::Bus),
             window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
             camera_ids: None,
+            estimate: None,
         },
     )
     .await

@@ -60,6 +60,7 @@ async fn search_with_tasks(test: &TestDb, dir: &std::path::Path, n: usize) -> (i
             vehicle_type: Some(VehicleType::Bus),
             window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
             camera_ids: None,
+            estimate: None,
         },
     )
     .await
@@ -146,9 +147,9 @@ async fn stuck_task_recovery_finishes_a_search_whose_worker_died_after_the_lease
     .unwrap();
 
     let lease = chrono::Duration::minutes(10);
-    let report = recover_stuck(&test.db, &queue, lease, 5).await.unwrap();
+    let report = recover_stuck(&test.db, &queue, lease, 5, 8).await.unwrap();
     assert_eq!((report.requeued, report.failed), (1, 1), "{report:?}");
-    let again = recover_stuck(&test.db, &queue, lease, 5).await.unwrap();
+    let again = recover_stuck(&test.db, &queue, lease, 5, 8).await.unwrap();
     assert_eq!(
         again.requeued, 0,
         "a re-enqueued task is not pushed twice: {again:?}"
@@ -215,7 +216,7 @@ async fn a_search_whose_tasks_all_ended_is_finalised() {
         .exec(&test.db)
         .await
         .unwrap();
-    let report = recover_stuck(&test.db, &queue, chrono::Duration::minutes(10), 5)
+    let report = recover_stuck(&test.db, &queue, chrono::Duration::minutes(10), 5, 8)
         .await
         .unwrap();
     assert_eq!(report.finalized, 1);

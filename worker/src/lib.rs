@@ -67,6 +67,8 @@ pub struct WorkerState {
     pub queue: JobQueue,
     /// This process' name prefix, recorded on the tasks it runs.
     pub name: String,
+    /// Jobs of one search on the queue at once (`worker.queued_tasks_per_search`).
+    pub queue_window: u32,
 }
 
 impl WorkerState {
@@ -109,6 +111,7 @@ impl WorkerState {
             },
             queue,
             name: format!("{host}-{}", std::process::id()),
+            queue_window: settings.worker.queued_tasks_per_search,
         })
     }
 }
@@ -325,34 +328,67 @@ async fn plan_search(
         .collect();
     let created = tasks::create_for_search(db, search.id, &new_tasks).await?;
     // Processing before the jobs exist, so the last task to finish finds the search ready to be
-    // finalised. A re-run plan finds it processing already and only re-pushes open tasks.
+    // finalised.
     searches::start_processing(db, search.id, created.len() as i32).await?;
-    let jobs: Vec<AnalyzeRecording> = created
+    // A re-run plan pushes again what an earlier run queued and did not end (the job may be
+    // lost; a duplicate delivery is skipped), then fills the search's queue window.
+    let requeued: Vec<AnalyzeRecording> = created
         .iter()
-        .filter(|t| !t.status.is_final())
-        .map(|t| AnalyzeRecording {
-            search_id: search.id,
-            task_id: t.id,
-            recording_id: t.recording_id,
-            from: t.window_start,
-            to: t.window_end,
-        })
+        .filter(|t| !t.status.is_final() && t.enqueued_at.is_some())
+        .map(analyze_job_of)
         .collect();
-    let pushed = jobs.len();
+    let repushed = requeued.len();
     state
         .queue
-        .push_analyze(jobs)
+        .push_analyze(requeued)
         .await
         .map_err(|e| e.into_boxed_dyn_error())?;
+    let pushed = queue_next(&state, search.id).await?;
     tracing::info!(
         search_id = search.id,
         tasks = created.len(),
         pushed,
+        repushed,
+        window = state.queue_window,
         "search planned"
     );
     // Nothing left open (a re-run after every task ended): make sure the search is finalised.
     searches::finalize_if_complete(db, search.id).await?;
     Ok(Handled::Done)
+}
+
+/// The job of a task.
+fn analyze_job_of(t: &entity::search_task::Model) -> AnalyzeRecording {
+    AnalyzeRecording {
+        search_id: t.search_id,
+        task_id: t.id,
+        recording_id: t.recording_id,
+        from: t.window_start,
+        to: t.window_end,
+    }
+}
+
+/// Queues the search's next tasks up to its window (`worker.queued_tasks_per_search` jobs on the
+/// queue at once): a big search never holds more than that many places in the queue, so another
+/// city's search planned later waits behind at most that many of its jobs. Tasks whose jobs
+/// cannot be pushed are given back for a later refill (stuck-task recovery tops windows up too).
+///
+/// # Errors
+/// Database or queue errors.
+pub async fn queue_next(state: &WorkerState, search_id: i64) -> Result<usize, BoxDynError> {
+    let db = &state.analyzer.db;
+    let claimed = tasks::refill(db, search_id, state.queue_window).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let jobs: Vec<AnalyzeRecording> = claimed.iter().map(analyze_job_of).collect();
+    let n = jobs.len();
+    if let Err(e) = state.queue.push_analyze(jobs).await {
+        let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
+        tasks::unclaim(db, &ids).await?;
+        return Err(e.into_boxed_dyn_error());
+    }
+    Ok(n)
 }
 
 /// Analyses one recording for one search, then counts the task and fans in.
@@ -367,11 +403,14 @@ pub async fn analyze_job(
     attempt: Attempt,
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
-    observed(
-        "analyze",
-        &attempt.clone(),
-        analyze_recording(job, state, task_id, attempt, worker),
-    )
+    let search_id = job.search_id;
+    let shared = Arc::clone(&state);
+    observed("analyze", &attempt.clone(), async move {
+        let handled = analyze_recording(job, state, task_id, attempt, worker).await?;
+        // However the task ended (or had ended), its place in the queue window is free.
+        queue_next(&shared, search_id).await?;
+        Ok(handled)
+    })
     .await
 }
 

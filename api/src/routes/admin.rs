@@ -42,6 +42,12 @@ pub struct CityView {
     pub recording_retention_days: i32,
     /// Storage cap of its recordings.
     pub max_storage_bytes: Option<i64>,
+    /// Most recordings one search may cover (unset: the global default).
+    pub max_search_recordings: Option<i64>,
+    /// Most frames one search may sample (unset: the global default).
+    pub max_search_frames: Option<i64>,
+    /// Searches pending or processing at once (unset: the global default).
+    pub max_searches_in_flight: Option<i32>,
 }
 
 impl From<city::Model> for CityView {
@@ -52,6 +58,9 @@ impl From<city::Model> for CityView {
             timezone: c.timezone,
             recording_retention_days: c.recording_retention_days,
             max_storage_bytes: c.max_storage_bytes,
+            max_search_recordings: c.max_search_recordings,
+            max_search_frames: c.max_search_frames,
+            max_searches_in_flight: c.max_searches_in_flight,
         }
     }
 }
@@ -71,6 +80,15 @@ pub struct CreateCity {
     /// Storage cap in bytes.
     #[oai(validator(minimum(value = "1")))]
     pub max_storage_bytes: Option<i64>,
+    /// Most recordings one search may cover (default: `api.max_search_recordings`).
+    #[oai(validator(minimum(value = "1")))]
+    pub max_search_recordings: Option<i64>,
+    /// Most frames one search may sample (default: `api.max_search_frames`).
+    #[oai(validator(minimum(value = "1")))]
+    pub max_search_frames: Option<i64>,
+    /// Searches pending or processing at once (default: `api.max_searches_in_flight`).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub max_searches_in_flight: Option<i32>,
 }
 
 /// A camera.
@@ -349,6 +367,11 @@ impl AdminApi {
     ) -> Result<Created<CityView>, ApiError> {
         auth.0.require_admin()?;
         let body = body.0;
+        let limits = cities::SearchLimits {
+            max_search_recordings: body.max_search_recordings,
+            max_search_frames: body.max_search_frames,
+            max_searches_in_flight: body.max_searches_in_flight,
+        };
         let created = cities::create(
             &state.db,
             cities::NewCity {
@@ -365,6 +388,7 @@ impl AdminApi {
             }
             other => other,
         })?;
+        let created = cities::set_search_limits(&state.db, created.id, limits).await?;
         Ok(Created::Created(Json(created.into())))
     }
 

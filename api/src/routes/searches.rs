@@ -16,6 +16,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use sentinela_core::SearchStatus;
 use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
+use sentinela_core::estimate::{self, Estimate, EstimateRequest};
 use sentinela_core::files::Root;
 use sentinela_core::jobs::SearchVehicle;
 use sentinela_core::repo::{cities, points, searches};
@@ -98,6 +99,8 @@ pub struct SearchView {
     pub started_at: Option<DateTime<Utc>>,
     /// Ended.
     pub completed_at: Option<DateTime<Utc>>,
+    /// What it was estimated to cost when created.
+    pub estimate: Option<EstimateView>,
 }
 
 impl From<vehicle_search::Model> for SearchView {
@@ -123,8 +126,62 @@ impl From<vehicle_search::Model> for SearchView {
             created_at: s.created_at,
             started_at: s.started_at,
             completed_at: s.completed_at,
+            estimate: s
+                .estimate
+                .and_then(|e| serde_json::from_value::<Estimate>(e).ok())
+                .map(Into::into),
         }
     }
+}
+
+/// A search's estimated size and cost.
+#[derive(Debug, Clone, Object)]
+pub struct EstimateView {
+    /// Recordings overlapping the window (one task each). Exact.
+    pub recordings: u64,
+    /// Seconds of video inside the window. Exact.
+    pub video_seconds: f64,
+    /// Frames the sampler will decode. Exact.
+    pub frames: u64,
+    /// Of those, frames the frame-analysis cache already answers (no detector call).
+    pub cached_frames: u64,
+    /// Share of uncached frames expected to reach the detector (the motion gate's and the
+    /// cache's effect in the city's recent searches; 1.0 without history).
+    pub detector_rate: f64,
+    /// Detector calls to expect.
+    pub detector_calls: u64,
+    /// Price of one detector call, US dollars.
+    pub price_per_call_usd: f64,
+    /// Expected cost, US dollars.
+    pub cost_usd: f64,
+}
+
+impl From<Estimate> for EstimateView {
+    fn from(e: Estimate) -> Self {
+        Self {
+            recordings: e.recordings,
+            video_seconds: e.video_seconds,
+            frames: e.frames,
+            cached_frames: e.cached_frames,
+            detector_rate: e.detector_rate,
+            detector_calls: e.detector_calls,
+            price_per_call_usd: e.price_per_call_usd,
+            cost_usd: e.cost_usd,
+        }
+    }
+}
+
+/// An estimate and the caps the search must fit.
+#[derive(Debug, Object)]
+pub struct EstimateAnswer {
+    /// The estimate.
+    pub estimate: EstimateView,
+    /// Whether the search fits its city's caps (else creating it answers 422).
+    pub within_caps: bool,
+    /// Most recordings a search of this city may cover.
+    pub max_recordings: u64,
+    /// Most frames a search of this city may sample.
+    pub max_frames: u64,
 }
 
 /// A page of searches.
@@ -307,9 +364,161 @@ async fn visible_search(
     }
 }
 
+/// A request to search, validated.
+struct Validated {
+    city: entity::city::Model,
+    plate: Option<PlatePattern>,
+    color: Option<Color>,
+    vehicle_type: Option<VehicleType>,
+    window: TimeRange,
+    body: CreateSearch,
+}
+
+/// Checks a search request: criteria, window, the city (visible to the key) and its cameras.
+async fn validate(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    body: CreateSearch,
+) -> Result<Validated, ApiError> {
+    let plate = criterion(body.plate.as_deref(), PlatePattern::parse)?;
+    let color = criterion(body.color.as_deref(), Color::parse)?;
+    let vehicle_type = criterion(body.vehicle_type.as_deref(), VehicleType::parse)?;
+    if plate.is_none() && color.is_none() && vehicle_type.is_none() {
+        return Err(ApiError::invalid(
+            "give at least one criterion: plate, color or vehicle_type",
+            "plate",
+        ));
+    }
+    let required = |field: &str| ApiError::invalid(format!("{field} is required"), field);
+    let city_id = body.city_id.ok_or_else(|| required("city_id"))?;
+    let start_date = body
+        .start_date
+        .as_deref()
+        .ok_or_else(|| required("start_date"))?;
+    let end_date = body
+        .end_date
+        .as_deref()
+        .ok_or_else(|| required("end_date"))?;
+    let window = TimeRange::parse(start_date, end_date)?
+        .limit(chrono::Duration::hours(i64::from(state.max_window_hours)))?;
+    let unknown_city = || ApiError::invalid(format!("unknown city {city_id}"), "city_id");
+    let city = cities::get(&state.db, city_id)
+        .await?
+        .ok_or_else(unknown_city)?;
+    if !auth.0.sees_city(city.id) {
+        return Err(unknown_city());
+    }
+    if let Some(ids) = &body.camera_ids {
+        if ids.is_empty() {
+            return Err(ApiError::invalid(
+                "camera_ids is empty; omit it for every camera",
+                "camera_ids",
+            ));
+        }
+        let known = camera::Entity::find()
+            .filter(camera::Column::CityId.eq(city.id))
+            .filter(camera::Column::Id.is_in(ids.iter().copied()))
+            .count(&state.db)
+            .await?;
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if known != distinct.len() as u64 {
+            return Err(ApiError::invalid(
+                format!("camera_ids has cameras that are not in city {}", city.id),
+                "camera_ids",
+            ));
+        }
+    }
+    Ok(Validated {
+        city,
+        plate,
+        color,
+        vehicle_type,
+        window,
+        body,
+    })
+}
+
+/// The city's caps: (recordings, frames) per search.
+fn caps(state: &AppState, city: &entity::city::Model) -> (u64, u64) {
+    let cap =
+        |own: Option<i64>, default: u64| own.and_then(|n| u64::try_from(n).ok()).unwrap_or(default);
+    (
+        cap(city.max_search_recordings, state.bounds.max_recordings),
+        cap(city.max_search_frames, state.bounds.max_frames),
+    )
+}
+
+/// The estimate of a validated search. The frame cache is consulted only for searches within
+/// `cache_lookup_limit` recordings (a search far over its cap is answered without reading it).
+async fn estimate_of(
+    state: &AppState,
+    v: &Validated,
+    cache_lookup_limit: u64,
+) -> Result<Estimate, ApiError> {
+    let request = EstimateRequest {
+        city_id: v.city.id,
+        window: &v.window,
+        camera_ids: v.body.camera_ids.as_deref(),
+        fps: state.bounds.fps,
+        provider: state.bounds.provider,
+        reads_text: v.plate.is_some(),
+        price_per_call_usd: state.bounds.price_per_call,
+    };
+    let size = estimate::size(&state.db, &request).await?;
+    if size.recordings > cache_lookup_limit {
+        let calls = size.frames;
+        return Ok(Estimate {
+            recordings: size.recordings,
+            video_seconds: size.video_seconds,
+            frames: size.frames,
+            cached_frames: 0,
+            detector_rate: 1.0,
+            detector_calls: calls,
+            price_per_call_usd: request.price_per_call_usd,
+            cost_usd: calls as f64 * request.price_per_call_usd,
+        });
+    }
+    Ok(estimate::estimate(&state.db, &request).await?)
+}
+
+/// The estimate of a search that fits its city's caps, or 422 carrying the estimate.
+async fn within_caps(state: &AppState, v: &Validated) -> Result<Estimate, ApiError> {
+    let (max_recordings, max_frames) = caps(state, &v.city);
+    let estimate = estimate_of(state, v, max_recordings).await?;
+    if estimate.recordings > max_recordings {
+        return Err(ApiError::over_cap(
+            format!(
+                "this search covers {} recordings; the cap is {max_recordings} per search",
+                estimate.recordings
+            ),
+            "end_date",
+            estimate.into(),
+            max_recordings,
+        ));
+    }
+    if estimate.frames > max_frames {
+        return Err(ApiError::over_cap(
+            format!(
+                "this search would sample {} frames; the cap is {max_frames} per search",
+                estimate.frames
+            ),
+            "end_date",
+            estimate.into(),
+            max_frames,
+        ));
+    }
+    Ok(estimate)
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "SearchTags::Searches")]
 impl SearchesApi {
-    /// Start a search. At least one of plate, colour or vehicle type is required.
+    /// Start a search. At least one of plate, colour or vehicle type is required. The search is
+    /// estimated first (see `POST /searches/estimate`): over its city's recordings or frames cap
+    /// it is refused (422 with the estimate, the cap and a hint); with the city's searches in
+    /// flight at their quota it is refused (429 with `Retry-After`). The estimate is stored with
+    /// the search.
     #[oai(path = "/searches", method = "post")]
     async fn create(
         &self,
@@ -317,57 +526,26 @@ impl SearchesApi {
         auth: ApiKeyAuth,
         body: Json<CreateSearch>,
     ) -> Result<CreatedSearch, ApiError> {
-        let body = body.0;
-        let plate = criterion(body.plate.as_deref(), PlatePattern::parse)?;
-        let color = criterion(body.color.as_deref(), Color::parse)?;
-        let vehicle_type = criterion(body.vehicle_type.as_deref(), VehicleType::parse)?;
-        if plate.is_none() && color.is_none() && vehicle_type.is_none() {
-            return Err(ApiError::invalid(
-                "give at least one criterion: plate, color or vehicle_type",
-                "plate",
+        let v = validate(&state, &auth, body.0).await?;
+        let estimate = within_caps(&state, &v).await?;
+        let in_flight = searches::in_flight(&state.db, v.city.id).await?;
+        let quota = v
+            .city
+            .max_searches_in_flight
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(u64::from(state.bounds.max_in_flight));
+        if in_flight >= quota {
+            return Err(ApiError::too_many(
+                format!(
+                    "city {} already has {in_flight} searches pending or processing (quota {quota}); try again when one ends",
+                    v.city.id
+                ),
+                30,
             ));
         }
-        let required = |field: &str| ApiError::invalid(format!("{field} is required"), field);
-        let city_id = body.city_id.ok_or_else(|| required("city_id"))?;
-        let start_date = body
-            .start_date
-            .as_deref()
-            .ok_or_else(|| required("start_date"))?;
-        let end_date = body
-            .end_date
-            .as_deref()
-            .ok_or_else(|| required("end_date"))?;
-        let window = TimeRange::parse(start_date, end_date)?
-            .limit(chrono::Duration::hours(i64::from(state.max_window_hours)))?;
-        let unknown_city = || ApiError::invalid(format!("unknown city {city_id}"), "city_id");
-        let city = cities::get(&state.db, city_id)
-            .await?
-            .ok_or_else(unknown_city)?;
-        if !auth.0.sees_city(city.id) {
-            return Err(unknown_city());
-        }
-        if let Some(ids) = &body.camera_ids {
-            if ids.is_empty() {
-                return Err(ApiError::invalid(
-                    "camera_ids is empty; omit it for every camera",
-                    "camera_ids",
-                ));
-            }
-            let known = camera::Entity::find()
-                .filter(camera::Column::CityId.eq(city.id))
-                .filter(camera::Column::Id.is_in(ids.iter().copied()))
-                .count(&state.db)
-                .await?;
-            let mut distinct = ids.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if known != distinct.len() as u64 {
-                return Err(ApiError::invalid(
-                    format!("camera_ids has cameras that are not in city {}", city.id),
-                    "camera_ids",
-                ));
-            }
-        }
+        let (city, plate, color, vehicle_type, window) =
+            (v.city, v.plate, v.color, v.vehicle_type, v.window);
+        let body = v.body;
         let search = searches::create(
             &state.db,
             searches::NewSearch {
@@ -378,6 +556,7 @@ impl SearchesApi {
                 vehicle_type,
                 window,
                 camera_ids: body.camera_ids,
+                estimate: serde_json::to_value(&estimate).ok(),
             },
         )
         .await?;
@@ -399,6 +578,27 @@ impl SearchesApi {
         }
         let location = format!("/api/v1/searches/{}", search.id);
         Ok(CreatedSearch::Accepted(Json(search.into()), location))
+    }
+
+    /// What a search would cost, without starting it: the recordings it covers, the seconds of
+    /// video, the frames the sampler would decode (exact), how many the frame-analysis cache
+    /// already answers, the detector calls to expect and their price, and the caps it must fit.
+    #[oai(path = "/searches/estimate", method = "post")]
+    async fn estimate(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        body: Json<CreateSearch>,
+    ) -> Result<Json<EstimateAnswer>, ApiError> {
+        let v = validate(&state, &auth, body.0).await?;
+        let (max_recordings, max_frames) = caps(&state, &v.city);
+        let estimate = estimate_of(&state, &v, max_recordings).await?;
+        Ok(Json(EstimateAnswer {
+            within_caps: estimate.recordings <= max_recordings && estimate.frames <= max_frames,
+            max_recordings,
+            max_frames,
+            estimate: estimate.into(),
+        }))
     }
 
     /// List searches of the key's city (all cities for admin keys), newest first.
@@ -575,10 +775,13 @@ impl SearchesApi {
     ) -> Result<EventStream<BoxStream<'static, ProgressEvent>>, ApiError> {
         let first = visible_search(&state, &auth, id.0).await?;
         let slot = state.streams.acquire(auth.0.key_id).ok_or_else(|| {
-            ApiError::too_many(format!(
-                "this API key already has {} progress streams open; close one first",
-                state.streams.limit
-            ))
+            ApiError::too_many(
+                format!(
+                    "this API key already has {} progress streams open; close one first",
+                    state.streams.limit
+                ),
+                5,
+            )
         })?;
         let db = state.db.clone();
         let key_id = auth.0.key_id;

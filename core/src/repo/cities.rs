@@ -37,6 +37,37 @@ pub async fn create(db: &impl ConnectionTrait, new: NewCity) -> Result<city::Mod
     .await
 }
 
+/// A city's own search caps and quota; `None` uses the global default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchLimits {
+    /// Recordings per search.
+    pub max_search_recordings: Option<i64>,
+    /// Frames per search.
+    pub max_search_frames: Option<i64>,
+    /// Searches pending or processing at once.
+    pub max_searches_in_flight: Option<i32>,
+}
+
+/// Sets a city's search caps and quota; returns the city.
+///
+/// # Errors
+/// The database error ([`DbErr::RecordNotFound`] for an unknown city).
+pub async fn set_search_limits(
+    db: &impl ConnectionTrait,
+    id: i64,
+    limits: SearchLimits,
+) -> Result<city::Model, DbErr> {
+    city::ActiveModel {
+        id: Set(id),
+        max_search_recordings: Set(limits.max_search_recordings),
+        max_search_frames: Set(limits.max_search_frames),
+        max_searches_in_flight: Set(limits.max_searches_in_flight),
+        ..Default::default()
+    }
+    .update(db)
+    .await
+}
+
 /// Returns the city with this name, creating it if missing (idempotent under concurrency: a
 /// racing insert loses on the unique name and the winner's row is returned).
 ///

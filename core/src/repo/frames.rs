@@ -47,6 +47,34 @@ pub async fn all_for_recording(
         .collect())
 }
 
+/// The cached offsets of each of `recording_ids` by a provider (batched queries).
+///
+/// # Errors
+/// The database error.
+pub async fn cached_offsets(
+    db: &impl ConnectionTrait,
+    recording_ids: &[i64],
+    provider: &str,
+) -> Result<HashMap<i64, std::collections::HashSet<i64>>, DbErr> {
+    use sea_orm::QuerySelect;
+    let mut out: HashMap<i64, std::collections::HashSet<i64>> = HashMap::new();
+    for chunk in recording_ids.chunks(500) {
+        let rows: Vec<(i64, i64)> = frame_analysis::Entity::find()
+            .select_only()
+            .column(frame_analysis::Column::RecordingId)
+            .column(frame_analysis::Column::OffsetMs)
+            .filter(frame_analysis::Column::RecordingId.is_in(chunk.iter().copied()))
+            .filter(frame_analysis::Column::Provider.eq(provider))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (recording, offset) in rows {
+            out.entry(recording).or_default().insert(offset);
+        }
+    }
+    Ok(out)
+}
+
 /// Stores an analysis. If one is already stored for the key it is replaced: a later analysis of
 /// the same frame is at least as complete (it may add the text an earlier one did not read).
 ///

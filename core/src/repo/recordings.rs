@@ -111,3 +111,34 @@ pub async fn overlapping(
         .all(db)
         .await
 }
+
+/// `(id, started_at, ended_at)` of a city's recordings that overlap `window` (optionally only
+/// those of `camera_ids`), in start order: what planning and estimating need, without the rows.
+///
+/// # Errors
+/// The database error.
+pub async fn overlapping_spans(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+    window: &TimeRange,
+    camera_ids: Option<&[i64]>,
+) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>)>, DbErr> {
+    use sea_orm::QuerySelect;
+    let mut query = recording::Entity::find()
+        .select_only()
+        .column(recording::Column::Id)
+        .column(recording::Column::StartedAt)
+        .column(recording::Column::EndedAt)
+        .filter(recording::Column::CityId.eq(city_id))
+        .filter(recording::Column::StartedAt.lt(window.end()))
+        .filter(recording::Column::EndedAt.gt(window.start()));
+    if let Some(ids) = camera_ids {
+        query = query.filter(recording::Column::CameraId.is_in(ids.iter().copied()));
+    }
+    query
+        .order_by_asc(recording::Column::StartedAt)
+        .order_by_asc(recording::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await
+}

@@ -30,6 +30,8 @@ pub struct NewSearch {
     pub window: TimeRange,
     /// Restrict to these cameras.
     pub camera_ids: Option<Vec<i64>>,
+    /// What it was estimated to cost (stored as given).
+    pub estimate: Option<serde_json::Value>,
 }
 
 /// Inserts a pending search.
@@ -59,6 +61,7 @@ pub async fn create(
         created_at: Set(Utc::now()),
         started_at: Set(None),
         completed_at: Set(None),
+        estimate: Set(new.estimate),
         ..Default::default()
     }
     .insert(db)
@@ -191,6 +194,50 @@ pub async fn cancel(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
     Ok(result.rows_affected == 1)
 }
 
+/// The share of analysed frames that reached the detector in the city's last 50 finished
+/// searches that analysed any (`None` without history).
+///
+/// # Errors
+/// The database error.
+pub async fn observed_detector_rate(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+) -> Result<Option<f64>, DbErr> {
+    use sea_orm::QuerySelect;
+    let rows: Vec<(i64, i64)> = vehicle_search::Entity::find()
+        .select_only()
+        .column(vehicle_search::Column::FramesAnalyzed)
+        .column(vehicle_search::Column::DetectorCalls)
+        .filter(vehicle_search::Column::CityId.eq(city_id))
+        .filter(vehicle_search::Column::Status.is_in([
+            SearchStatus::Completed.as_str(),
+            SearchStatus::CompletedWithErrors.as_str(),
+        ]))
+        .filter(vehicle_search::Column::FramesAnalyzed.gt(0))
+        .order_by_desc(vehicle_search::Column::Id)
+        .limit(50)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let (frames, calls) = rows.iter().fold((0i64, 0i64), |(f, c), (frames, calls)| {
+        (f + frames, c + calls)
+    });
+    Ok((frames > 0).then(|| calls as f64 / frames as f64))
+}
+
+/// How many of the city's searches are pending or processing.
+///
+/// # Errors
+/// The database error.
+pub async fn in_flight(db: &impl ConnectionTrait, city_id: i64) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    vehicle_search::Entity::find()
+        .filter(vehicle_search::Column::CityId.eq(city_id))
+        .filter(vehicle_search::Column::Status.is_in(active_statuses()))
+        .count(db)
+        .await
+}
+
 /// Counts a search that just reached `status` in the process metrics, with its duration.
 async fn observe_final(
     db: &impl ConnectionTrait,
@@ -227,11 +274,22 @@ pub async fn finalize_if_complete(
     id: i64,
 ) -> Result<Option<SearchStatus>, DbErr> {
     use vehicle_search::Column as C;
+    // Every finished task calls this; only the last ones find the search complete. The counters
+    // are read first (one row), so a search of n tasks costs O(n) reads in all, and the failure
+    // summary — one bounded aggregate — is built only once the search is complete.
+    //
     // The error message is written by the same UPDATE as the status, so no reader ever sees
-    // `completed_with_errors` without it. It is built from the failed tasks read just before;
-    // the `tasks_failed = n` guard makes the UPDATE miss if a failure landed in between, and
-    // the summary is read again.
+    // `completed_with_errors` without it. The `tasks_failed = n` guard makes the UPDATE miss if a
+    // failure landed between the summary and the UPDATE, and the summary is read again.
     for _ in 0..8 {
+        let Some(search) = get(db, id).await? else {
+            return Ok(None);
+        };
+        if search.status != SearchStatus::Processing
+            || search.tasks_done + search.tasks_failed < search.tasks_total
+        {
+            return Ok(None);
+        }
         let (failed, summary) = failure_summary(db, id).await?;
         let result = vehicle_search::Entity::update_many()
             .col_expr(
@@ -270,52 +328,56 @@ pub async fn finalize_if_complete(
             observe_final(db, id, status).await?;
             return Ok(Some(status));
         }
-        let Some(search) = get(db, id).await? else {
-            return Ok(None);
-        };
-        if search.status != SearchStatus::Processing
-            || search.tasks_done + search.tasks_failed < search.tasks_total
-        {
-            return Ok(None);
-        }
-        // Complete but the failure count moved under us: read the failures again.
+        // Finalised by another caller, or the failure count moved under us: look again.
     }
     Err(DbErr::Custom(format!(
         "search {id}: failed tasks kept changing while finalising"
     )))
 }
 
-/// The number of failed tasks and, when there are any, "2 recording(s) failed: recording 7:
-/// <error>; recording 9: <error>".
+/// Distinct failure causes a search's error message lists (the most frequent first).
+pub const SUMMARY_CAUSES: u64 = 5;
+
+/// The number of failed tasks and, when there are any, a bounded summary: "1000 recording(s)
+/// failed: 600 × <error>; 400 × <error>" — at most [`SUMMARY_CAUSES`] distinct causes with their
+/// counts (and how many other causes there were), whatever the number of failures.
 async fn failure_summary(
     db: &impl ConnectionTrait,
     id: i64,
 ) -> Result<(i32, Option<String>), DbErr> {
-    let failed = search_task::Entity::find()
-        .filter(search_task::Column::SearchId.eq(id))
-        .filter(search_task::Column::Status.eq(TaskStatus::Failed.as_str()))
-        .order_by_asc(search_task::Column::RecordingId)
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::{Alias, Order};
+    let failed = || {
+        search_task::Entity::find()
+            .filter(search_task::Column::SearchId.eq(id))
+            .filter(search_task::Column::Status.eq(TaskStatus::Failed.as_str()))
+    };
+    let count = {
+        use sea_orm::PaginatorTrait;
+        failed().count(db).await?
+    };
+    if count == 0 {
+        return Ok((0, None));
+    }
+    let causes: Vec<(Option<String>, i64)> = failed()
+        .select_only()
+        .column(search_task::Column::Error)
+        .column_as(search_task::Column::Id.count(), "n")
+        .group_by(search_task::Column::Error)
+        .order_by(Expr::col(Alias::new("n")), Order::Desc)
+        .order_by_asc(search_task::Column::Error)
+        .into_tuple()
         .all(db)
         .await?;
-    let details: Vec<String> = failed
+    let shown: Vec<String> = causes
         .iter()
-        .map(|t| {
-            format!(
-                "recording {}: {}",
-                t.recording_id,
-                t.error.as_deref().unwrap_or("unknown error")
-            )
-        })
+        .take(SUMMARY_CAUSES as usize)
+        .map(|(error, n)| format!("{n} × {}", error.as_deref().unwrap_or("unknown error")))
         .collect();
-    let count = i32::try_from(failed.len()).unwrap_or(i32::MAX);
-    Ok((
-        count,
-        (count > 0).then(|| {
-            format!(
-                "{} recording(s) failed: {}",
-                failed.len(),
-                details.join("; ")
-            )
-        }),
-    ))
+    let others = causes.len().saturating_sub(SUMMARY_CAUSES as usize);
+    let mut message = format!("{count} recording(s) failed: {}", shown.join("; "));
+    if others > 0 {
+        message.push_str(&format!("; and {others} other cause(s)"));
+    }
+    Ok((i32::try_from(count).unwrap_or(i32::MAX), Some(message)))
 }

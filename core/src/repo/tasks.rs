@@ -243,6 +243,74 @@ pub async fn finish(
     Ok(Finished { counted, finalized })
 }
 
+/// Tops up a search's queue window: marks as queued (oldest first) as many of its not-yet-queued
+/// pending tasks as it takes to have `window` queued tasks that have not ended, and returns them
+/// for the caller to push. Concurrent callers never both claim a task (the mark is conditional);
+/// together they may overshoot the window by a task or two, which only shortens the wait.
+///
+/// # Errors
+/// The database error.
+pub async fn refill(
+    db: &impl ConnectionTrait,
+    search_id: i64,
+    window: u32,
+) -> Result<Vec<search_task::Model>, DbErr> {
+    use sea_orm::PaginatorTrait;
+    use sea_orm::sea_query::Query;
+    let open = [
+        TaskStatus::Pending.as_str(),
+        TaskStatus::Processing.as_str(),
+    ];
+    let queued = search_task::Entity::find()
+        .filter(search_task::Column::SearchId.eq(search_id))
+        .filter(search_task::Column::Status.is_in(open))
+        .filter(search_task::Column::EnqueuedAt.is_not_null())
+        .count(db)
+        .await?;
+    let wanted = u64::from(window).saturating_sub(queued);
+    if wanted == 0 {
+        return Ok(Vec::new());
+    }
+    let next = Query::select()
+        .column(search_task::Column::Id)
+        .from(search_task::Entity)
+        .and_where(search_task::Column::SearchId.eq(search_id))
+        .and_where(search_task::Column::Status.eq(TaskStatus::Pending.as_str()))
+        .and_where(search_task::Column::EnqueuedAt.is_null())
+        .order_by(search_task::Column::Id, sea_orm::Order::Asc)
+        .limit(wanted)
+        .to_owned();
+    let mut claimed = search_task::Entity::update_many()
+        .col_expr(search_task::Column::EnqueuedAt, Expr::value(Utc::now()))
+        .filter(search_task::Column::Id.in_subquery(next))
+        .filter(search_task::Column::EnqueuedAt.is_null())
+        .exec_with_returning(db)
+        .await?;
+    claimed.sort_by_key(|t| t.id);
+    Ok(claimed)
+}
+
+/// Gives back tasks claimed by [`refill`] whose jobs could not be pushed, so a later refill
+/// queues them.
+///
+/// # Errors
+/// The database error.
+pub async fn unclaim(db: &impl ConnectionTrait, task_ids: &[i64]) -> Result<(), DbErr> {
+    if task_ids.is_empty() {
+        return Ok(());
+    }
+    search_task::Entity::update_many()
+        .col_expr(
+            search_task::Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(search_task::Column::Id.is_in(task_ids.iter().copied()))
+        .filter(search_task::Column::Status.eq(TaskStatus::Pending.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Tasks still `processing` whose run started before `started_before` (their worker may have died).
 ///
 /// # Errors

@@ -25,6 +25,17 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 use tokio::sync::mpsc;
 
+/// The offsets (ms from the start of the recording) sampled at `fps` in `[from_ms, to_ms)`: a
+/// grid anchored at 0 (0, 1000/fps, …), so overlapping windows sample the same frames. The
+/// sampler plans exactly these (up to the file's last frame); estimates count them.
+pub fn grid_offsets(from_ms: i64, to_ms: i64, fps: f64) -> impl Iterator<Item = i64> {
+    let step_ms = 1000.0 / fps;
+    let first = (from_ms.max(0) as f64 / step_ms).ceil() as i64;
+    (first..)
+        .map(move |k| (k as f64 * step_ms).round() as i64)
+        .take_while(move |&offset| offset < to_ms)
+}
+
 /// A sample that could not be read. `Missing`, `Corrupt` and `Truncated` are permanent: retrying
 /// the same file cannot succeed.
 #[derive(Debug, thiserror::Error)]
@@ -208,14 +219,7 @@ impl Sampler {
         let snap = options.snap_to_keyframes
             || key_interval.is_some_and(|k| step_frames >= k as f64 - 0.5);
         let mut targets = BTreeSet::new();
-        let step_ms = 1000.0 / options.fps;
-        let first = (from_ms.max(0) as f64 / step_ms).ceil() as i64;
-        let mut k = first;
-        loop {
-            let offset_ms = (k as f64 * step_ms).round() as i64;
-            if offset_ms >= to_ms {
-                break;
-            }
+        for offset_ms in grid_offsets(from_ms, to_ms, options.fps) {
             let frame = ((offset_ms as f64) * video_fps / 1000.0).round() as i64;
             if frame >= last_frame {
                 break;
@@ -226,7 +230,6 @@ impl Sampler {
                 frame
             };
             targets.insert(frame);
-            k += 1;
         }
 
         Ok(Self {

@@ -100,6 +100,7 @@ pub async fn bus_search(db: &DatabaseConnection, city_id: i64) -> i64 {
             vehicle_type: Some(VehicleType::Bus),
             window: TimeRange::new(t0(), t0() + chrono::Duration::hours(12)).unwrap(),
             camera_ids: None,
+            estimate: None,
         },
     )
     .await

@@ -1,0 +1,119 @@
+//! Fair share between cities, with real PostgreSQL, Redis and `sentinela-worker` processes: city A
+//! submits a search of 2,000 short recordings, then city B one of 5; B completes within a bound
+//! while A is still running, because each search keeps at most `worker.queued_tasks_per_search`
+//! jobs on the queue (B's jobs wait behind at most that many of A's, not behind 2,000).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use sentinela_core::SearchStatus;
+use sentinela_core::jobs::SearchVehicle;
+use sentinela_core::repo::{cameras, recordings, searches};
+use sentinela_core::testing::{TestDb, redis_db};
+
+/// Registers `n` recordings of `file` (hard links, SECONDS long each) for a new city; returns it.
+async fn city_of(
+    test: &TestDb,
+    dir: &std::path::Path,
+    name: &str,
+    file: &std::path::Path,
+    n: usize,
+) -> i64 {
+    let city = sentinela_core::testing::city(&test.db, name).await;
+    let camera = cameras::create(
+        &test.db,
+        cameras::NewCamera {
+            city_id: city.id,
+            name: format!("{name}-cam"),
+            location: None,
+            latitude: None,
+            longitude: None,
+            mediamtx_path: None,
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..n {
+        let relative = format!("{name}-{i:04}.mp4");
+        std::fs::hard_link(file, dir.join(&relative)).unwrap();
+        let start = t0() + chrono::Duration::seconds(SECONDS * i as i64);
+        recordings::register(
+            &test.db,
+            recordings::NewRecording {
+                camera_id: camera.id,
+                city_id: city.id,
+                file_path: relative,
+                started_at: start,
+                ended_at: start + chrono::Duration::seconds(SECONDS),
+                size_bytes: 1,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    city.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_search_of_another_city_is_not_stuck_behind_a_big_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = TestDb::postgres().await;
+    let redis = redis_db(13);
+    let (bus, empty) = render_pair(dir.path());
+    let city_a = city_of(&test, dir.path(), "a", &empty, 2000).await;
+    let city_b = city_of(&test, dir.path(), "b", &bus, 5).await;
+    let _workers: Vec<_> = (0..2)
+        .map(|i| WorkerProcess::spawn(&test, &redis, dir.path(), i, &[]))
+        .collect();
+    let queue = queue(&test, &redis).await;
+
+    let big = bus_search(&test.db, city_a).await;
+    queue
+        .push_search(SearchVehicle { search_id: big })
+        .await
+        .unwrap();
+    // A is under way before B arrives.
+    let a = wait_for(&test.db, big, Duration::from_secs(60), |s| {
+        s.tasks_done >= 10
+    })
+    .await;
+    assert!(a.tasks_done >= 10, "A did not start: {a:?}");
+
+    let small = bus_search(&test.db, city_b).await;
+    let submitted = Instant::now();
+    queue
+        .push_search(SearchVehicle { search_id: small })
+        .await
+        .unwrap();
+    let b = wait_for(&test.db, small, Duration::from_secs(120), |s| {
+        s.status.is_final()
+    })
+    .await;
+    let waited = submitted.elapsed();
+    let a = searches::get(&test.db, big).await.unwrap().unwrap();
+    println!(
+        "B ({} tasks) completed in {:.1} s; A had {} of {} tasks done",
+        b.tasks_total,
+        waited.as_secs_f64(),
+        a.tasks_done + a.tasks_failed,
+        a.tasks_total
+    );
+    assert_eq!(b.status, SearchStatus::Completed, "{b:?}");
+    assert_eq!((b.tasks_total, b.tasks_done), (5, 5));
+    // The bound: B's jobs wait behind at most the window of A's queued jobs (8), each a 3-second
+    // recording; 30 s leaves room for a slow machine while 2,000 of A's jobs would take minutes.
+    assert!(
+        waited < Duration::from_secs(30),
+        "B took {waited:?} behind A's search"
+    );
+    assert_eq!(
+        a.status,
+        SearchStatus::Processing,
+        "A is still running when B is done: {a:?}"
+    );
+    assert!(a.tasks_done + a.tasks_failed < a.tasks_total);
+    searches::cancel(&test.db, big).await.unwrap();
+    test.cleanup().await;
+}
