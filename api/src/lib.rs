@@ -104,6 +104,8 @@ pub struct SearchBounds {
     pub max_frames: u64,
     /// Searches in flight per city.
     pub max_in_flight: u32,
+    /// Detector calls per city per UTC day (unless the city says otherwise); `None` = no budget.
+    pub daily_budget: Option<i64>,
 }
 
 impl AppState {
@@ -125,6 +127,10 @@ impl AppState {
                 max_recordings: settings.api.max_search_recordings,
                 max_frames: settings.api.max_search_frames,
                 max_in_flight: settings.api.max_searches_in_flight,
+                daily_budget: settings
+                    .detector
+                    .daily_calls_per_city
+                    .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
             },
         }
     }
@@ -296,6 +302,7 @@ async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> any
         &settings.api.metrics_bind,
         queue.clone(),
         db.clone(),
+        settings.detector.daily_calls_per_city,
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         },

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{Duration as Span, TimeZone, Utc};
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use poem::listener::Acceptor;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
@@ -687,6 +687,51 @@ async fn the_auth_matrix_holds() {
     app.finish().await;
 }
 
+/// A new city key for `city` (its own, so a test's quotas and revocations touch nothing else).
+async fn city_key(app: &TestApp, name: &str, city: i64) -> (i64, String) {
+    let (status, key) = app
+        .call(
+            "POST",
+            "/api/v1/api-keys",
+            Some(ADMIN),
+            Some(json!({"name": name, "user_id": name, "city_id": city})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    (
+        key["key"]["id"].as_i64().unwrap(),
+        key["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A bus search of city A created straight in the database, not queued: it stays pending.
+async fn pending_search(app: &TestApp, minutes: i64) -> entity::vehicle_search::Model {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    sentinela_core::repo::searches::create(
+        &app.test.db,
+        sentinela_core::repo::searches::NewSearch {
+            city_id: app.city_a,
+            user_id: None,
+            plate: None,
+            color: None,
+            vehicle_type: Some(sentinela_core::domain::VehicleType::parse("bus").unwrap()),
+            window: sentinela_core::domain::TimeRange::new(t0, t0 + Span::minutes(minutes))
+                .unwrap(),
+            camera_ids: None,
+            estimate: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Sets city A's own search limits.
+async fn limit_city_a(app: &TestApp, limits: sentinela_core::repo::cities::SearchLimits) {
+    sentinela_core::repo::cities::set_search_limits(&app.test.db, app.city_a, limits)
+        .await
+        .unwrap();
+}
+
 /// Registers a recording as `key` and answers (status, body).
 async fn register(app: &TestApp, key: &str, camera: i64, path: &str, minute: u32) -> (u16, Value) {
     let start = Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap();
@@ -996,31 +1041,8 @@ async fn the_body_limit_holds_whatever_the_framing() {
 async fn progress_streams_are_capped_per_key_and_end_on_revocation() {
     let app = spawn_app(None).await;
     // A city key of its own, and a search that stays pending (not queued).
-    let (_, key) = app
-        .call(
-            "POST",
-            "/api/v1/api-keys",
-            Some(ADMIN),
-            Some(json!({"name": "stream", "user_id": "s", "city_id": app.city_a})),
-        )
-        .await;
-    let secret = key["secret"].as_str().unwrap().to_owned();
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
-    let search = sentinela_core::repo::searches::create(
-        &app.test.db,
-        sentinela_core::repo::searches::NewSearch {
-            city_id: app.city_a,
-            user_id: None,
-            plate: None,
-            color: None,
-            vehicle_type: Some(sentinela_core::domain::VehicleType::parse("bus").unwrap()),
-            window: sentinela_core::domain::TimeRange::new(t0, t0 + Span::minutes(5)).unwrap(),
-            camera_ids: None,
-            estimate: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (key_id, secret) = city_key(&app, "stream", app.city_a).await;
+    let search = pending_search(&app, 5).await;
     let url = format!("{}/api/v1/searches/{}/events", app.base, search.id);
     let mut open = Vec::new();
     for _ in 0..4 {
@@ -1079,7 +1101,7 @@ async fn progress_streams_are_capped_per_key_and_end_on_revocation() {
     let (status, _) = app
         .call(
             "POST",
-            &format!("/api/v1/api-keys/{}/revoke", key["key"]["id"]),
+            &format!("/api/v1/api-keys/{key_id}/revoke"),
             Some(ADMIN),
             None,
         )
@@ -1278,16 +1300,14 @@ async fn the_estimate_matches_what_the_search_then_does() {
 async fn searches_over_a_cap_or_a_quota_are_refused_with_what_to_do() {
     let app = spawn_app(None).await;
     // A frames cap below the search's 12 frames: 422 with the estimate, the cap and a hint.
-    sentinela_core::repo::cities::set_search_limits(
-        &app.test.db,
-        app.city_a,
+    limit_city_a(
+        &app,
         sentinela_core::repo::cities::SearchLimits {
             max_search_frames: Some(5),
             ..Default::default()
         },
     )
-    .await
-    .unwrap();
+    .await;
     let (status, answer) = app
         .call(
             "POST",
@@ -1320,35 +1340,18 @@ async fn searches_over_a_cap_or_a_quota_are_refused_with_what_to_do() {
     assert_eq!(list["total"], 0, "nothing was created");
 
     // One search in flight allowed: the second is 429 with Retry-After.
-    sentinela_core::repo::cities::set_search_limits(
-        &app.test.db,
-        app.city_a,
+    limit_city_a(
+        &app,
         sentinela_core::repo::cities::SearchLimits {
             max_searches_in_flight: Some(1),
             ..Default::default()
         },
     )
-    .await
-    .unwrap();
+    .await;
     // The first search is created straight in the database, not queued: it stays pending and
     // holds the city's only place.
     let body = app.bus_search();
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
-    sentinela_core::repo::searches::create(
-        &app.test.db,
-        sentinela_core::repo::searches::NewSearch {
-            city_id: app.city_a,
-            user_id: None,
-            plate: None,
-            color: None,
-            vehicle_type: Some(sentinela_core::domain::VehicleType::parse("bus").unwrap()),
-            window: sentinela_core::domain::TimeRange::new(t0, t0 + Span::minutes(5)).unwrap(),
-            camera_ids: None,
-            estimate: None,
-        },
-    )
-    .await
-    .unwrap();
+    pending_search(&app, 5).await;
     let resp = app
         .client
         .post(format!("{}/api/v1/searches", app.base))
@@ -1361,6 +1364,39 @@ async fn searches_over_a_cap_or_a_quota_are_refused_with_what_to_do() {
     assert_eq!(resp.headers()["retry-after"], "30");
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(answer["code"], "too_many_requests", "{answer}");
+    // A daily detector budget below what the search expects: 429 until 00:00 UTC.
+    limit_city_a(
+        &app,
+        sentinela_core::repo::cities::SearchLimits {
+            daily_detector_calls: Some(5),
+            max_searches_in_flight: Some(100),
+            ..Default::default()
+        },
+    )
+    .await;
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/searches", app.base))
+        .bearer_auth(&app.key_a)
+        .json(&app.bus_search())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    let answer: Value = resp.json().await.unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("of its 5 detector calls"),
+        "{answer}"
+    );
     // Another city is not held by city A's quota.
     let mut other = app.bus_search();
     other["city_id"] = json!(app.city_b);
@@ -1374,15 +1410,7 @@ async fn searches_over_a_cap_or_a_quota_are_refused_with_what_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_its_request_quota_gets_429_with_rate_limit_headers() {
     let app = spawn_app(None).await;
-    let (_, key) = app
-        .call(
-            "POST",
-            "/api/v1/api-keys",
-            Some(ADMIN),
-            Some(json!({"name": "busy", "user_id": "b", "city_id": app.city_a})),
-        )
-        .await;
-    let secret = key["secret"].as_str().unwrap().to_owned();
+    let (_, secret) = city_key(&app, "busy", app.city_a).await;
     // 600 a minute by default; 1,300 requests land in at most two or three windows, so one of
     // them goes over.
     let mut refused = None;
@@ -1415,5 +1443,98 @@ async fn a_key_over_its_request_quota_gets_429_with_rate_limit_headers() {
     // Other keys are not affected.
     let (status, _) = app.call("GET", "/api/v1/cities", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trajectory_of_10000_points_pages_without_duplicates_or_gaps() {
+    use sea_orm::TransactionTrait;
+    use sentinela_core::repo::points;
+    let app = spawn_app(None).await;
+    let cam_b = cameras::create(
+        &app.test.db,
+        cameras::NewCamera {
+            city_id: app.city_a,
+            name: "cam-b".into(),
+            location: None,
+            latitude: None,
+            longitude: None,
+            mediamtx_path: None,
+        },
+    )
+    .await
+    .unwrap();
+    let recording = recordings::find_by_path(&app.test.db, "bus.mp4")
+        .await
+        .unwrap()
+        .unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    let search = pending_search(&app, 120).await;
+    // 5,000 instants seen by both cameras: equal timestamps exercise the cursor's tie-break.
+    let txn = app.test.db.begin().await.unwrap();
+    for i in 0..5000i64 {
+        for camera in [app.camera_a, cam_b.id] {
+            points::insert_idempotent(
+                &txn,
+                points::NewPoint {
+                    search_id: search.id,
+                    camera_id: camera,
+                    recording_id: recording.id,
+                    timestamp: t0 + Span::milliseconds(1000 * i + 250),
+                    confidence: 0.9,
+                    label: "bus".into(),
+                    color: Some("red".into()),
+                    plate_text: None,
+                    plate_score: None,
+                    bbox: json!({}),
+                    image_path: None,
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+    txn.commit().await.unwrap();
+
+    let base = format!("/api/v1/searches/{}/trajectory?limit=777", search.id);
+    let (mut seen, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{base}&cursor={c}"),
+            None => base.clone(),
+        };
+        let (status, page) = app.call("GET", &path, Some(&app.key_a), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        let visited = page["cameras_visited"].as_array().unwrap();
+        assert_eq!(visited.len(), 2, "every page carries every camera");
+        assert!(visited.iter().all(|v| v["sightings"] == 5000));
+        for p in page["points"].as_array().unwrap() {
+            seen.push((
+                p["timestamp"].as_str().unwrap().to_owned(),
+                p["camera_id"].as_i64().unwrap(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages < 100, "runaway paging");
+    }
+    assert_eq!(pages, 13, "10,000 / 777 rounded up");
+    assert_eq!(seen.len(), 10_000, "no gap");
+    let parsed: Vec<(DateTime<Utc>, i64)> =
+        seen.iter().map(|(t, c)| (t.parse().unwrap(), *c)).collect();
+    assert!(
+        parsed.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing (time, camera): no duplicate, in order"
+    );
+    let (status, answer) = app
+        .call("GET", &format!("{base}&cursor=x_y"), Some(&app.key_a), None)
+        .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor"))
+    );
     app.finish().await;
 }

@@ -125,6 +125,13 @@ pub fn http_method(method: &str) -> &'static str {
         .unwrap_or("OTHER")
 }
 
+/// `{city_id}`: bounded by the cities an administrator created.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CityLabels {
+    /// City id.
+    pub city_id: String,
+}
+
 /// `{status}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
@@ -171,6 +178,14 @@ pub struct Metrics {
     pub searches: Family<StatusLabels, Gauge>,
     /// `vms_search_oldest_processing_age_seconds` (read when scraped; 0 when none).
     pub oldest_processing: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `vms_city_detector_calls_total{city_id}`: calls the city's searches made (workers).
+    pub city_calls: Family<CityLabels, Counter>,
+    /// `vms_city_detector_cost_usd_total{city_id}`: their price (workers).
+    pub city_cost: Family<CityLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// `vms_city_detector_calls_today{city_id}` (read when scraped).
+    pub city_calls_today: Family<CityLabels, Gauge>,
+    /// `vms_city_daily_detector_budget_calls{city_id}` (read when scraped; cities with a budget).
+    pub city_budget: Family<CityLabels, Gauge>,
     /// `vms_http_requests_total{method,route,status}` (the API).
     pub http_requests: Family<HttpLabels, Counter>,
     /// `vms_http_request_duration_seconds{method,route}` (the API).
@@ -205,6 +220,10 @@ impl Metrics {
             queue_jobs: Family::default(),
             searches: Family::default(),
             oldest_processing: Gauge::default(),
+            city_calls: Family::default(),
+            city_cost: Family::default(),
+            city_calls_today: Family::default(),
+            city_budget: Family::default(),
             http_requests: Family::default(),
             http_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -302,6 +321,26 @@ impl Metrics {
             m.oldest_processing.clone(),
         );
         r.register(
+            "vms_city_detector_calls",
+            "Detector calls made by a city's searches, by city",
+            m.city_calls.clone(),
+        );
+        r.register(
+            "vms_city_detector_cost_usd",
+            "Price of the detector calls made by a city's searches in US dollars, by city",
+            m.city_cost.clone(),
+        );
+        r.register(
+            "vms_city_detector_calls_today",
+            "Detector calls a city's searches made since 00:00 UTC (read from the database when scraped)",
+            m.city_calls_today.clone(),
+        );
+        r.register(
+            "vms_city_daily_detector_budget_calls",
+            "A city's daily detector budget, for cities that have one (read when scraped)",
+            m.city_budget.clone(),
+        );
+        r.register(
             "vms_http_requests",
             "HTTP requests answered by the API, by method, route template and status",
             m.http_requests.clone(),
@@ -312,6 +351,22 @@ impl Metrics {
             m.http_latency.clone(),
         );
         Self { registry: r, ..m }
+    }
+
+    /// Counts the detector calls of a finished task against its city, with their price.
+    pub fn city_detector_calls(&self, city_id: i64, calls: i64, price_per_call: f64) {
+        if calls <= 0 {
+            return;
+        }
+        let labels = CityLabels {
+            city_id: city_id.to_string(),
+        };
+        self.city_calls
+            .get_or_create(&labels)
+            .inc_by(calls.unsigned_abs());
+        self.city_cost
+            .get_or_create(&labels)
+            .inc_by(calls as f64 * price_per_call);
     }
 
     /// Counts one HTTP request (labels as in [`HttpLabels`]) and its latency.
@@ -435,9 +490,10 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 }
 
 /// Reads the gauges that describe shared state: queue depth by queue and state, searches by
-/// status and the age of the oldest processing search. A backend that does not answer leaves the
+/// status, the age of the oldest processing search, and each city's detector calls today and
+/// daily budget (`daily_budget_default` for cities without their own). A backend that does not answer leaves the
 /// previous values and is logged.
-pub async fn refresh(queue: &JobQueue, db: &DatabaseConnection) {
+pub async fn refresh(queue: &JobQueue, db: &DatabaseConnection, daily_budget_default: Option<u64>) {
     let m = global();
     match queue.depth().await {
         Ok(depths) => {
@@ -469,6 +525,7 @@ pub async fn refresh(queue: &JobQueue, db: &DatabaseConnection) {
                 "completed_with_errors",
                 "failed",
                 "cancelled",
+                "budget_exhausted",
             ] {
                 let n = by_status
                     .iter()
@@ -483,6 +540,21 @@ pub async fn refresh(queue: &JobQueue, db: &DatabaseConnection) {
             m.oldest_processing.set(oldest);
         }
         Err(e) => tracing::warn!(error = %e, "search counts unavailable for /metrics"),
+    }
+    let default = daily_budget_default.and_then(|b| i64::try_from(b).ok());
+    match crate::repo::usage::all_on(db, chrono::Utc::now(), default).await {
+        Ok(cities) => {
+            for (city_id, calls, budget) in cities {
+                let labels = CityLabels {
+                    city_id: city_id.to_string(),
+                };
+                m.city_calls_today.get_or_create(&labels).set(calls);
+                if let Some(budget) = budget {
+                    m.city_budget.get_or_create(&labels).set(budget);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "city usage unavailable for /metrics"),
     }
 }
 

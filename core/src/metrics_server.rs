@@ -21,11 +21,12 @@ use crate::queue::JobQueue;
 struct Scrape {
     queue: JobQueue,
     db: DatabaseConnection,
+    daily_budget_default: Option<u64>,
 }
 
 #[handler]
 async fn render(request: &Request, scrape: Data<&Scrape>) -> Response {
-    metrics::refresh(&scrape.queue, &scrape.db).await;
+    metrics::refresh(&scrape.queue, &scrape.db, scrape.daily_budget_default).await;
     let body = metrics::global().encode();
     let openmetrics = request
         .headers()
@@ -50,6 +51,7 @@ fn live() -> &'static str {
 
 /// Binds `bind` now (so a taken port is reported at start-up, naming `METRICS_BIND`) and serves
 /// `/metrics` until `shutdown` resolves. Returns the bound address and the serving task.
+/// `daily_budget_default` is `detector.daily_calls_per_city` (for the per-city budget gauges).
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -57,6 +59,7 @@ pub async fn start(
     bind: &str,
     queue: JobQueue,
     db: DatabaseConnection,
+    daily_budget_default: Option<u64>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let acceptor = TcpListener::bind(bind.to_owned())
@@ -71,7 +74,11 @@ pub async fn start(
     let app = Route::new()
         .at("/metrics", get(render))
         .at("/health/live", get(live))
-        .data(Scrape { queue, db });
+        .data(Scrape {
+            queue,
+            db,
+            daily_budget_default,
+        });
     let task = tokio::spawn(async move {
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(5)))

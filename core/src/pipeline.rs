@@ -37,6 +37,9 @@ pub struct Analyzer {
     pub recordings_dir: PathBuf,
     /// Where snapshots are written.
     pub snapshot_dir: PathBuf,
+    /// Snapshot bytes a city's stored searches may hold unless the city says otherwise
+    /// (`storage.max_snapshot_bytes_per_city`); `None` = no budget.
+    pub snapshot_budget: Option<u64>,
 }
 
 /// One task: a recording, the part of it to analyse, and what to look for.
@@ -57,6 +60,8 @@ pub struct TaskInput {
 /// What a task did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TaskReport {
+    /// Sightings kept without a snapshot because the city's snapshot budget was full.
+    pub snapshots_skipped: i64,
     /// Frames sampled and analysed (by the detector, the cache or the gate).
     pub frames_analyzed: i64,
     /// Calls made to the detector.
@@ -149,6 +154,7 @@ impl Analyzer {
         let from_ms = (input.window.start() - started).num_milliseconds();
         let to_ms = (input.window.end() - started).num_milliseconds();
         let cache = frames::all_for_recording(&self.db, input.recording.id, provider).await?;
+        let mut snapshots = self.snapshot_room(input.recording.city_id).await?;
         let wants_text = input.criteria.wants_text();
         let options = SamplerOptions {
             fps: self.sampler.fps,
@@ -236,30 +242,66 @@ impl Analyzer {
 
             if let Some(found) = input.criteria.best_match(&analysis) {
                 report.matches += 1;
-                let bytes = match encoded {
-                    Some(bytes) => bytes,
-                    None => self.encode(&frame.image).await?,
-                };
-                let image_path = self.save_snapshot(input, &frame, bytes).await?;
-                let inserted = points::insert_idempotent(
+                let timestamp = started + Duration::milliseconds(frame.offset_ms);
+                // One sighting per camera per interval: the most confident one.
+                let (from, to) = sighting_interval(timestamp, self.sampler.sighting_interval_secs);
+                let best = points::best_between(
                     &self.db,
-                    points::NewPoint {
-                        search_id: input.search_id,
-                        camera_id: input.recording.camera_id,
-                        recording_id: input.recording.id,
-                        timestamp: started + Duration::milliseconds(frame.offset_ms),
-                        confidence: found.vehicle.confidence,
-                        label: found.vehicle.kind.as_str().to_owned(),
-                        color: found.color.map(|c| c.as_str().to_owned()),
-                        plate_text: found.plate.as_ref().map(|p| p.candidate.clone()),
-                        plate_score: found.plate.as_ref().map(|p| p.score),
-                        bbox: serde_json::to_value(found.vehicle.bbox)
-                            .map_err(|e| AnalyzeError::Transient(e.into()))?,
-                        image_path: Some(image_path),
-                    },
+                    input.search_id,
+                    input.recording.camera_id,
+                    from,
+                    to,
                 )
                 .await?;
-                report.points_inserted += i64::from(inserted);
+                if best
+                    .as_ref()
+                    .is_some_and(|b| b.confidence >= found.vehicle.confidence)
+                {
+                    last = Some(analysis);
+                    continue;
+                }
+                let image_path = if snapshots.allows() {
+                    let bytes = match encoded {
+                        Some(bytes) => bytes,
+                        None => self.encode(&frame.image).await?,
+                    };
+                    let size = bytes.len() as i64;
+                    let (name, new_file) = self.save_snapshot(input, &frame, bytes).await?;
+                    if new_file {
+                        snapshots.spent(size);
+                        searches::count_snapshot(&self.db, input.search_id, Some(size)).await?;
+                    }
+                    Some(name)
+                } else {
+                    report.snapshots_skipped += 1;
+                    searches::count_snapshot(&self.db, input.search_id, None).await?;
+                    None
+                };
+                let point = points::NewPoint {
+                    search_id: input.search_id,
+                    camera_id: input.recording.camera_id,
+                    recording_id: input.recording.id,
+                    timestamp,
+                    confidence: found.vehicle.confidence,
+                    label: found.vehicle.kind.as_str().to_owned(),
+                    color: found.color.map(|c| c.as_str().to_owned()),
+                    plate_text: found.plate.as_ref().map(|p| p.candidate.clone()),
+                    plate_score: found.plate.as_ref().map(|p| p.score),
+                    bbox: serde_json::to_value(found.vehicle.bbox)
+                        .map_err(|e| AnalyzeError::Transient(e.into()))?,
+                    image_path,
+                };
+                match best {
+                    // A better sighting of the same interval replaces the one stored.
+                    Some(worse) => {
+                        points::replace(&self.db, worse.id, point).await?;
+                        self.forget_snapshot(worse.image_path.as_deref()).await;
+                    }
+                    None => {
+                        let inserted = points::insert_idempotent(&self.db, point).await?;
+                        report.points_inserted += i64::from(inserted);
+                    }
+                }
             }
             last = Some(analysis);
         }
@@ -267,9 +309,12 @@ impl Analyzer {
     }
 
     async fn cancelled(&self, search_id: i64) -> Result<bool, AnalyzeError> {
-        Ok(searches::get(&self.db, search_id)
-            .await?
-            .is_none_or(|s| s.status == SearchStatus::Cancelled))
+        Ok(searches::get(&self.db, search_id).await?.is_none_or(|s| {
+            matches!(
+                s.status,
+                SearchStatus::Cancelled | SearchStatus::BudgetExhausted
+            )
+        }))
     }
 
     async fn store(
@@ -304,18 +349,20 @@ impl Analyzer {
     }
 
     /// Writes the snapshot as `<search>/<recording>-<offset>.jpg` under the snapshot directory
-    /// (atomically, so a reader never sees half a file) and returns that relative name.
+    /// (atomically, so a reader never sees half a file) and returns that relative name and
+    /// whether the file is new (a re-run task rewrites the same file, which is not counted twice).
     async fn save_snapshot(
         &self,
         input: &TaskInput,
         frame: &SampledFrame,
         bytes: Vec<u8>,
-    ) -> Result<String, AnalyzeError> {
+    ) -> Result<(String, bool), AnalyzeError> {
         let name = format!(
             "{}/{}-{}.jpg",
             input.search_id, input.recording.id, frame.offset_ms
         );
         let path = self.snapshot_dir.join(&name);
+        let new_file = !tokio::fs::try_exists(&path).await.unwrap_or(false);
         let tmp = path.with_extension("jpg.tmp");
         let write = async {
             if let Some(dir) = path.parent() {
@@ -330,8 +377,66 @@ impl Analyzer {
                     .context(format!("failed to write snapshot {}", path.display())),
             )
         })?;
-        Ok(name)
+        Ok((name, new_file))
     }
+
+    /// Removes the snapshot of a sighting that a better one replaced (confined to the snapshot
+    /// directory; a file that cannot be removed is left for search cleanup).
+    async fn forget_snapshot(&self, name: Option<&str>) {
+        let Some(name) = name else { return };
+        if let Ok(root) = crate::files::Root::open(&self.snapshot_dir)
+            && let Ok(path) = root.resolve(name)
+        {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+    }
+
+    /// The room left in the city's snapshot budget, read once per task.
+    async fn snapshot_room(&self, city_id: i64) -> Result<SnapshotRoom, AnalyzeError> {
+        let own = crate::repo::cities::get(&self.db, city_id)
+            .await?
+            .and_then(|c| c.max_snapshot_bytes);
+        let budget = own.or_else(|| {
+            self.snapshot_budget
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
+        });
+        Ok(match budget {
+            None => SnapshotRoom { left: None },
+            Some(budget) => SnapshotRoom {
+                left: Some(budget - searches::city_snapshot_bytes(&self.db, city_id).await?),
+            },
+        })
+    }
+}
+
+/// What is left of a city's snapshot budget during one task. Concurrent tasks of the city each
+/// start from the stored total, so together they may go over by a few snapshots.
+struct SnapshotRoom {
+    /// Bytes left; `None` without a budget.
+    left: Option<i64>,
+}
+
+impl SnapshotRoom {
+    fn allows(&self) -> bool {
+        self.left.is_none_or(|left| left > 0)
+    }
+
+    fn spent(&mut self, bytes: i64) {
+        if let Some(left) = &mut self.left {
+            *left -= bytes;
+        }
+    }
+}
+
+/// The interval of the sighting grid (anchored at 00:00 UTC) that `at` falls in.
+fn sighting_interval(
+    at: chrono::DateTime<chrono::Utc>,
+    seconds: f64,
+) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let step = ((seconds * 1000.0).round() as i64).max(1);
+    let start_ms = at.timestamp_millis().div_euclid(step) * step;
+    let start = chrono::DateTime::from_timestamp_millis(start_ms).unwrap_or(at);
+    (start, start + Duration::milliseconds(step))
 }
 
 /// Runs the gate off the async runtime; hands the gate back for the next frame.

@@ -140,6 +140,9 @@ pub struct SamplerSettings {
     pub max_dimension: i32,
     /// Mean absolute grey-level difference (0–255) under which a frame counts as unchanged.
     pub gate_threshold: f64,
+    /// Consecutive sightings on one camera are thinned to one per this many seconds (the most
+    /// confident), on a grid anchored at 00:00 UTC.
+    pub sighting_interval_secs: f64,
 }
 
 /// Detector settings.
@@ -158,6 +161,9 @@ pub struct DetectorSettings {
     /// Price of one detector call in US dollars, for estimates; unset = the provider's list price
     /// (Rekognition US$0.001 per image, the local model free).
     pub price_per_call_usd: Option<f64>,
+    /// Detector calls each city's searches may make per UTC day, unless the city says otherwise;
+    /// unset = no budget.
+    pub daily_calls_per_city: Option<u64>,
 }
 
 impl DetectorSettings {
@@ -177,6 +183,9 @@ pub struct StorageSettings {
     pub recordings_dir: PathBuf,
     /// Matched-frame JPEGs (`SNAPSHOT_DIR`).
     pub snapshot_dir: PathBuf,
+    /// Bytes of snapshots each city's stored searches may hold, unless the city says otherwise;
+    /// unset = no budget. Past it, sightings are stored without a snapshot.
+    pub max_snapshot_bytes_per_city: Option<u64>,
 }
 
 /// A setting that cannot be used, naming the variable (or key) and the reason.
@@ -314,6 +323,7 @@ impl Settings {
             .set_default("sampler.jpeg_quality", 85)?
             .set_default("sampler.max_dimension", 1280)?
             .set_default("sampler.gate_threshold", 2.0)?
+            .set_default("sampler.sighting_interval_secs", 1.0)?
             .set_default("detector.provider", "local")?
             .set_default("detector.max_in_flight", 8)?
             .set_default("detector.model_path", "models/nanodet_m_416.onnx")?
@@ -411,6 +421,17 @@ impl Settings {
                 format!(
                     "{} must be longer than worker.job_timeout_secs ({}), or live tasks would be re-run",
                     self.scheduler.task_lease_secs, self.worker.job_timeout_secs
+                ),
+            );
+        }
+        if !(self.sampler.sighting_interval_secs > 0.0
+            && self.sampler.sighting_interval_secs <= 3600.0)
+        {
+            return invalid(
+                "sampler.sighting_interval_secs",
+                format!(
+                    "{} is out of range (0 < seconds ≤ 3600)",
+                    self.sampler.sighting_interval_secs
                 ),
             );
         }

@@ -69,9 +69,11 @@ async fn setup(file: Option<&[u8]>) -> Setup {
             jpeg_quality: 85,
             max_dimension: 1280,
             gate_threshold: 6.0,
+            sighting_interval_secs: 1.0,
         },
         recordings_dir: dir.path().to_owned(),
         snapshot_dir: dir.path().join("snapshots"),
+        snapshot_budget: None,
     };
     Setup {
         test,
@@ -199,4 +201,121 @@ async fn a_corrupt_recording_is_a_permanent_failure_naming_the_file() {
         other => panic!("expected a permanent failure, got {other:?}"),
     }
     s.test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sightings_are_thinned_to_the_best_per_interval_and_snapshots_keep_to_the_city_budget() {
+    let mut s = setup(None).await;
+    let dir_of = |search: i64| s_dir(&s.analyzer.snapshot_dir, search);
+    // Every second: the bus at 3, 4, 5 and 6 s, each with its own snapshot.
+    let every = task(&s, onibus_vermelho()).await;
+    s.analyzer.analyze(&every).await.unwrap();
+    let reference = points::list_for_search(&s.test.db, every.search_id)
+        .await
+        .unwrap();
+    assert_eq!(reference.len(), 4);
+    let row = searches::get(&s.test.db, every.search_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let on_disk: u64 = jpegs(&dir_of(every.search_id))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(
+        row.snapshot_bytes as u64, on_disk,
+        "the search counts its bytes"
+    );
+    assert_eq!(row.snapshots_skipped, 0);
+
+    // One sighting per 4 s (the grid starts at 08:00:00): [0, 4) keeps the 3-s sighting, [4, 8)
+    // the most confident of 4, 5 and 6 s; replaced snapshots are removed.
+    s.analyzer.sampler.sighting_interval_secs = 4.0;
+    let thinned = task(&s, onibus_vermelho()).await;
+    s.analyzer.analyze(&thinned).await.unwrap();
+    let kept = points::list_for_search(&s.test.db, thinned.search_id)
+        .await
+        .unwrap();
+    let best_late = reference[1..]
+        .iter()
+        .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+        .unwrap();
+    let summary: Vec<(i64, f64)> = kept
+        .iter()
+        .map(|p| {
+            (
+                (p.timestamp - s.recording.started_at).num_seconds(),
+                p.confidence,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (3, reference[0].confidence),
+            (
+                (best_late.timestamp - s.recording.started_at).num_seconds(),
+                best_late.confidence
+            )
+        ]
+    );
+    assert_eq!(
+        jpegs(&dir_of(thinned.search_id)).len(),
+        2,
+        "one snapshot per kept sighting"
+    );
+    // Again (a retried task): the same two sightings.
+    s.analyzer.analyze(&thinned).await.unwrap();
+    assert_eq!(
+        points::list_for_search(&s.test.db, thinned.search_id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A city snapshot budget already used up: sightings are stored, snapshots are not, and the
+    // search says how many it skipped.
+    s.analyzer.sampler.sighting_interval_secs = 1.0;
+    sentinela_core::repo::cities::set_search_limits(
+        &s.test.db,
+        s.city_id,
+        sentinela_core::repo::cities::SearchLimits {
+            max_snapshot_bytes: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let full = task(&s, onibus_vermelho()).await;
+    let report = s.analyzer.analyze(&full).await.unwrap();
+    assert_eq!(report.snapshots_skipped, 4, "{report:?}");
+    let stored = points::list_for_search(&s.test.db, full.search_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 4, "every sighting is kept");
+    assert!(stored.iter().all(|p| p.image_path.is_none()));
+    assert!(jpegs(&dir_of(full.search_id)).is_empty());
+    let row = searches::get(&s.test.db, full.search_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.snapshots_skipped, row.snapshot_bytes), (4, 0));
+    s.test.cleanup().await;
+}
+
+fn s_dir(snapshots: &Path, search: i64) -> std::path::PathBuf {
+    snapshots.join(search.to_string())
+}
+
+fn jpegs(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+                .collect()
+        })
+        .unwrap_or_default()
 }

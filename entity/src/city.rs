@@ -23,6 +23,10 @@ pub struct Model {
     pub max_search_frames: Option<i64>,
     /// Searches pending or processing at once; `None` uses the global default.
     pub max_searches_in_flight: Option<i32>,
+    /// Detector calls its searches may make per UTC day; `None` uses the global default.
+    pub daily_detector_calls: Option<i64>,
+    /// Bytes of snapshots its stored searches may hold; `None` uses the global default.
+    pub max_snapshot_bytes: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

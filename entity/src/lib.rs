@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`city`]: a city and its recording retention policy.
+//! - [`city_usage`]: detector calls per city and UTC day (the daily budget).
 //! - [`camera`]: a camera of a city, with its MediaMTX path.
 //! - [`recording`]: one recorded segment of a camera (a file with a start and an end).
 //! - [`vehicle_search`]: an operator's search and its progress counters.
@@ -22,6 +23,7 @@
 pub mod api_key;
 pub mod camera;
 pub mod city;
+pub mod city_usage;
 pub mod frame_analysis;
 pub mod recording;
 pub mod search_task;

@@ -4,7 +4,8 @@ use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a vehicle search: pending → processing → completed | completed_with_errors |
-/// failed | cancelled.
+/// failed | cancelled | budget_exhausted (the city's daily detector budget ran out mid-search; what
+/// it found is kept).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
@@ -23,6 +24,8 @@ pub enum SearchStatus {
     Failed,
     #[sea_orm(string_value = "cancelled")]
     Cancelled,
+    #[sea_orm(string_value = "budget_exhausted")]
+    BudgetExhausted,
 }
 
 impl SearchStatus {
@@ -30,7 +33,11 @@ impl SearchStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::CompletedWithErrors | Self::Failed | Self::Cancelled
+            Self::Completed
+                | Self::CompletedWithErrors
+                | Self::Failed
+                | Self::Cancelled
+                | Self::BudgetExhausted
         )
     }
 
@@ -43,6 +50,7 @@ impl SearchStatus {
             Self::CompletedWithErrors => "completed_with_errors",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::BudgetExhausted => "budget_exhausted",
         }
     }
 }

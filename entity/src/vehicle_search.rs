@@ -40,6 +40,10 @@ pub struct Model {
     /// calls, cost), as JSON.
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub estimate: Option<Json>,
+    /// Bytes of the snapshots written for it (its share of the city's snapshot budget).
+    pub snapshot_bytes: i64,
+    /// Sightings stored without a snapshot because the city's snapshot budget was full.
+    pub snapshots_skipped: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
-//! Bounds on searches: per-city overrides of the search caps and the in-flight quota, the
-//! estimate stored with each search, and when each task was put on the queue (tasks are queued
-//! a few at a time per search, so cities share the workers).
+//! Bounds on searches: per-city overrides of the search caps, the in-flight quota, the daily
+//! detector budget and the snapshot disk budget, each search's snapshot bytes, the detector calls each city made per day, the estimate stored with each
+//! search, and when each task was put on the queue (tasks are queued a few at a time per search,
+//! so cities share the workers).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -18,12 +19,24 @@ enum City {
     MaxSearchRecordings,
     MaxSearchFrames,
     MaxSearchesInFlight,
+    DailyDetectorCalls,
+    MaxSnapshotBytes,
+}
+
+#[derive(DeriveIden)]
+enum CityUsage {
+    Table,
+    CityId,
+    Day,
+    DetectorCalls,
 }
 
 #[derive(DeriveIden)]
 enum VehicleSearch {
     Table,
     Estimate,
+    SnapshotBytes,
+    SnapshotsSkipped,
 }
 
 #[derive(DeriveIden)]
@@ -42,6 +55,8 @@ impl MigrationTrait for Migration {
             big_integer_null(City::MaxSearchRecordings),
             big_integer_null(City::MaxSearchFrames),
             integer_null(City::MaxSearchesInFlight),
+            big_integer_null(City::DailyDetectorCalls),
+            big_integer_null(City::MaxSnapshotBytes),
         ] {
             let mut column = column;
             manager
@@ -53,14 +68,24 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(VehicleSearch::Table)
-                    .add_column(json_binary_null(VehicleSearch::Estimate))
-                    .to_owned(),
-            )
-            .await?;
+        for mut column in [
+            json_binary_null(VehicleSearch::Estimate),
+            big_integer(VehicleSearch::SnapshotBytes)
+                .default(0)
+                .to_owned(),
+            integer(VehicleSearch::SnapshotsSkipped)
+                .default(0)
+                .to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(VehicleSearch::Table)
+                        .add_column(&mut column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()
@@ -79,6 +104,17 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
+            .create_table(
+                Table::create()
+                    .table(CityUsage::Table)
+                    .col(big_integer(CityUsage::CityId))
+                    .col(string_len(CityUsage::Day, 10))
+                    .col(big_integer(CityUsage::DetectorCalls).default(0))
+                    .primary_key(Index::create().col(CityUsage::CityId).col(CityUsage::Day))
+                    .to_owned(),
+            )
+            .await?;
+        manager
             .create_index(
                 Index::create()
                     .name("idx_search_task_search_enqueued")
@@ -91,6 +127,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(CityUsage::Table).to_owned())
+            .await?;
         manager
             .drop_index(
                 Index::drop()
@@ -107,18 +146,26 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(VehicleSearch::Table)
-                    .drop_column(VehicleSearch::Estimate)
-                    .to_owned(),
-            )
-            .await?;
+        for column in [
+            VehicleSearch::Estimate,
+            VehicleSearch::SnapshotBytes,
+            VehicleSearch::SnapshotsSkipped,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(VehicleSearch::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         for column in [
             City::MaxSearchRecordings,
             City::MaxSearchFrames,
             City::MaxSearchesInFlight,
+            City::DailyDetectorCalls,
+            City::MaxSnapshotBytes,
         ] {
             manager
                 .alter_table(

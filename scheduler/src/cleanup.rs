@@ -52,6 +52,7 @@ pub async fn run(
         SearchStatus::CompletedWithErrors,
         SearchStatus::Failed,
         SearchStatus::Cancelled,
+        SearchStatus::BudgetExhausted,
     ]
     .map(SearchStatus::as_str);
     let mut after = 0i64;

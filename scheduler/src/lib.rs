@@ -109,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &ctx.settings.scheduler.metrics_bind,
                 ctx.queue.clone(),
                 ctx.db.clone(),
+                ctx.settings.detector.daily_calls_per_city,
                 sentinela_core::process::stopped(stop.clone()),
             )
             .await?;

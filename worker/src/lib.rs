@@ -35,7 +35,7 @@ use sentinela_core::domain::TimeRange;
 use sentinela_core::jobs::{AnalyzeRecording, SearchVehicle};
 use sentinela_core::pipeline::{AnalyzeError, Analyzer, TaskInput};
 use sentinela_core::queue::JobQueue;
-use sentinela_core::repo::{recordings, searches, tasks};
+use sentinela_core::repo::{cities, recordings, searches, tasks, usage};
 use sentinela_core::settings::Settings;
 use sentinela_core::{SearchStatus, db, detect};
 use tracing::Instrument;
@@ -69,6 +69,10 @@ pub struct WorkerState {
     pub name: String,
     /// Jobs of one search on the queue at once (`worker.queued_tasks_per_search`).
     pub queue_window: u32,
+    /// Detector calls per city per UTC day unless the city says otherwise.
+    pub daily_budget_default: Option<u64>,
+    /// Price of one detector call (for the per-city cost metric).
+    pub price_per_call: f64,
 }
 
 impl WorkerState {
@@ -108,10 +112,13 @@ impl WorkerState {
                 sampler: settings.sampler.clone(),
                 recordings_dir: settings.storage.recordings_dir.clone(),
                 snapshot_dir: settings.storage.snapshot_dir.clone(),
+                snapshot_budget: settings.storage.max_snapshot_bytes_per_city,
             },
             queue,
             name: format!("{host}-{}", std::process::id()),
             queue_window: settings.worker.queued_tasks_per_search,
+            daily_budget_default: settings.detector.daily_calls_per_city,
+            price_per_call: settings.detector.price_per_call(),
         })
     }
 }
@@ -129,6 +136,7 @@ pub async fn run(_cli: Cli) -> anyhow::Result<()> {
         &settings.worker.metrics_bind,
         queue.clone(),
         db.clone(),
+        settings.detector.daily_calls_per_city,
         stopped(stop.clone()),
     )
     .await?;
@@ -357,6 +365,24 @@ async fn plan_search(
     Ok(Handled::Done)
 }
 
+/// The city's daily budget when its searches have used it up today, `None` otherwise (or when it
+/// has none).
+async fn budget_reached(state: &WorkerState, city_id: i64) -> Result<Option<i64>, BoxDynError> {
+    let db = &state.analyzer.db;
+    let own = cities::get(db, city_id)
+        .await?
+        .and_then(|c| c.daily_detector_calls);
+    let Some(budget) = own.or_else(|| {
+        state
+            .daily_budget_default
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
+    }) else {
+        return Ok(None);
+    };
+    let used = usage::calls_on(db, city_id, chrono::Utc::now()).await?;
+    Ok((used >= budget).then_some(budget))
+}
+
 /// The job of a task.
 fn analyze_job_of(t: &entity::search_task::Model) -> AnalyzeRecording {
     AnalyzeRecording {
@@ -432,7 +458,24 @@ async fn analyze_recording(
             job.search_id
         )));
     };
-    if search.status == SearchStatus::Cancelled {
+    if matches!(
+        search.status,
+        SearchStatus::Cancelled | SearchStatus::BudgetExhausted
+    ) {
+        return Ok(Handled::Done);
+    }
+    // The city's daily detector budget: once reached, the search ends as budget_exhausted (its
+    // sightings kept) instead of analysing more. Checked per task, so a day may end a task's
+    // calls over the budget.
+    if let Some(budget) = budget_reached(&state, search.city_id).await? {
+        if searches::exhaust_budget(db, search.id, budget).await? {
+            tracing::warn!(
+                search_id = search.id,
+                city_id = search.city_id,
+                budget,
+                "daily detector budget reached; search ended"
+            );
+        }
         return Ok(Handled::Done);
     }
     let fail = |error: String| async move {
@@ -489,6 +532,13 @@ async fn analyze_recording(
                 },
             )
             .await?;
+            if finished.counted {
+                sentinela_core::metrics::global().city_detector_calls(
+                    search.city_id,
+                    report.detector_calls,
+                    state.price_per_call,
+                );
+            }
             tracing::info!(
                 search_id = search.id,
                 task_id = task.id,

@@ -48,6 +48,10 @@ pub struct CityView {
     pub max_search_frames: Option<i64>,
     /// Searches pending or processing at once (unset: the global default).
     pub max_searches_in_flight: Option<i32>,
+    /// Detector calls its searches may make per UTC day (unset: the global default).
+    pub daily_detector_calls: Option<i64>,
+    /// Snapshot bytes its stored searches may hold (unset: the global default).
+    pub max_snapshot_bytes: Option<i64>,
 }
 
 impl From<city::Model> for CityView {
@@ -61,6 +65,8 @@ impl From<city::Model> for CityView {
             max_search_recordings: c.max_search_recordings,
             max_search_frames: c.max_search_frames,
             max_searches_in_flight: c.max_searches_in_flight,
+            daily_detector_calls: c.daily_detector_calls,
+            max_snapshot_bytes: c.max_snapshot_bytes,
         }
     }
 }
@@ -89,6 +95,14 @@ pub struct CreateCity {
     /// Searches pending or processing at once (default: `api.max_searches_in_flight`).
     #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
     pub max_searches_in_flight: Option<i32>,
+    /// Detector calls its searches may make per UTC day (default:
+    /// `detector.daily_calls_per_city`; none = no budget).
+    #[oai(validator(minimum(value = "1")))]
+    pub daily_detector_calls: Option<i64>,
+    /// Snapshot bytes its stored searches may hold; past it sightings are stored without a
+    /// snapshot (default: `storage.max_snapshot_bytes_per_city`; none = no budget).
+    #[oai(validator(minimum(value = "1")))]
+    pub max_snapshot_bytes: Option<i64>,
 }
 
 /// A camera.
@@ -371,6 +385,8 @@ impl AdminApi {
             max_search_recordings: body.max_search_recordings,
             max_search_frames: body.max_search_frames,
             max_searches_in_flight: body.max_searches_in_flight,
+            daily_detector_calls: body.daily_detector_calls,
+            max_snapshot_bytes: body.max_snapshot_bytes,
         };
         let created = cities::create(
             &state.db,

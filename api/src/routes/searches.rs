@@ -19,7 +19,7 @@ use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
 use sentinela_core::estimate::{self, Estimate, EstimateRequest};
 use sentinela_core::files::Root;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_core::repo::{cities, points, searches};
+use sentinela_core::repo::{cities, points, searches, usage};
 
 use crate::AppState;
 use crate::auth::{self, ApiKeyAuth};
@@ -75,7 +75,7 @@ pub struct SearchView {
     pub id: i64,
     /// City.
     pub city_id: i64,
-    /// pending, processing, completed, completed_with_errors, failed, cancelled.
+    /// pending, processing, completed, completed_with_errors, failed, cancelled, budget_exhausted.
     pub status: String,
     /// Normalised plate pattern.
     pub plate: Option<String>,
@@ -101,6 +101,11 @@ pub struct SearchView {
     pub completed_at: Option<DateTime<Utc>>,
     /// What it was estimated to cost when created.
     pub estimate: Option<EstimateView>,
+    /// Bytes of the snapshots written for it.
+    pub snapshot_bytes: i64,
+    /// Sightings stored without a snapshot because the city's snapshot budget was full (the
+    /// sightings themselves are all there).
+    pub snapshots_skipped: i32,
 }
 
 impl From<vehicle_search::Model> for SearchView {
@@ -130,6 +135,8 @@ impl From<vehicle_search::Model> for SearchView {
                 .estimate
                 .and_then(|e| serde_json::from_value::<Estimate>(e).ok())
                 .map(Into::into),
+            snapshot_bytes: s.snapshot_bytes,
+            snapshots_skipped: s.snapshots_skipped,
         }
     }
 }
@@ -248,8 +255,10 @@ pub struct Trajectory {
     pub search_id: i64,
     /// The search's status (the trajectory grows while it is processing).
     pub status: String,
-    /// Sightings in time order.
+    /// Sightings in time order: this page.
     pub points: Vec<PointView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
     /// Cameras in the order the vehicle first reached them.
     pub cameras_visited: Vec<CameraVisit>,
 }
@@ -362,6 +371,17 @@ async fn visible_search(
         Some(s) if auth.0.sees_city(s.city_id) => Ok(s),
         _ => Err(ApiError::not_found("search", id)),
     }
+}
+
+/// A trajectory cursor: the last point's time (microseconds) and camera, `<micros>_<camera>`.
+fn format_cursor(timestamp: DateTime<Utc>, camera_id: i64) -> String {
+    format!("{}_{camera_id}", timestamp.timestamp_micros())
+}
+
+fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, i64)> {
+    let (micros, camera) = cursor.split_once('_')?;
+    let timestamp = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    Some((timestamp, camera.parse().ok()?))
 }
 
 /// A request to search, validated.
@@ -543,6 +563,20 @@ impl SearchesApi {
                 30,
             ));
         }
+        if let Some(budget) = v.city.daily_detector_calls.or(state.bounds.daily_budget) {
+            let now = Utc::now();
+            let used = usage::calls_on(&state.db, v.city.id, now).await?;
+            let expected = i64::try_from(estimate.detector_calls).unwrap_or(i64::MAX);
+            if used.saturating_add(expected) > budget {
+                return Err(ApiError::too_many(
+                    format!(
+                        "city {} has used {used} of its {budget} detector calls today and this search expects {expected}; narrow it or wait for 00:00 UTC",
+                        v.city.id
+                    ),
+                    usage::seconds_to_next_day(now),
+                ));
+            }
+        }
         let (city, plate, color, vehicle_type, window) =
             (v.city, v.plate, v.color, v.vehicle_type, v.window);
         let body = v.body;
@@ -634,6 +668,7 @@ impl SearchesApi {
                 SearchStatus::CompletedWithErrors,
                 SearchStatus::Failed,
                 SearchStatus::Cancelled,
+                SearchStatus::BudgetExhausted,
             ];
             let Some(status) = known.into_iter().find(|s| s.as_str() == status) else {
                 return Err(ApiError::invalid(
@@ -699,16 +734,40 @@ impl SearchesApi {
         Ok(Json(visible_search(&state, &auth, id.0).await?.into()))
     }
 
-    /// Where the vehicle went: sightings in time order and the cameras visited.
+    /// Where the vehicle went: sightings in time order, a page at a time (`limit`, then
+    /// `cursor` = the previous page's `next_cursor` until it is absent), and the cameras visited
+    /// (every camera, on every page).
     #[oai(path = "/searches/:id/trajectory", method = "get")]
     async fn trajectory(
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
+        /// Points per page (1–1000, default 1000).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<i64>>,
+        /// Where the previous page ended (its `next_cursor`).
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
     ) -> Result<Json<Trajectory>, ApiError> {
         let search = visible_search(&state, &auth, id.0).await?;
-        let rows = points::list_for_search(&state.db, search.id).await?;
+        let after = cursor
+            .0
+            .as_deref()
+            .map(|c| {
+                parse_cursor(c).ok_or_else(|| {
+                    ApiError::invalid("cursor is not a next_cursor of this API", "cursor")
+                })
+            })
+            .transpose()?;
+        let limit = limit.0.unwrap_or(1000).clamp(1, 1000).unsigned_abs();
+        // One more than the page tells whether another page follows.
+        let mut rows = points::page_for_search(&state.db, search.id, after, limit + 1).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| rows.last().map(|p| format_cursor(p.timestamp, p.camera_id)))
+            .flatten();
         let cameras: BTreeMap<i64, camera::Model> = camera::Entity::find()
             .filter(camera::Column::CityId.eq(search.city_id))
             .all(&state.db)
@@ -716,46 +775,52 @@ impl SearchesApi {
             .into_iter()
             .map(|c| (c.id, c))
             .collect();
-        let mut visits: Vec<CameraVisit> = Vec::new();
-        let mut out = Vec::with_capacity(rows.len());
-        for p in rows {
-            let cam = cameras.get(&p.camera_id);
-            let name = cam.map_or_else(|| format!("camera {}", p.camera_id), |c| c.name.clone());
-            match visits.iter_mut().find(|v| v.camera_id == p.camera_id) {
-                Some(v) => {
-                    v.last_seen = p.timestamp;
-                    v.sightings += 1;
-                }
-                None => visits.push(CameraVisit {
+        let name_of = |id: i64| {
+            cameras
+                .get(&id)
+                .map_or_else(|| format!("camera {id}"), |c| c.name.clone())
+        };
+        let visits = points::cameras_for_search(&state.db, search.id)
+            .await?
+            .into_iter()
+            .map(
+                |(camera_id, first_seen, last_seen, sightings)| CameraVisit {
+                    camera_id,
+                    camera_name: name_of(camera_id),
+                    first_seen,
+                    last_seen,
+                    sightings: sightings.unsigned_abs(),
+                },
+            )
+            .collect();
+        let out = rows
+            .into_iter()
+            .map(|p| {
+                let cam = cameras.get(&p.camera_id);
+                PointView {
                     camera_id: p.camera_id,
-                    camera_name: name.clone(),
-                    first_seen: p.timestamp,
-                    last_seen: p.timestamp,
-                    sightings: 1,
-                }),
-            }
-            out.push(PointView {
-                camera_id: p.camera_id,
-                camera_name: name,
-                timestamp: p.timestamp,
-                image_url: p
-                    .image_path
-                    .as_ref()
-                    .map(|f| format!("/api/v1/snapshots/{f}")),
-                confidence: p.confidence,
-                location: cam.and_then(|c| c.location.clone()),
-                latitude: cam.and_then(|c| c.latitude),
-                longitude: cam.and_then(|c| c.longitude),
-                label: p.label,
-                color: p.color,
-                plate: p.plate_text,
-                plate_score: p.plate_score,
-            });
-        }
+                    camera_name: name_of(p.camera_id),
+                    timestamp: p.timestamp,
+                    image_url: p
+                        .image_path
+                        .as_ref()
+                        .map(|f| format!("/api/v1/snapshots/{f}")),
+                    confidence: p.confidence,
+                    location: cam.and_then(|c| c.location.clone()),
+                    latitude: cam.and_then(|c| c.latitude),
+                    longitude: cam.and_then(|c| c.longitude),
+                    label: p.label,
+                    color: p.color,
+                    plate: p.plate_text,
+                    plate_score: p.plate_score,
+                }
+            })
+            .collect();
         Ok(Json(Trajectory {
             search_id: search.id,
             status: search.status.as_str().to_owned(),
             points: out,
+            next_cursor,
             cameras_visited: visits,
         }))
     }

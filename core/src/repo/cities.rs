@@ -46,6 +46,10 @@ pub struct SearchLimits {
     pub max_search_frames: Option<i64>,
     /// Searches pending or processing at once.
     pub max_searches_in_flight: Option<i32>,
+    /// Detector calls per UTC day.
+    pub daily_detector_calls: Option<i64>,
+    /// Snapshot bytes its stored searches may hold.
+    pub max_snapshot_bytes: Option<i64>,
 }
 
 /// Sets a city's search caps and quota; returns the city.
@@ -62,6 +66,8 @@ pub async fn set_search_limits(
         max_search_recordings: Set(limits.max_search_recordings),
         max_search_frames: Set(limits.max_search_frames),
         max_searches_in_flight: Set(limits.max_searches_in_flight),
+        daily_detector_calls: Set(limits.daily_detector_calls),
+        max_snapshot_bytes: Set(limits.max_snapshot_bytes),
         ..Default::default()
     }
     .update(db)

@@ -12,6 +12,7 @@
 //! - [`tasks`]: a search's recording-range tasks.
 //! - [`points`]: trajectory points, inserted idempotently.
 //! - [`frames`]: the frame-analysis cache.
+//! - [`usage`]: detector calls per city and day (the daily budget).
 
 pub mod cameras;
 pub mod cities;
@@ -20,6 +21,7 @@ pub mod points;
 pub mod recordings;
 pub mod searches;
 pub mod tasks;
+pub mod usage;
 
 /// Whether a database error is a unique-constraint violation (callers map it to 409 or treat it
 /// as "already there").

@@ -62,6 +62,8 @@ pub async fn create(
         started_at: Set(None),
         completed_at: Set(None),
         estimate: Set(new.estimate),
+        snapshot_bytes: Set(0),
+        snapshots_skipped: Set(0),
         ..Default::default()
     }
     .insert(db)
@@ -164,13 +166,25 @@ pub async fn fail(db: &impl ConnectionTrait, id: i64, reason: &str) -> Result<bo
 /// # Errors
 /// The database error.
 pub async fn cancel(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
+    end_with_open_tasks(db, id, SearchStatus::Cancelled, None).await
+}
+
+/// Ends a search that has not ended with `status` (and `message`), cancelling its open tasks.
+/// Returns whether this call ended it.
+async fn end_with_open_tasks(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: SearchStatus,
+    message: Option<String>,
+) -> Result<bool, DbErr> {
     let now = Utc::now();
-    let result = vehicle_search::Entity::update_many()
-        .col_expr(
-            vehicle_search::Column::Status,
-            Expr::value(SearchStatus::Cancelled.as_str()),
-        )
-        .col_expr(vehicle_search::Column::CompletedAt, Expr::value(now))
+    let mut update = vehicle_search::Entity::update_many()
+        .col_expr(vehicle_search::Column::Status, Expr::value(status.as_str()))
+        .col_expr(vehicle_search::Column::CompletedAt, Expr::value(now));
+    if let Some(message) = message {
+        update = update.col_expr(vehicle_search::Column::ErrorMessage, Expr::value(message));
+    }
+    let result = update
         .filter(vehicle_search::Column::Id.eq(id))
         .filter(vehicle_search::Column::Status.is_in(active_statuses()))
         .exec(db)
@@ -189,7 +203,7 @@ pub async fn cancel(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
             ]))
             .exec(db)
             .await?;
-        observe_final(db, id, SearchStatus::Cancelled).await?;
+        observe_final(db, id, status).await?;
     }
     Ok(result.rows_affected == 1)
 }
@@ -236,6 +250,68 @@ pub async fn in_flight(db: &impl ConnectionTrait, city_id: i64) -> Result<u64, D
         .filter(vehicle_search::Column::Status.is_in(active_statuses()))
         .count(db)
         .await
+}
+
+/// Bytes of snapshots held by the city's stored searches.
+///
+/// # Errors
+/// The database error.
+pub async fn city_snapshot_bytes(db: &impl ConnectionTrait, city_id: i64) -> Result<i64, DbErr> {
+    use sea_orm::QuerySelect;
+    let sum: Option<Option<i64>> = vehicle_search::Entity::find()
+        .select_only()
+        .column_as(vehicle_search::Column::SnapshotBytes.sum(), "bytes")
+        .filter(vehicle_search::Column::CityId.eq(city_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(sum.flatten().unwrap_or(0))
+}
+
+/// Adds a written snapshot's bytes to its search, or counts a sighting stored without one
+/// (`bytes` = `None`: the city's snapshot budget was full).
+///
+/// # Errors
+/// The database error.
+pub async fn count_snapshot(
+    db: &impl ConnectionTrait,
+    id: i64,
+    bytes: Option<i64>,
+) -> Result<(), DbErr> {
+    let update = vehicle_search::Entity::update_many().filter(vehicle_search::Column::Id.eq(id));
+    let update = match bytes {
+        Some(bytes) => update.col_expr(
+            vehicle_search::Column::SnapshotBytes,
+            Expr::col(vehicle_search::Column::SnapshotBytes).add(bytes),
+        ),
+        None => update.col_expr(
+            vehicle_search::Column::SnapshotsSkipped,
+            Expr::col(vehicle_search::Column::SnapshotsSkipped).add(1),
+        ),
+    };
+    update.exec(db).await?;
+    Ok(())
+}
+
+/// Ends a search that has not ended as `budget_exhausted` (its city's daily detector budget ran
+/// out): its open tasks are cancelled, what it found is kept. Returns whether this call ended it.
+///
+/// # Errors
+/// The database error.
+pub async fn exhaust_budget(
+    db: &impl ConnectionTrait,
+    id: i64,
+    budget: i64,
+) -> Result<bool, DbErr> {
+    end_with_open_tasks(
+        db,
+        id,
+        SearchStatus::BudgetExhausted,
+        Some(format!(
+            "the city's daily detector budget ({budget} calls) was reached; the sightings found so far are kept"
+        )),
+    )
+    .await
 }
 
 /// Counts a search that just reached `status` in the process metrics, with its duration.

@@ -237,6 +237,15 @@ pub async fn finish(
             .filter(vehicle_search::Column::Id.eq(task.search_id))
             .exec(&txn)
             .await?;
+        // The calls count against the city's daily budget, once, with the task.
+        if let TaskOutcome::Done { detector_calls, .. } = &outcome
+            && *detector_calls > 0
+            && let Some(search) = vehicle_search::Entity::find_by_id(task.search_id)
+                .one(&txn)
+                .await?
+        {
+            super::usage::add_calls(&txn, search.city_id, *detector_calls, now).await?;
+        }
     }
     txn.commit().await?;
     let finalized = super::searches::finalize_if_complete(db, task.search_id).await?;

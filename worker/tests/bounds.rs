@@ -1,7 +1,11 @@
-//! Fair share between cities, with real PostgreSQL, Redis and `sentinela-worker` processes: city A
-//! submits a search of 2,000 short recordings, then city B one of 5; B completes within a bound
-//! while A is still running, because each search keeps at most `worker.queued_tasks_per_search`
-//! jobs on the queue (B's jobs wait behind at most that many of A's, not behind 2,000).
+//! Search bounds in the workers, with real PostgreSQL, Redis and `sentinela-worker` processes:
+//!
+//! - fair share: city A submits a search of 2,000 short recordings, then city B one of 5; B
+//!   completes within a bound while A is still running, because each search keeps at most
+//!   `worker.queued_tasks_per_search` jobs on the queue (B's jobs wait behind at most that many of
+//!   A's, not behind 2,000);
+//! - the daily detector budget: a search that reaches its city's budget mid-way ends as
+//!   `budget_exhausted` with the sightings it found kept.
 
 mod common;
 
@@ -115,5 +119,66 @@ async fn a_small_search_of_another_city_is_not_stuck_behind_a_big_one() {
     );
     assert!(a.tasks_done + a.tasks_failed < a.tasks_total);
     searches::cancel(&test.db, big).await.unwrap();
+    test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_that_reaches_its_city_budget_ends_as_budget_exhausted_keeping_its_points() {
+    use sentinela_core::repo::{cities, points, tasks, usage};
+    let dir = tempfile::tempdir().unwrap();
+    let test = TestDb::postgres().await;
+    let redis = redis_db(12);
+    // 20 recordings with the bus, 3 frames each: the whole search needs far more than 4 calls.
+    let (city, _) = city_with_recordings(&test.db, dir.path(), 20, 1).await;
+    cities::set_search_limits(
+        &test.db,
+        city,
+        cities::SearchLimits {
+            daily_detector_calls: Some(4),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let _worker = WorkerProcess::spawn(&test, &redis, dir.path(), 0, &[]);
+    let search = bus_search(&test.db, city).await;
+    queue(&test, &redis)
+        .await
+        .push_search(SearchVehicle { search_id: search })
+        .await
+        .unwrap();
+    let row = wait_for(&test.db, search, Duration::from_secs(120), |s| {
+        s.status.is_final()
+    })
+    .await;
+    assert_eq!(row.status, SearchStatus::BudgetExhausted, "{row:?}");
+    assert!(
+        row.error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("daily detector budget (4 calls)"),
+        "{row:?}"
+    );
+    assert!(row.tasks_done >= 1 && row.tasks_done < 20, "{row:?}");
+    let used = usage::calls_on(&test.db, city, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(used >= 4, "the calls made were counted: {used}");
+    assert_eq!(
+        used, row.detector_calls,
+        "usage counts exactly the search's calls"
+    );
+    let kept = points::list_for_search(&test.db, search).await.unwrap();
+    assert!(
+        !kept.is_empty(),
+        "the sightings found before the budget ran out are kept"
+    );
+    let open = tasks::list_for_search(&test.db, search)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| !t.status.is_final())
+        .count();
+    assert_eq!(open, 0, "no task is left open");
     test.cleanup().await;
 }
