@@ -18,6 +18,9 @@ shellcheck scripts/*.sh .ci/run bench/*.sh deploy.sh
 # Monitoring configuration: promtool, amtool, dashboards and runbook links.
 bash scripts/check-observability.sh
 
+# Persistence only through core::repo.
+bash scripts/check-layering.sh
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -1,16 +1,11 @@
 //! API keys: `Authorization: Bearer <key>`. Keys are stored as SHA-256 hashes; a key is scoped to
 //! one city or is admin. Objects of another city answer 404, so ids do not leak.
 
-use chrono::Utc;
-use entity::api_key;
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 use rand::RngCore;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-};
-use sha2::{Digest, Sha256};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -93,11 +88,6 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
     }
 }
 
-/// Hex SHA-256 of a secret.
-pub fn hash_key(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
 /// A new random secret: `snt_` and 32 random bytes in hex.
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -105,56 +95,7 @@ pub fn new_secret() -> String {
     format!("snt_{}", hex::encode(bytes))
 }
 
-/// The key with this secret.
-///
-/// # Errors
-/// The database error.
-pub async fn find_key(
-    db: &impl ConnectionTrait,
-    secret: &str,
-) -> Result<Option<api_key::Model>, DbErr> {
-    api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.eq(hash_key(secret)))
-        .one(db)
-        .await
-}
-
-/// Whether the key with this id exists and is not revoked.
-///
-/// # Errors
-/// The database error.
-pub async fn key_active(db: &impl ConnectionTrait, key_id: i64) -> Result<bool, DbErr> {
-    Ok(api_key::Entity::find_by_id(key_id)
-        .one(db)
-        .await?
-        .is_some_and(|k| k.revoked_at.is_none()))
-}
-
-/// Stores a key for `secret`.
-///
-/// # Errors
-/// The database error (a duplicate secret is a unique violation).
-pub async fn create_key(
-    db: &impl ConnectionTrait,
-    secret: &str,
-    name: &str,
-    user_id: &str,
-    city_id: Option<i64>,
-) -> Result<api_key::Model, DbErr> {
-    api_key::ActiveModel {
-        key_hash: Set(hash_key(secret)),
-        prefix: Set(secret.chars().take(12).collect()),
-        name: Set(name.to_owned()),
-        city_id: Set(city_id),
-        is_admin: Set(city_id.is_none()),
-        user_id: Set(user_id.to_owned()),
-        created_at: Set(Utc::now()),
-        revoked_at: Set(None),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-}
+pub use sentinela_core::repo::api_keys::{create_key, find_key, hash_key, key_active};
 
 /// What [`ensure_admin_key`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

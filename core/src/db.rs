@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::settings::SettingsError;
@@ -164,7 +164,7 @@ pub async fn connect(url: &SecretString) -> Result<DatabaseConnection, DbSetupEr
         .await
         .map_err(|e| connect_error(e.into()))?;
     // Connecting can be lazy; a first statement proves the server answers.
-    db.execute_unprepared("SELECT 1")
+    crate::repo::ping(&db)
         .await
         .map_err(|e| connect_error(e.into()))?;
     Ok(db)

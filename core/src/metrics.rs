@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::DatabaseConnection;
 
 use crate::queue::JobQueue;
 
@@ -561,34 +561,8 @@ pub async fn refresh(queue: &JobQueue, db: &DatabaseConnection, daily_budget_def
 async fn search_gauges(
     db: &DatabaseConnection,
 ) -> Result<(Vec<(String, i64)>, f64), sea_orm::DbErr> {
-    let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT status, COUNT(*) AS n FROM vehicle_search GROUP BY status",
-        ))
-        .await?;
-    let mut by_status = Vec::new();
-    for row in rows {
-        let status: String = row.try_get("", "status")?;
-        let n: i64 = row.try_get("", "n")?;
-        by_status.push((status, n));
-    }
-    let oldest: Option<chrono::DateTime<chrono::Utc>> = {
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-        entity::vehicle_search::Entity::find()
-            .select_only()
-            .column(entity::vehicle_search::Column::CreatedAt)
-            .filter(
-                entity::vehicle_search::Column::Status
-                    .eq(entity::status::SearchStatus::Processing.as_str()),
-            )
-            .order_by_asc(entity::vehicle_search::Column::CreatedAt)
-            .limit(1)
-            .into_tuple()
-            .one(db)
-            .await?
-    };
+    let by_status = crate::repo::searches::count_by_status(db).await?;
+    let oldest = crate::repo::searches::oldest_processing_created_at(db).await?;
     let age = oldest.map_or(0.0, |t| {
         (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
     });

@@ -285,3 +285,33 @@ async fn sqlite_depth(
     }
     Ok(depth)
 }
+
+/// Deletes the embedded queue's records of `queue` that finished (done, or dead: killed or out
+/// of attempts) at or before `cutoff_secs` (Unix seconds). Returns `(done, dead)` deleted.
+///
+/// # Errors
+/// The database error.
+pub async fn prune_embedded(
+    pool: &sea_orm::sqlx::SqlitePool,
+    queue: &str,
+    cutoff_secs: i64,
+) -> Result<(u64, u64), sea_orm::sqlx::Error> {
+    let done = sea_orm::sqlx::query(
+        "DELETE FROM Jobs WHERE job_type = ? AND status = 'Done' \
+         AND done_at IS NOT NULL AND done_at <= ?",
+    )
+    .bind(queue)
+    .bind(cutoff_secs)
+    .execute(pool)
+    .await?;
+    let dead = sea_orm::sqlx::query(
+        "DELETE FROM Jobs WHERE job_type = ? \
+         AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) \
+         AND done_at IS NOT NULL AND done_at <= ?",
+    )
+    .bind(queue)
+    .bind(cutoff_secs)
+    .execute(pool)
+    .await?;
+    Ok((done.rows_affected(), dead.rows_affected()))
+}

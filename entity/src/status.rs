@@ -29,6 +29,17 @@ pub enum SearchStatus {
 }
 
 impl SearchStatus {
+    /// Every status.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Processing,
+        Self::Completed,
+        Self::CompletedWithErrors,
+        Self::Failed,
+        Self::Cancelled,
+        Self::BudgetExhausted,
+    ];
+
     /// A search in a final status never changes again.
     pub fn is_final(self) -> bool {
         matches!(

@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use anyhow::Context;
-use entity::{camera, recording, trajectory_point};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::DatabaseConnection;
 use sentinela_core::files::{PathError, Root, normalize};
+use sentinela_core::repo::{cameras, points, recordings};
 
 const PAGE: u64 = 1000;
 
@@ -57,16 +57,7 @@ pub async fn run(
     let mut checked = Checked::default();
     let mut after = 0i64;
     loop {
-        let page: Vec<(i64, String)> = recording::Entity::find()
-            .select_only()
-            .column(recording::Column::Id)
-            .column(recording::Column::FilePath)
-            .filter(recording::Column::Id.gt(after))
-            .order_by_asc(recording::Column::Id)
-            .limit(PAGE)
-            .into_tuple()
-            .all(db)
-            .await?;
+        let page = recordings::path_page(db, after, PAGE).await?;
         let Some(&(last, _)) = page.last() else { break };
         after = last;
         for (id, path) in page {
@@ -81,7 +72,7 @@ pub async fn run(
             }
         }
     }
-    for cam in camera::Entity::find().all(db).await? {
+    for cam in cameras::with_folder(db).await? {
         checked.rows += 1;
         let Some(path) = cam.mediamtx_path else {
             continue;
@@ -101,16 +92,7 @@ pub async fn run(
     }
     let mut after = 0i64;
     loop {
-        let page: Vec<(i64, Option<String>)> = trajectory_point::Entity::find()
-            .select_only()
-            .column(trajectory_point::Column::Id)
-            .column(trajectory_point::Column::ImagePath)
-            .filter(trajectory_point::Column::Id.gt(after))
-            .order_by_asc(trajectory_point::Column::Id)
-            .limit(PAGE)
-            .into_tuple()
-            .all(db)
-            .await?;
+        let page = points::image_page(db, after, PAGE).await?;
         let Some(&(last, _)) = page.last() else { break };
         after = last;
         for (id, path) in page {

@@ -6,13 +6,9 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use entity::status::SearchStatus;
-use entity::{trajectory_point, vehicle_search};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::PeriodicJob;
+use sentinela_core::repo::{points, searches};
 
 use anyhow::Context;
 use sentinela_core::files::{PathError, Root};
@@ -47,24 +43,9 @@ pub async fn run(
     let root = Root::open_if_exists(snapshot_dir)
         .with_context(|| format!("SNAPSHOT_DIR {} cannot be opened", snapshot_dir.display()))?;
     let cutoff = now - max_age;
-    let ended = [
-        SearchStatus::Completed,
-        SearchStatus::CompletedWithErrors,
-        SearchStatus::Failed,
-        SearchStatus::Cancelled,
-        SearchStatus::BudgetExhausted,
-    ]
-    .map(SearchStatus::as_str);
     let mut after = 0i64;
     loop {
-        let page = vehicle_search::Entity::find()
-            .filter(vehicle_search::Column::CreatedAt.lt(cutoff))
-            .filter(vehicle_search::Column::Status.is_in(ended))
-            .filter(vehicle_search::Column::Id.gt(after))
-            .order_by_asc(vehicle_search::Column::Id)
-            .limit(PAGE)
-            .all(db)
-            .await?;
+        let page = searches::ended_before(db, cutoff, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for search in page {
@@ -102,15 +83,9 @@ pub async fn run(
                     continue;
                 }
             }
-            let points = trajectory_point::Entity::find()
-                .filter(trajectory_point::Column::SearchId.eq(search.id))
-                .count(db)
-                .await?;
+            let points = points::count_for_search(db, search.id).await?;
             // Tasks and points go with the row (ON DELETE CASCADE).
-            let deleted = vehicle_search::Entity::delete_by_id(search.id)
-                .exec(db)
-                .await?;
-            if deleted.rows_affected == 1 {
+            if searches::delete(db, search.id).await? {
                 report.add("searches_deleted", 1);
                 report.add("points_deleted", points);
             }

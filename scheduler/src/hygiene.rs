@@ -56,27 +56,11 @@ pub async fn run(queue: &JobQueue, cutoff: DateTime<Utc>) -> anyhow::Result<Repo
             }
         }
         JobQueue::Sqlite { search, .. } => {
-            let pool = search.pool();
             for q in QUEUES {
-                let done = sea_orm::sqlx::query(
-                    "DELETE FROM Jobs WHERE job_type = ? AND status = 'Done' \
-                     AND done_at IS NOT NULL AND done_at <= ?",
-                )
-                .bind(q)
-                .bind(cutoff_secs)
-                .execute(pool)
-                .await?;
-                let dead = sea_orm::sqlx::query(
-                    "DELETE FROM Jobs WHERE job_type = ? \
-                     AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) \
-                     AND done_at IS NOT NULL AND done_at <= ?",
-                )
-                .bind(q)
-                .bind(cutoff_secs)
-                .execute(pool)
-                .await?;
-                report.add("done_pruned", done.rows_affected());
-                report.add("dead_pruned", dead.rows_affected());
+                let (done, dead) =
+                    sentinela_core::queue::prune_embedded(search.pool(), q, cutoff_secs).await?;
+                report.add("done_pruned", done);
+                report.add("dead_pruned", dead);
             }
         }
     }

@@ -18,11 +18,11 @@ use std::time::SystemTime;
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use entity::{camera, recording};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use entity::camera;
+use sea_orm::DatabaseConnection;
 use sentinela_core::files::{PathError, Root, normalize};
 use sentinela_core::jobs::PeriodicJob;
-use sentinela_core::repo::recordings;
+use sentinela_core::repo::{cameras, recordings};
 use sentinela_core::video::sampler;
 
 use crate::report::Report;
@@ -92,11 +92,7 @@ impl IndexSync {
             tracing::debug!(dir = %self.recordings_dir.display(), "no RECORDINGS_DIR yet");
             return Ok(report);
         };
-        let cameras = camera::Entity::find()
-            .filter(camera::Column::MediamtxPath.is_not_null())
-            .order_by_asc(camera::Column::Id)
-            .all(db)
-            .await?;
+        let cameras = cameras::with_folder(db).await?;
         for camera in cameras {
             let Some(path) = camera.mediamtx_path.clone() else {
                 continue;
@@ -116,15 +112,7 @@ impl IndexSync {
         mediamtx_path: &str,
         report: &mut Report,
     ) -> anyhow::Result<()> {
-        let newest: Option<DateTime<Utc>> = recording::Entity::find()
-            .select_only()
-            .column(recording::Column::StartedAt)
-            .filter(recording::Column::CameraId.eq(camera.id))
-            .order_by_desc(recording::Column::StartedAt)
-            .limit(1)
-            .into_tuple()
-            .one(db)
-            .await?;
+        let newest = recordings::newest_start(db, camera.id).await?;
         let since = newest.map(|t| t - LOOKBACK);
         // The camera's folder, confined to RECORDINGS_DIR (symlinks included).
         let (dir, folder) = match root
@@ -165,16 +153,7 @@ impl IndexSync {
         if segments.is_empty() {
             return Ok(());
         }
-        let known: std::collections::HashSet<String> = recording::Entity::find()
-            .select_only()
-            .column(recording::Column::FilePath)
-            .filter(recording::Column::CameraId.eq(camera.id))
-            .filter(recording::Column::StartedAt.gte(segments[0].started_at))
-            .into_tuple()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
+        let known = recordings::paths_since(db, camera.id, segments[0].started_at).await?;
         let now = SystemTime::now();
         let last = segments.len() - 1;
         for (i, segment) in segments.into_iter().enumerate() {

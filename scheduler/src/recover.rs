@@ -4,10 +4,8 @@
 //! up; searches whose tasks have all ended but were never finalised are finalised.
 
 use chrono::{Duration, Utc};
-use entity::status::{SearchStatus, TaskStatus};
-use entity::{search_task, vehicle_search};
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use entity::status::SearchStatus;
+use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::AnalyzeRecording;
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{searches, tasks};
@@ -45,16 +43,7 @@ pub async fn recover_stuck(
     let mut stale = tasks::stale_processing(db, cutoff).await?;
     // Pending tasks of a processing search whose job was lost before any worker took it (queued
     // longer ago than the lease; tasks still waiting for their search's queue window are not).
-    let lost = search_task::Entity::find()
-        .filter(search_task::Column::Status.eq(TaskStatus::Pending.as_str()))
-        .filter(search_task::Column::EnqueuedAt.lt(cutoff))
-        .filter(
-            search_task::Column::StartedAt
-                .is_null()
-                .or(search_task::Column::StartedAt.lt(cutoff)),
-        )
-        .all(db)
-        .await?;
+    let lost = tasks::lost_pending(db, cutoff).await?;
     stale.extend(lost);
 
     let mut jobs = Vec::new();
@@ -77,15 +66,7 @@ pub async fn recover_stuck(
             continue;
         }
         // Claim: only the replica whose update matches the old start time pushes the job.
-        let claim = search_task::Entity::update_many()
-            .col_expr(search_task::Column::StartedAt, Expr::value(now))
-            .filter(search_task::Column::Id.eq(task.id))
-            .filter(search_task::Column::Status.eq(task.status.as_str()));
-        let claim = match task.started_at {
-            Some(at) => claim.filter(search_task::Column::StartedAt.eq(at)),
-            None => claim.filter(search_task::Column::StartedAt.is_null()),
-        };
-        if claim.exec(db).await?.rows_affected != 1 {
+        if !tasks::claim_for_requeue(db, &task, now).await? {
             continue;
         }
         tracing::warn!(
@@ -105,11 +86,7 @@ pub async fn recover_stuck(
     report.requeued = jobs.len() as u64;
     queue.push_analyze(jobs).await?;
 
-    let processing = vehicle_search::Entity::find()
-        .filter(vehicle_search::Column::Status.eq(SearchStatus::Processing.as_str()))
-        .all(db)
-        .await?;
-    for search in processing {
+    for search in searches::processing(db).await? {
         if searches::finalize_if_complete(db, search.id)
             .await?
             .is_some()

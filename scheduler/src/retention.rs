@@ -16,14 +16,10 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use entity::status::SearchStatus;
-use entity::{city, recording, search_task, trajectory_point, vehicle_search};
-use sea_orm::sea_query::{Alias, Expr, Func};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait,
-};
+use entity::{city, recording};
+use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::PeriodicJob;
+use sentinela_core::repo::{cities, recordings};
 
 use anyhow::Context;
 use sentinela_core::files::{PathError, Root};
@@ -68,46 +64,10 @@ pub async fn run(
         tracing::warn!(dir = %recordings_dir.display(), "RECORDINGS_DIR does not exist; retention skipped");
         return Ok(report);
     };
-    for city in city::Entity::find().all(db).await? {
+    for city in cities::list(db).await? {
         city_retention(db, &root, &city, now, &mut report).await?;
     }
     Ok(report)
-}
-
-/// Recordings of the city that must be kept: `(in use, evidence)`.
-async fn locked(
-    db: &DatabaseConnection,
-    city_id: i64,
-) -> anyhow::Result<(HashSet<i64>, HashSet<i64>)> {
-    let in_use: Vec<i64> = search_task::Entity::find()
-        .select_only()
-        .column(search_task::Column::RecordingId)
-        .distinct()
-        .join(
-            JoinType::InnerJoin,
-            search_task::Relation::VehicleSearch.def(),
-        )
-        .filter(vehicle_search::Column::CityId.eq(city_id))
-        .filter(vehicle_search::Column::Status.is_in([
-            SearchStatus::Pending.as_str(),
-            SearchStatus::Processing.as_str(),
-        ]))
-        .into_tuple()
-        .all(db)
-        .await?;
-    let evidence: Vec<i64> = trajectory_point::Entity::find()
-        .select_only()
-        .column(trajectory_point::Column::RecordingId)
-        .distinct()
-        .join(
-            JoinType::InnerJoin,
-            trajectory_point::Relation::VehicleSearch.def(),
-        )
-        .filter(vehicle_search::Column::CityId.eq(city_id))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok((in_use.into_iter().collect(), evidence.into_iter().collect()))
 }
 
 async fn city_retention(
@@ -117,7 +77,7 @@ async fn city_retention(
     now: DateTime<Utc>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let (in_use, evidence) = locked(db, city.id).await?;
+    let (in_use, evidence) = recordings::locked_for_retention(db, city.id).await?;
     let mut kept: HashSet<i64> = HashSet::new();
     // Recordings whose file could not be deleted in this run: not tried twice.
     let mut failed: HashSet<i64> = HashSet::new();
@@ -142,7 +102,7 @@ async fn city_retention(
         let cutoff = now - Duration::days(i64::from(city.recording_retention_days));
         let mut after: Option<(DateTime<Utc>, i64)> = None;
         loop {
-            let page = oldest(db, city.id, Some(cutoff), after).await?;
+            let page = recordings::oldest_page(db, city.id, Some(cutoff), after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some((last.started_at, last.id));
             for r in &page {
@@ -155,10 +115,10 @@ async fn city_retention(
 
     // Cap: the oldest first until the city's recordings fit.
     if let Some(cap) = city.max_storage_bytes {
-        let mut total = stored_bytes(db, city.id).await?;
+        let mut total = recordings::stored_bytes(db, city.id).await?;
         let mut after: Option<(DateTime<Utc>, i64)> = None;
         'pages: while total > cap {
-            let page = oldest(db, city.id, None, after).await?;
+            let page = recordings::oldest_page(db, city.id, None, after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some((last.started_at, last.id));
             for r in &page {
@@ -187,52 +147,6 @@ async fn city_retention(
         }
     }
     Ok(())
-}
-
-/// A page of the city's recordings in (start, id) order after `after`, optionally only those that
-/// ended before `ended_before`.
-async fn oldest(
-    db: &DatabaseConnection,
-    city_id: i64,
-    ended_before: Option<DateTime<Utc>>,
-    after: Option<(DateTime<Utc>, i64)>,
-) -> anyhow::Result<Vec<recording::Model>> {
-    let mut query = recording::Entity::find().filter(recording::Column::CityId.eq(city_id));
-    if let Some(cutoff) = ended_before {
-        query = query.filter(recording::Column::EndedAt.lt(cutoff));
-    }
-    if let Some((started, id)) = after {
-        query = query.filter(
-            Condition::any()
-                .add(recording::Column::StartedAt.gt(started))
-                .add(
-                    Condition::all()
-                        .add(recording::Column::StartedAt.eq(started))
-                        .add(recording::Column::Id.gt(id)),
-                ),
-        );
-    }
-    Ok(query
-        .order_by_asc(recording::Column::StartedAt)
-        .order_by_asc(recording::Column::Id)
-        .limit(PAGE)
-        .all(db)
-        .await?)
-}
-
-/// Bytes of the city's registered recordings.
-async fn stored_bytes(db: &DatabaseConnection, city_id: i64) -> anyhow::Result<i64> {
-    let sum: Option<Option<i64>> = recording::Entity::find()
-        .select_only()
-        .expr(Func::cast_as(
-            Func::sum(Expr::col(recording::Column::SizeBytes)),
-            Alias::new("BIGINT"),
-        ))
-        .filter(recording::Column::CityId.eq(city_id))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(sum.flatten().unwrap_or(0))
 }
 
 /// Deletes the file, then the row. Returns whether the recording is gone. A row whose path
@@ -275,7 +189,6 @@ async fn delete(
             return Ok(false);
         }
     }
-    let deleted = recording::Entity::delete_by_id(r.id).exec(db).await?;
-    report.add("recordings_deleted", deleted.rows_affected);
+    report.add("recordings_deleted", recordings::delete(db, r.id).await?);
     Ok(true)
 }

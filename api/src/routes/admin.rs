@@ -7,10 +7,9 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use sentinela_core::domain::TimeRange;
 use sentinela_core::files::{Root, is_within, normalize};
-use sentinela_core::repo::{cameras, cities, recordings};
+use sentinela_core::repo::{api_keys, cameras, cities, recordings};
 
 use crate::AppState;
 use crate::auth::{self, ApiKeyAuth};
@@ -430,17 +429,7 @@ impl AdminApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] city_id: Query<Option<i64>>,
     ) -> Result<Json<Vec<CameraView>>, ApiError> {
-        let mut query = camera::Entity::find();
-        if let Some(city) = auth.0.city_scope() {
-            query = query.filter(camera::Column::CityId.eq(city));
-        }
-        if let Some(city) = city_id.0 {
-            query = query.filter(camera::Column::CityId.eq(city));
-        }
-        let rows = query
-            .order_by_asc(camera::Column::Id)
-            .all(&state.db)
-            .await?;
+        let rows = cameras::list_visible(&state.db, auth.0.city_scope(), city_id.0).await?;
         Ok(Json(rows.into_iter().map(Into::into).collect()))
     }
 
@@ -589,10 +578,7 @@ impl AdminApi {
         auth: ApiKeyAuth,
     ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
         auth.0.require_admin()?;
-        let rows = api_key::Entity::find()
-            .order_by_asc(api_key::Column::Id)
-            .all(&state.db)
-            .await?;
+        let rows = api_keys::list(&state.db).await?;
         Ok(Json(rows.into_iter().map(Into::into).collect()))
     }
 
@@ -609,14 +595,9 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<ApiKeyView>, ApiError> {
         auth.0.require_admin()?;
-        let Some(key) = api_key::Entity::find_by_id(id.0).one(&state.db).await? else {
-            return Err(ApiError::not_found("API key", id.0));
-        };
-        if key.revoked_at.is_some() {
-            return Ok(Json(key.into()));
+        match api_keys::revoke(&state.db, id.0).await? {
+            Some(key) => Ok(Json(key.into())),
+            None => Err(ApiError::not_found("API key", id.0)),
         }
-        let mut active: api_key::ActiveModel = key.into();
-        active.revoked_at = Set(Some(Utc::now()));
-        Ok(Json(active.update(&state.db).await?.into()))
     }
 }

@@ -4,7 +4,6 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
-use sea_orm::ConnectionTrait;
 
 use crate::AppState;
 
@@ -63,7 +62,7 @@ impl HealthApi {
         let mut failing = Vec::new();
         let mut details = Vec::new();
         let mut checks = std::collections::BTreeMap::new();
-        let database = state.db.execute_unprepared("SELECT 1").await;
+        let database = sentinela_core::repo::ping(&state.db).await;
         if let Err(e) = &database {
             tracing::warn!(error = %e, "database not ready");
             failing.push("database".to_owned());

@@ -13,13 +13,12 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use sentinela_core::SearchStatus;
 use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
 use sentinela_core::estimate::{self, Estimate, EstimateRequest};
 use sentinela_core::files::Root;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_core::repo::{cities, points, searches, usage};
+use sentinela_core::repo::{cameras, cities, points, searches, usage};
 
 use crate::AppState;
 use crate::auth::{self, ApiKeyAuth};
@@ -435,14 +434,10 @@ async fn validate(
                 "camera_ids",
             ));
         }
-        let known = camera::Entity::find()
-            .filter(camera::Column::CityId.eq(city.id))
-            .filter(camera::Column::Id.is_in(ids.iter().copied()))
-            .count(&state.db)
-            .await?;
         let mut distinct = ids.clone();
         distinct.sort_unstable();
         distinct.dedup();
+        let known = cameras::count_in_city(&state.db, city.id, &distinct).await?;
         if known != distinct.len() as u64 {
             return Err(ApiError::invalid(
                 format!("camera_ids has cameras that are not in city {}", city.id),
@@ -656,48 +651,33 @@ impl SearchesApi {
         #[oai(validator(minimum(value = "0")))]
         offset: Query<Option<i64>>,
     ) -> Result<Json<SearchPage>, ApiError> {
-        let mut query = vehicle_search::Entity::find();
-        if let Some(city) = auth.0.city_scope() {
-            query = query.filter(vehicle_search::Column::CityId.eq(city));
-        }
-        if let Some(status) = status.0.as_deref() {
-            let known = [
-                SearchStatus::Pending,
-                SearchStatus::Processing,
-                SearchStatus::Completed,
-                SearchStatus::CompletedWithErrors,
-                SearchStatus::Failed,
-                SearchStatus::Cancelled,
-                SearchStatus::BudgetExhausted,
-            ];
-            let Some(status) = known.into_iter().find(|s| s.as_str() == status) else {
-                return Err(ApiError::invalid(
-                    format!("unknown status {status:?}"),
-                    "status",
-                ));
-            };
-            query = query.filter(vehicle_search::Column::Status.eq(status.as_str()));
-        }
-        if let Some(after) = created_after.0 {
-            query = query.filter(vehicle_search::Column::CreatedAt.gte(after));
-        }
-        if let Some(before) = created_before.0 {
-            query = query.filter(vehicle_search::Column::CreatedAt.lt(before));
-        }
+        let status = match status.0.as_deref() {
+            Some(wanted) => Some(
+                SearchStatus::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == wanted)
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("unknown status {wanted:?}"), "status")
+                    })?,
+            ),
+            None => None,
+        };
         // Both bounded by their validators (422 naming the parameter otherwise).
         let limit = limit.0.unwrap_or(50).clamp(1, 200).unsigned_abs();
         let offset = offset.0.unwrap_or(0).max(0).unsigned_abs();
-        let total = query.clone().count(&state.db).await?;
-        let items = query
-            .order_by_desc(vehicle_search::Column::CreatedAt)
-            .order_by_desc(vehicle_search::Column::Id)
-            .limit(limit)
-            .offset(offset)
-            .all(&state.db)
-            .await?
-            .into_iter()
-            .map(SearchView::from)
-            .collect();
+        let (total, rows) = searches::list(
+            &state.db,
+            &searches::SearchFilter {
+                city: auth.0.city_scope(),
+                status,
+                created_after: created_after.0,
+                created_before: created_before.0,
+            },
+            limit,
+            offset,
+        )
+        .await?;
+        let items = rows.into_iter().map(SearchView::from).collect();
         Ok(Json(SearchPage { items, total }))
     }
 
@@ -768,13 +748,12 @@ impl SearchesApi {
         let next_cursor = more
             .then(|| rows.last().map(|p| format_cursor(p.timestamp, p.camera_id)))
             .flatten();
-        let cameras: BTreeMap<i64, camera::Model> = camera::Entity::find()
-            .filter(camera::Column::CityId.eq(search.city_id))
-            .all(&state.db)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
+        let cameras: BTreeMap<i64, camera::Model> =
+            cameras::list_by_city(&state.db, search.city_id)
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect();
         let name_of = |id: i64| {
             cameras
                 .get(&id)

@@ -105,3 +105,49 @@ pub async fn find_by_mediamtx_path(
         .one(db)
         .await
 }
+
+/// Every camera that has a MediaMTX folder, by id (what index sync scans).
+///
+/// # Errors
+/// The database error.
+pub async fn with_folder(db: &impl ConnectionTrait) -> Result<Vec<camera::Model>, DbErr> {
+    camera::Entity::find()
+        .filter(camera::Column::MediamtxPath.is_not_null())
+        .order_by_asc(camera::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Cameras a key may list: of `scope` (a city key's city; `None` for admin keys), further
+/// restricted to `city` when asked, by id.
+///
+/// # Errors
+/// The database error.
+pub async fn list_visible(
+    db: &impl ConnectionTrait,
+    scope: Option<i64>,
+    city: Option<i64>,
+) -> Result<Vec<camera::Model>, DbErr> {
+    let mut query = camera::Entity::find();
+    for id in [scope, city].into_iter().flatten() {
+        query = query.filter(camera::Column::CityId.eq(id));
+    }
+    query.order_by_asc(camera::Column::Id).all(db).await
+}
+
+/// How many of `ids` (deduplicated) are cameras of `city_id`.
+///
+/// # Errors
+/// The database error.
+pub async fn count_in_city(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+    ids: &[i64],
+) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    camera::Entity::find()
+        .filter(camera::Column::CityId.eq(city_id))
+        .filter(camera::Column::Id.is_in(ids.iter().copied()))
+        .count(db)
+        .await
+}

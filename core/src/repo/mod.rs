@@ -6,7 +6,7 @@
 //! schema (`ON CONFLICT DO NOTHING`) instead of read-then-write.
 //!
 //! # Layout
-//! - [`cities`], [`cameras`]: administration.
+//! - [`cities`], [`cameras`], [`api_keys`]: administration.
 //! - [`recordings`]: registration and the window-overlap query the planner needs.
 //! - [`searches`]: create, read, status transitions and the fan-in that finalises a search once.
 //! - [`tasks`]: a search's recording-range tasks.
@@ -14,6 +14,7 @@
 //! - [`frames`]: the frame-analysis cache.
 //! - [`usage`]: detector calls per city and day (the daily budget).
 
+pub mod api_keys;
 pub mod cameras;
 pub mod cities;
 pub mod frames;
@@ -22,6 +23,14 @@ pub mod recordings;
 pub mod searches;
 pub mod tasks;
 pub mod usage;
+
+/// Whether the database answers (a trivial statement).
+///
+/// # Errors
+/// The database error.
+pub async fn ping(db: &impl sea_orm::ConnectionTrait) -> Result<(), sea_orm::DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(drop)
+}
 
 /// Whether a database error is a unique-constraint violation (callers map it to 409 or treat it
 /// as "already there").

@@ -71,6 +71,40 @@ pub async fn insert_idempotent(db: &impl ConnectionTrait, new: NewPoint) -> Resu
     }
 }
 
+/// A page of every point's `(id, image_path)` by id after `after` (for checks over all rows).
+///
+/// # Errors
+/// The database error.
+pub async fn image_page(
+    db: &impl ConnectionTrait,
+    after: i64,
+    page: u64,
+) -> Result<Vec<(i64, Option<String>)>, DbErr> {
+    use sea_orm::QuerySelect;
+    trajectory_point::Entity::find()
+        .select_only()
+        .column(trajectory_point::Column::Id)
+        .column(trajectory_point::Column::ImagePath)
+        .filter(trajectory_point::Column::Id.gt(after))
+        .order_by_asc(trajectory_point::Column::Id)
+        .limit(page)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// How many points a search has.
+///
+/// # Errors
+/// The database error.
+pub async fn count_for_search(db: &impl ConnectionTrait, search_id: i64) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    trajectory_point::Entity::find()
+        .filter(trajectory_point::Column::SearchId.eq(search_id))
+        .count(db)
+        .await
+}
+
 /// The most confident point of a search on a camera with a timestamp in `[from, to)`.
 ///
 /// # Errors

@@ -1,9 +1,14 @@
 //! Recordings: registration and the window-overlap query.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
-use entity::recording;
+use entity::status::SearchStatus;
+use entity::{recording, search_task, trajectory_point, vehicle_search};
 use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Alias, Expr, Func};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{Condition, JoinType, QuerySelect, RelationTrait};
 
 use crate::domain::TimeRange;
 
@@ -138,6 +143,171 @@ pub async fn overlapping_spans(
     query
         .order_by_asc(recording::Column::StartedAt)
         .order_by_asc(recording::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Recordings of the city retention must keep: `(in use by a pending or processing search,
+/// holding a sighting of a stored search)`.
+///
+/// # Errors
+/// The database error.
+pub async fn locked_for_retention(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+) -> Result<(HashSet<i64>, HashSet<i64>), DbErr> {
+    let in_use: Vec<i64> = search_task::Entity::find()
+        .select_only()
+        .column(search_task::Column::RecordingId)
+        .distinct()
+        .join(
+            JoinType::InnerJoin,
+            search_task::Relation::VehicleSearch.def(),
+        )
+        .filter(vehicle_search::Column::CityId.eq(city_id))
+        .filter(vehicle_search::Column::Status.is_in([
+            SearchStatus::Pending.as_str(),
+            SearchStatus::Processing.as_str(),
+        ]))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let evidence: Vec<i64> = trajectory_point::Entity::find()
+        .select_only()
+        .column(trajectory_point::Column::RecordingId)
+        .distinct()
+        .join(
+            JoinType::InnerJoin,
+            trajectory_point::Relation::VehicleSearch.def(),
+        )
+        .filter(vehicle_search::Column::CityId.eq(city_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok((in_use.into_iter().collect(), evidence.into_iter().collect()))
+}
+
+/// A page of the city's recordings in (start, id) order after `after`, optionally only those that
+/// ended before `ended_before`.
+///
+/// # Errors
+/// The database error.
+pub async fn oldest_page(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+    ended_before: Option<DateTime<Utc>>,
+    after: Option<(DateTime<Utc>, i64)>,
+    page: u64,
+) -> Result<Vec<recording::Model>, DbErr> {
+    let mut query = recording::Entity::find().filter(recording::Column::CityId.eq(city_id));
+    if let Some(cutoff) = ended_before {
+        query = query.filter(recording::Column::EndedAt.lt(cutoff));
+    }
+    if let Some((started, id)) = after {
+        query = query.filter(
+            Condition::any()
+                .add(recording::Column::StartedAt.gt(started))
+                .add(
+                    Condition::all()
+                        .add(recording::Column::StartedAt.eq(started))
+                        .add(recording::Column::Id.gt(id)),
+                ),
+        );
+    }
+    query
+        .order_by_asc(recording::Column::StartedAt)
+        .order_by_asc(recording::Column::Id)
+        .limit(page)
+        .all(db)
+        .await
+}
+
+/// Bytes of the city's registered recordings.
+///
+/// # Errors
+/// The database error.
+pub async fn stored_bytes(db: &impl ConnectionTrait, city_id: i64) -> Result<i64, DbErr> {
+    let sum: Option<Option<i64>> = recording::Entity::find()
+        .select_only()
+        .expr(Func::cast_as(
+            Func::sum(Expr::col(recording::Column::SizeBytes)),
+            Alias::new("BIGINT"),
+        ))
+        .filter(recording::Column::CityId.eq(city_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(sum.flatten().unwrap_or(0))
+}
+
+/// Deletes a recording's row (its file is the caller's business). Returns the rows deleted.
+///
+/// # Errors
+/// The database error.
+pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<u64, DbErr> {
+    Ok(recording::Entity::delete_by_id(id)
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// When the camera's newest registered recording starts.
+///
+/// # Errors
+/// The database error.
+pub async fn newest_start(
+    db: &impl ConnectionTrait,
+    camera_id: i64,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    recording::Entity::find()
+        .select_only()
+        .column(recording::Column::StartedAt)
+        .filter(recording::Column::CameraId.eq(camera_id))
+        .order_by_desc(recording::Column::StartedAt)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await
+}
+
+/// The file paths of the camera's recordings starting at or after `since`.
+///
+/// # Errors
+/// The database error.
+pub async fn paths_since(
+    db: &impl ConnectionTrait,
+    camera_id: i64,
+    since: DateTime<Utc>,
+) -> Result<HashSet<String>, DbErr> {
+    Ok(recording::Entity::find()
+        .select_only()
+        .column(recording::Column::FilePath)
+        .filter(recording::Column::CameraId.eq(camera_id))
+        .filter(recording::Column::StartedAt.gte(since))
+        .into_tuple::<String>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// A page of every recording's `(id, file_path)` by id after `after` (for checks over all rows).
+///
+/// # Errors
+/// The database error.
+pub async fn path_page(
+    db: &impl ConnectionTrait,
+    after: i64,
+    page: u64,
+) -> Result<Vec<(i64, String)>, DbErr> {
+    recording::Entity::find()
+        .select_only()
+        .column(recording::Column::Id)
+        .column(recording::Column::FilePath)
+        .filter(recording::Column::Id.gt(after))
+        .order_by_asc(recording::Column::Id)
+        .limit(page)
         .into_tuple()
         .all(db)
         .await

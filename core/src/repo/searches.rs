@@ -252,6 +252,143 @@ pub async fn in_flight(db: &impl ConnectionTrait, city_id: i64) -> Result<u64, D
         .await
 }
 
+/// Which searches a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// Only this city's (a city key's scope).
+    pub city: Option<i64>,
+    /// Only in this status.
+    pub status: Option<SearchStatus>,
+    /// Created at or after.
+    pub created_after: Option<chrono::DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<chrono::DateTime<Utc>>,
+}
+
+/// A page of the searches matching `filter`, newest first, and how many match in all.
+///
+/// # Errors
+/// The database error.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &SearchFilter,
+    limit: u64,
+    offset: u64,
+) -> Result<(u64, Vec<vehicle_search::Model>), DbErr> {
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let mut query = vehicle_search::Entity::find();
+    if let Some(city) = filter.city {
+        query = query.filter(vehicle_search::Column::CityId.eq(city));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(vehicle_search::Column::Status.eq(status.as_str()));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(vehicle_search::Column::CreatedAt.gte(after));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(vehicle_search::Column::CreatedAt.lt(before));
+    }
+    let total = query.clone().count(db).await?;
+    let items = query
+        .order_by_desc(vehicle_search::Column::CreatedAt)
+        .order_by_desc(vehicle_search::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((total, items))
+}
+
+/// How many searches are in each status (statuses without any are absent).
+///
+/// # Errors
+/// The database error.
+pub async fn count_by_status(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>, DbErr> {
+    use sea_orm::QuerySelect;
+    vehicle_search::Entity::find()
+        .select_only()
+        .column(vehicle_search::Column::Status)
+        .column_as(vehicle_search::Column::Id.count(), "n")
+        .group_by(vehicle_search::Column::Status)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// When the oldest search still processing was created.
+///
+/// # Errors
+/// The database error.
+pub async fn oldest_processing_created_at(
+    db: &impl ConnectionTrait,
+) -> Result<Option<chrono::DateTime<Utc>>, DbErr> {
+    use sea_orm::QuerySelect;
+    vehicle_search::Entity::find()
+        .select_only()
+        .column(vehicle_search::Column::CreatedAt)
+        .filter(vehicle_search::Column::Status.eq(SearchStatus::Processing.as_str()))
+        .order_by_asc(vehicle_search::Column::CreatedAt)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await
+}
+
+/// Every search still processing.
+///
+/// # Errors
+/// The database error.
+pub async fn processing(db: &impl ConnectionTrait) -> Result<Vec<vehicle_search::Model>, DbErr> {
+    vehicle_search::Entity::find()
+        .filter(vehicle_search::Column::Status.eq(SearchStatus::Processing.as_str()))
+        .all(db)
+        .await
+}
+
+/// A page of searches that ended (any final status) and were created before `cutoff`, by id
+/// after `after`.
+///
+/// # Errors
+/// The database error.
+pub async fn ended_before(
+    db: &impl ConnectionTrait,
+    cutoff: chrono::DateTime<Utc>,
+    after: i64,
+    page: u64,
+) -> Result<Vec<vehicle_search::Model>, DbErr> {
+    use sea_orm::QuerySelect;
+    let ended = [
+        SearchStatus::Completed,
+        SearchStatus::CompletedWithErrors,
+        SearchStatus::Failed,
+        SearchStatus::Cancelled,
+        SearchStatus::BudgetExhausted,
+    ]
+    .map(SearchStatus::as_str);
+    vehicle_search::Entity::find()
+        .filter(vehicle_search::Column::CreatedAt.lt(cutoff))
+        .filter(vehicle_search::Column::Status.is_in(ended))
+        .filter(vehicle_search::Column::Id.gt(after))
+        .order_by_asc(vehicle_search::Column::Id)
+        .limit(page)
+        .all(db)
+        .await
+}
+
+/// Deletes a search; its tasks and points go with it (`ON DELETE CASCADE`). Returns whether it
+/// existed.
+///
+/// # Errors
+/// The database error.
+pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
+    Ok(vehicle_search::Entity::delete_by_id(id)
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1)
+}
+
 /// Bytes of snapshots held by the city's stored searches.
 ///
 /// # Errors

@@ -320,6 +320,48 @@ pub async fn unclaim(db: &impl ConnectionTrait, task_ids: &[i64]) -> Result<(), 
     Ok(())
 }
 
+/// Pending tasks whose job was lost before any worker took it: queued before `cutoff` and not
+/// started since (tasks still waiting for their search's queue window are not queued yet).
+///
+/// # Errors
+/// The database error.
+pub async fn lost_pending(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<search_task::Model>, DbErr> {
+    search_task::Entity::find()
+        .filter(search_task::Column::Status.eq(TaskStatus::Pending.as_str()))
+        .filter(search_task::Column::EnqueuedAt.lt(cutoff))
+        .filter(
+            search_task::Column::StartedAt
+                .is_null()
+                .or(search_task::Column::StartedAt.lt(cutoff)),
+        )
+        .all(db)
+        .await
+}
+
+/// Claims a stuck task for re-enqueueing: moves its start time to `now` only if it is still as
+/// read (status and start time), so of several scheduler replicas one gets `true`.
+///
+/// # Errors
+/// The database error.
+pub async fn claim_for_requeue(
+    db: &impl ConnectionTrait,
+    task: &search_task::Model,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let claim = search_task::Entity::update_many()
+        .col_expr(search_task::Column::StartedAt, Expr::value(now))
+        .filter(search_task::Column::Id.eq(task.id))
+        .filter(search_task::Column::Status.eq(task.status.as_str()));
+    let claim = match task.started_at {
+        Some(at) => claim.filter(search_task::Column::StartedAt.eq(at)),
+        None => claim.filter(search_task::Column::StartedAt.is_null()),
+    };
+    Ok(claim.exec(db).await?.rows_affected == 1)
+}
+
 /// Tasks still `processing` whose run started before `started_before` (their worker may have died).
 ///
 /// # Errors
