@@ -1,10 +1,38 @@
 //! One module per resource, each with its own `#[OpenApi]` impl; [`api`] composes them.
 
-pub mod admin;
+pub mod api_keys;
+pub mod cameras;
+pub mod cities;
 pub mod health;
+pub mod recordings;
 pub mod searches;
 
+use poem_openapi::ApiResponse;
+use poem_openapi::payload::Json;
+
+/// Created.
+#[derive(ApiResponse)]
+pub enum Created<T: poem_openapi::types::ToJSON + Send + Sync> {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<T>),
+}
+
 /// Every API resource, for `OpenApiService::new`.
-pub fn api() -> (searches::SearchesApi, admin::AdminApi, health::HealthApi) {
-    (searches::SearchesApi, admin::AdminApi, health::HealthApi)
+pub fn api() -> (
+    searches::SearchesApi,
+    cities::CitiesApi,
+    cameras::CamerasApi,
+    recordings::RecordingsApi,
+    api_keys::ApiKeysApi,
+    health::HealthApi,
+) {
+    (
+        searches::SearchesApi,
+        cities::CitiesApi,
+        cameras::CamerasApi,
+        recordings::RecordingsApi,
+        api_keys::ApiKeysApi,
+        health::HealthApi,
+    )
 }
