@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`Cli`], [`run`]: the `sentinela-api` binary (`serve`, `seed`, `migrate`, `--standalone`,
 //!   `--demo`).
-//! - [`AppState`], [`app`], [`serve`]: the application and its server loop.
+//! - [`Application`], [`Mode`]: what the binary runs and the tests start — build from settings and
+//!   mode, then run until stopped.
+//! - [`AppState`], [`app`], [`serve`]: the HTTP application and its server loop.
 //! - [`metrics`]: `/metrics` (HTTP requests and queue depth).
 //! - [`error`]: the one error type, JSON `{code, message, field?}`.
 //! - [`auth`]: API keys.
@@ -268,108 +270,168 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve_command(settings: &Settings, standalone: bool, demo: bool) -> anyhow::Result<()> {
-    let db = db::connect_and_migrate(&settings.database_url).await?;
-    let mut admin_key = settings
-        .admin_key
-        .as_ref()
-        .map(|k| k.expose_secret().to_owned());
-    if demo && admin_key.is_none() {
-        admin_key = Some(auth::new_secret());
-    }
-    if let Some(key) = &admin_key {
-        match auth::ensure_admin_key(&db, key)
-            .await
-            .context("failed to ensure the bootstrap admin key")?
-        {
-            auth::Bootstrap::Created => tracing::info!("bootstrap admin key created"),
-            auth::Bootstrap::Present => {}
-            auth::Bootstrap::Revoked => tracing::warn!(
-                "SENTINELA_ADMIN_KEY names a revoked key; it stays revoked (set a new secret to rotate it)"
-            ),
-            auth::Bootstrap::NotAdmin => tracing::warn!(
-                "SENTINELA_ADMIN_KEY names a city key; it is left as it is and is not admin"
-            ),
-        }
-    }
-    let queue = JobQueue::connect(settings, &db).await?;
-    let acceptor = bind(&settings.api.bind).await?;
-    let local = acceptor.local_addr()[0].to_string();
-    let local = local.trim_start_matches("socket://").to_owned();
+    let app = Application::build(settings.clone(), Mode { standalone, demo }).await?;
+    app.run_until(sentinela_core::process::shutdown_signal())
+        .await
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut rx = stop_rx.clone();
-    let (metrics_addr, metrics_task) = sentinela_core::metrics_server::start(
-        &settings.api.metrics_bind,
-        queue.clone(),
-        db.clone(),
-        settings.detector.daily_calls_per_city,
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        },
-    )
-    .await?;
-    let mut workers = None;
-    let mut scheduler = None;
-    if standalone {
-        if demo {
-            let info = demo::prepare(&db, &settings.storage.recordings_dir).await?;
-            print_demo(
-                &local,
-                info.city_id,
-                admin_key.as_deref().unwrap_or_default(),
-            );
+/// How `sentinela-api` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// Workers and the scheduler in this process (embedded mode).
+    pub standalone: bool,
+    /// With `standalone`: the demo city, its recordings and a ready search printed.
+    pub demo: bool,
+}
+
+/// The application `sentinela-api` runs, and the tests start: built from settings and a mode
+/// (database connected and migrated, bootstrap admin key ensured, queue connected, the API address
+/// bound), then run until stopped (the internal metrics listener, in standalone mode the workers
+/// and the scheduler, the HTTP server; all stopped and drained together).
+pub struct Application {
+    settings: Settings,
+    mode: Mode,
+    db: DatabaseConnection,
+    queue: JobQueue,
+    acceptor: TcpAcceptor,
+    address: String,
+    admin_key: Option<String>,
+}
+
+impl Application {
+    /// Connects, migrates, ensures the bootstrap admin key and binds `API_BIND`.
+    ///
+    /// # Errors
+    /// Database, queue or bind errors, naming what failed.
+    pub async fn build(settings: Settings, mode: Mode) -> anyhow::Result<Self> {
+        let db = db::connect_and_migrate(&settings.database_url).await?;
+        let mut admin_key = settings
+            .admin_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned());
+        if mode.demo && admin_key.is_none() {
+            admin_key = Some(auth::new_secret());
         }
-        let state = Arc::new(
-            sentinela_worker::WorkerState::build(settings, db.clone(), queue.clone()).await?,
-        );
-        let worker_settings = settings.clone();
-        let mut rx = stop_rx.clone();
-        workers = Some(tokio::spawn(async move {
-            sentinela_worker::run_workers(state, &worker_settings, async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await
-        }));
-        let mut rx = stop_rx.clone();
-        scheduler = Some(sentinela_scheduler::start(
+        if let Some(key) = &admin_key {
+            match auth::ensure_admin_key(&db, key)
+                .await
+                .context("failed to ensure the bootstrap admin key")?
+            {
+                auth::Bootstrap::Created => tracing::info!("bootstrap admin key created"),
+                auth::Bootstrap::Present => {}
+                auth::Bootstrap::Revoked => tracing::warn!(
+                    "SENTINELA_ADMIN_KEY names a revoked key; it stays revoked (set a new secret to rotate it)"
+                ),
+                auth::Bootstrap::NotAdmin => tracing::warn!(
+                    "SENTINELA_ADMIN_KEY names a city key; it is left as it is and is not admin"
+                ),
+            }
+        }
+        let queue = JobQueue::connect(&settings, &db).await?;
+        let acceptor = bind(&settings.api.bind).await?;
+        let address = acceptor.local_addr()[0]
+            .to_string()
+            .trim_start_matches("socket://")
+            .to_owned();
+        Ok(Self {
             settings,
-            db.clone(),
+            mode,
+            db,
+            queue,
+            acceptor,
+            address,
+            admin_key,
+        })
+    }
+
+    /// The bound API address (`host:port`; the real port when `API_BIND` asked for port 0).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Runs until `shutdown` resolves, then stops the server, the workers and the scheduler.
+    ///
+    /// # Errors
+    /// The server's, the workers' or the scheduler's failure.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            settings,
+            mode,
+            db,
+            queue,
+            acceptor,
+            address,
+            admin_key,
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let (metrics_addr, metrics_task) = sentinela_core::metrics_server::start(
+            &settings.api.metrics_bind,
             queue.clone(),
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            },
-        )?);
-    }
-    tracing::info!(
-        address = %local,
-        metrics = %metrics_addr,
-        standalone,
-        "API listening; Swagger UI at /docs"
-    );
-    let state = AppState::new(settings, db, queue);
-    let mut rx = stop_rx.clone();
-    let shutdown = async move {
-        tokio::select! {
-            () = sentinela_core::process::shutdown_signal() => {}
-            _ = rx.wait_for(|stop| *stop) => {}
+            db.clone(),
+            settings.detector.daily_calls_per_city,
+            stopped(stop_rx.clone()),
+        )
+        .await?;
+        let mut workers = None;
+        let mut scheduler = None;
+        if mode.standalone {
+            if mode.demo {
+                let info = demo::prepare(&db, &settings.storage.recordings_dir).await?;
+                print_demo(
+                    &address,
+                    info.city_id,
+                    admin_key.as_deref().unwrap_or_default(),
+                );
+            }
+            let state = Arc::new(
+                sentinela_worker::WorkerState::build(&settings, db.clone(), queue.clone()).await?,
+            );
+            let worker_settings = settings.clone();
+            let until = stopped(stop_rx.clone());
+            workers = Some(tokio::spawn(async move {
+                sentinela_worker::run_workers(state, &worker_settings, until).await
+            }));
+            scheduler = Some(sentinela_scheduler::start(
+                &settings,
+                db.clone(),
+                queue.clone(),
+                stopped(stop_rx.clone()),
+            )?);
         }
-    };
-    serve(
-        acceptor,
-        app(state, settings.api.body_limit_bytes),
-        shutdown,
-    )
-    .await
-    .context("the HTTP server failed")?;
-    let _ = stop_tx.send(true);
-    metrics_task.abort();
-    if let Some(workers) = workers {
-        workers.await.context("worker task")??;
+        tracing::info!(
+            address = %address,
+            metrics = %metrics_addr,
+            standalone = mode.standalone,
+            "API listening; Swagger UI at /docs"
+        );
+        let body_limit = settings.api.body_limit_bytes;
+        let state = AppState::new(&settings, db, queue);
+        let until = stopped(stop_rx.clone());
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = until => {}
+            }
+        };
+        serve(acceptor, app(state, body_limit), shutdown)
+            .await
+            .context("the HTTP server failed")?;
+        let _ = stop_tx.send(true);
+        metrics_task.abort();
+        if let Some(workers) = workers {
+            workers.await.context("worker task")??;
+        }
+        if let Some(scheduler) = scheduler {
+            scheduler.await.context("scheduler task")??;
+        }
+        Ok(())
     }
-    if let Some(scheduler) = scheduler {
-        scheduler.await.context("scheduler task")??;
-    }
-    Ok(())
 }
 
 fn print_demo(addr: &str, city_id: i64, key: &str) {

@@ -3,15 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
-use poem::listener::Acceptor;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
-use sentinela_api::{AppState, app, auth};
-use sentinela_core::queue::JobQueue;
+use sentinela_api::{Application, Mode, auth};
 use sentinela_core::repo::{cameras, cities, recordings};
 use sentinela_core::settings::Settings;
 use sentinela_core::testing::TestDb;
@@ -60,10 +57,24 @@ fn settings(test: &TestDb, redis: Option<&str>, dir: &Path) -> Settings {
             model().to_string_lossy().into_owned(),
         ),
         ("WORKER_CONCURRENCY", "2".to_owned()),
+        ("API_BIND", "127.0.0.1:0".to_owned()),
+        ("METRICS_BIND", "127.0.0.1:0".to_owned()),
+        ("SENTINELA_ADMIN_KEY", ADMIN.to_owned()),
+        ("SENTINELA__API__BODY_LIMIT_BYTES", (16 * 1024).to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    // The periodic jobs stay off: these tests are about the API and the workers.
+    for job in [
+        "RETENTION",
+        "CLEANUP",
+        "RECOVER",
+        "INDEX_SYNC",
+        "QUEUE_HYGIENE",
+    ] {
+        env.insert(format!("SENTINELA__SCHEDULER__{job}_CRON"), "off".into());
+    }
     if let Some(r) = redis {
         env.insert("REDIS_URL".into(), r.to_owned());
     }
@@ -144,7 +155,6 @@ async fn spawn_app(redis: Option<&str>) -> TestApp {
     };
     let settings = settings(&test, redis, dir.path());
     let (city_a, city_b, camera_a) = fixtures(&test, dir.path()).await;
-    auth::ensure_admin_key(&test.db, ADMIN).await.unwrap();
     let key_a = "snt_test_city_a".to_owned();
     let key_b = "snt_test_city_b".to_owned();
     auth::create_key(&test.db, &key_a, "a", "operator-a", Some(city_a))
@@ -154,13 +164,6 @@ async fn spawn_app(redis: Option<&str>) -> TestApp {
         .await
         .unwrap();
 
-    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
-    let acceptor = sentinela_api::bind("127.0.0.1:0").await.unwrap();
-    let addr = acceptor.local_addr()[0]
-        .to_string()
-        .trim_start_matches("socket://")
-        .to_owned();
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut worker = None;
     if let Some(redis) = redis {
         worker = Some(KillOnDrop(
@@ -177,29 +180,22 @@ async fn spawn_app(redis: Option<&str>) -> TestApp {
                 .spawn()
                 .unwrap(),
         ));
-    } else {
-        let state = Arc::new(
-            sentinela_worker::WorkerState::build(&settings, test.db.clone(), queue.clone())
-                .await
-                .unwrap(),
-        );
-        let (s, mut rx) = (settings.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            sentinela_worker::run_workers(state, &s, async move {
-                let _ = rx.wait_for(|v| *v).await;
-            })
-            .await
-        });
     }
-    let state = AppState::new(&settings, test.db.clone(), queue);
-    let mut rx = stop_rx;
-    tokio::spawn(sentinela_api::serve(
-        acceptor,
-        app(state, 16 * 1024),
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
+    // The application as the binary runs it: embedded mode runs the workers in-process.
+    let application = Application::build(
+        settings,
+        Mode {
+            standalone: redis.is_none(),
+            demo: false,
         },
-    ));
+    )
+    .await
+    .unwrap();
+    let addr = application.address().to_owned();
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(application.run_until(async move {
+        let _ = stop_rx.wait_for(|v| *v).await;
+    }));
     TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
