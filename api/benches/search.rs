@@ -275,7 +275,7 @@ async fn main() {
     let calls_again = again["search"]["progress"]["detector_calls"]
         .as_i64()
         .unwrap_or(-1);
-    let rss = sentinela_core::testing::peak_rss_mb(&server.0.id().to_string());
+    let rss = sentinela_testkit::peak_rss_mb(&server.0.id().to_string());
 
     println!(
         "search over 12 one-minute 720p30 recordings (3 cameras), local detector, embedded mode, WORKER_CONCURRENCY={}, MALLOC_ARENA_MAX={}",

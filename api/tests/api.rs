@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use sentinela_api::{Application, Mode, auth};
 use sentinela_core::repo::{cameras, cities, recordings};
 use sentinela_core::settings::Settings;
-use sentinela_core::testing::TestDb;
+use sentinela_testkit::TestDb;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "snt_test_admin_key";
@@ -108,7 +108,7 @@ async fn fixtures(test: &TestDb, dir: &Path) -> (i64, i64, i64) {
     )
     .await
     .unwrap();
-    sentinela_core::testing::render_bus_pair(dir, 6.0, 2.0);
+    sentinela_testkit::render_bus_pair(dir, 6.0, 2.0);
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     for (i, file) in ["empty.mp4", "bus.mp4"].iter().enumerate() {
         let start = t0 + Span::seconds(6 * i as i64);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use secrecy::ExposeSecret;
 use sentinela_core::repo::{cameras, cities, recordings, searches};
-use sentinela_core::testing::TestDb;
+use sentinela_testkit::TestDb;
 
 const ADMIN: &str = "snt_metrics_admin_key";
 
@@ -198,7 +198,7 @@ async fn scrape(client: &reqwest::Client, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_worker_and_scheduler_metrics_move_with_a_search() {
     let test = TestDb::postgres().await;
-    let redis = sentinela_core::testing::redis_db(9);
+    let redis = sentinela_testkit::redis_db(9);
     let dir = tempfile::tempdir().unwrap();
     let city = cities::create(
         &test.db,
@@ -224,7 +224,7 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
     )
     .await
     .unwrap();
-    sentinela_core::testing::render_bus_pair(dir.path(), 6.0, 2.0);
+    sentinela_testkit::render_bus_pair(dir.path(), 6.0, 2.0);
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     // The third file does not exist: its task fails for good (a failed job, not a retried one).
     for (i, file) in ["empty.mp4", "bus.mp4", "missing.mp4"].iter().enumerate() {

@@ -19,12 +19,12 @@ use entity::status::TaskStatus;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sentinela_core::domain::{Color, TimeRange};
 use sentinela_core::repo::{recordings, searches, tasks};
-use sentinela_core::testing::TestDb;
+use sentinela_testkit::TestDb;
 
 async fn run(n: usize, replay_old: bool) -> f64 {
     let test = TestDb::sqlite().await;
-    let city = sentinela_core::testing::city(&test.db, "bench").await;
-    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam").await;
+    let city = sentinela_testkit::city(&test.db, "bench").await;
+    let camera = sentinela_testkit::camera(&test.db, city.id, "cam").await;
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).unwrap();
     let mut new_tasks = Vec::with_capacity(n);
     for i in 0..n {

@@ -98,7 +98,7 @@ fn run_mode(mode: &str, path: &Path) {
         "{} {} {}",
         start.elapsed().as_secs_f64(),
         samples,
-        sentinela_core::testing::peak_rss_mb("self")
+        sentinela_testkit::peak_rss_mb("self")
     );
 }
 

@@ -21,7 +21,6 @@
 //! - [`detect`]: detector providers, criteria matching, detector concurrency limits.
 //! - [`video`]: frame sampling, the motion gate, JPEG encoding, synthetic recordings.
 //! - [`cli`]: one-line errors and exit codes for the binaries.
-//! - [`testing`]: a fresh database per integration test.
 
 pub mod cli;
 pub mod db;
@@ -39,7 +38,6 @@ pub mod repo;
 pub mod seed;
 pub mod settings;
 pub mod telemetry;
-pub mod testing;
 pub mod video;
 
 pub use entity;

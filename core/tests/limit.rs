@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sentinela_core::detect::limit::{DetectorLimiter, RateLimit};
 
 async fn limiter(key: &str, per_second: f64) -> DetectorLimiter {
-    let client = redis::Client::open(sentinela_core::testing::redis_url()).unwrap();
+    let client = redis::Client::open(sentinela_testkit::redis_url()).unwrap();
     let conn = redis::aio::ConnectionManager::new(client)
         .await
         .expect("Redis answers");

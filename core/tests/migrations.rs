@@ -2,7 +2,7 @@
 
 use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm::DatabaseConnection;
-use sentinela_core::testing::TestDb;
+use sentinela_testkit::TestDb;
 
 const TABLES: [&str; 8] = [
     "city",

@@ -12,8 +12,8 @@ use sentinela_core::domain::{Color, TimeRange, VehicleType};
 use sentinela_core::pipeline::{AnalyzeError, Analyzer, TaskInput};
 use sentinela_core::repo::{points, recordings, searches};
 use sentinela_core::settings::SamplerSettings;
-use sentinela_core::testing::TestDb;
 use sentinela_core::video::synth::{self, Scene, Sprite};
+use sentinela_testkit::TestDb;
 
 struct Setup {
     test: TestDb,
@@ -42,8 +42,8 @@ async fn setup(file: Option<&[u8]>) -> Setup {
         }
     }
     let test = TestDb::sqlite().await;
-    let city = sentinela_core::testing::city(&test.db, "Campinas").await;
-    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam-1").await;
+    let city = sentinela_testkit::city(&test.db, "Campinas").await;
+    let camera = sentinela_testkit::camera(&test.db, city.id, "cam-1").await;
     let start = Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).unwrap();
     let (recording, _) = recordings::register(
         &test.db,

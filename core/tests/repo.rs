@@ -10,8 +10,8 @@ use sentinela_core::repo::points::{self, NewPoint};
 use sentinela_core::repo::recordings::{self, NewRecording};
 use sentinela_core::repo::searches::{self, NewSearch};
 use sentinela_core::repo::tasks::{self, NewTask, TaskOutcome};
-use sentinela_core::testing::TestDb;
 use sentinela_core::{SearchStatus, TaskStatus, seed};
+use sentinela_testkit::TestDb;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).unwrap()
@@ -23,7 +23,7 @@ struct Fixture {
 }
 
 async fn fixture(db: &DatabaseConnection) -> Fixture {
-    let city = sentinela_core::testing::city(db, "São Paulo").await;
+    let city = sentinela_testkit::city(db, "São Paulo").await;
     let mut cams = Vec::new();
     for i in 0..3 {
         cams.push(
@@ -295,7 +295,7 @@ async fn overlapping_recordings_respect_the_window_edges_and_the_camera_filter()
         found.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![recs[2].id]
     );
-    let other_city = sentinela_core::testing::city(&test.db, "Rio").await;
+    let other_city = sentinela_testkit::city(&test.db, "Rio").await;
     assert!(
         recordings::overlapping(&test.db, other_city.id, &window, None)
             .await

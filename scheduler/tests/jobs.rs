@@ -18,11 +18,11 @@ use sentinela_core::jobs::{PERIODIC_QUEUE, PeriodicJob, PeriodicRun};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, cities, points, recordings, searches, tasks};
 use sentinela_core::settings::Settings;
-use sentinela_core::testing::{TestDb, redis_db};
 use sentinela_core::video::synth::{self, Scene};
 use sentinela_scheduler::index_sync::IndexSync;
 use sentinela_scheduler::periodic::{self, JobContext};
 use sentinela_scheduler::{cleanup, hygiene, retention};
+use sentinela_testkit::{TestDb, redis_db};
 
 fn settings(test: &TestDb, redis: Option<&str>, extra: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = [(
@@ -160,9 +160,9 @@ async fn retention_deletes_by_age_then_oldest_over_the_cap_and_keeps_locked_reco
     )
     .await
     .unwrap();
-    let other_city = sentinela_core::testing::city(&test.db, "Untouched").await;
-    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam").await;
-    let other_camera = sentinela_core::testing::camera(&test.db, other_city.id, "cam").await;
+    let other_city = sentinela_testkit::city(&test.db, "Untouched").await;
+    let camera = sentinela_testkit::camera(&test.db, city.id, "cam").await;
+    let other_camera = sentinela_testkit::camera(&test.db, other_city.id, "cam").await;
     let now = Utc::now();
     let day = chrono::Duration::days(1);
     let d = dir.path();
@@ -348,8 +348,8 @@ async fn cleanup_deletes_old_ended_searches_with_points_and_snapshots_only() {
     let test = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let snapshots = dir.path().join("snapshots");
-    let city = sentinela_core::testing::city(&test.db, "Cleanup").await;
-    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam").await;
+    let city = sentinela_testkit::city(&test.db, "Cleanup").await;
+    let camera = sentinela_testkit::camera(&test.db, city.id, "cam").await;
     let r = rec(
         &test,
         dir.path(),
@@ -432,8 +432,8 @@ async fn retention_and_cleanup_never_delete_outside_their_roots() {
         std::fs::write(outside.join(name), vec![9u8; 100]).unwrap();
     }
     std::os::unix::fs::symlink(outside.join("c.mp4"), root.join("cam/link.mp4")).unwrap();
-    let city = sentinela_core::testing::city(&test.db, "Confined").await;
-    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam").await;
+    let city = sentinela_testkit::city(&test.db, "Confined").await;
+    let camera = sentinela_testkit::camera(&test.db, city.id, "cam").await;
     let old = Utc::now() - chrono::Duration::days(400);
     // Rows as an older version (or a hostile key) could have stored them.
     let a = outside.join("a.mp4").to_string_lossy().into_owned();
@@ -567,7 +567,7 @@ async fn index_sync_registers_complete_mediamtx_segments_once_and_skips_a_partia
     let test = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("recordings");
-    let city = sentinela_core::testing::city(&test.db, "Index").await;
+    let city = sentinela_testkit::city(&test.db, "Index").await;
     let with_path = |name: &'static str, path: &'static str| {
         let db = test.db.clone();
         async move {

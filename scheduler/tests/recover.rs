@@ -14,18 +14,18 @@ use sentinela_core::domain::{Color, TimeRange, VehicleType};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{recordings, searches, tasks};
 use sentinela_core::settings::Settings;
-use sentinela_core::testing::TestDb;
 use sentinela_core::video::synth::{self, Scene};
 use sentinela_core::{SearchStatus, TaskStatus};
 use sentinela_scheduler::recover::recover_stuck;
+use sentinela_testkit::TestDb;
 
 async fn search_with_tasks(test: &TestDb, dir: &std::path::Path, n: usize) -> (i64, Vec<i64>) {
     let file = dir.join("street.mp4");
     if !file.exists() {
         synth::render(&Scene::new(320, 240, 10, 2.0), &file).unwrap();
     }
-    let city = sentinela_core::testing::city(&test.db, &format!("c{}", rand_id())).await;
-    let camera = sentinela_core::testing::camera(&test.db, city.id, "cam").await;
+    let city = sentinela_testkit::city(&test.db, &format!("c{}", rand_id())).await;
+    let camera = sentinela_testkit::camera(&test.db, city.id, "cam").await;
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     let mut new_tasks = Vec::new();
     for i in 0..n {

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use sentinela_core::testing::{TestDb, redis_db};
+use sentinela_testkit::{TestDb, redis_db};
 
 struct Scheduler {
     child: Child,

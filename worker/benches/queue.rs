@@ -116,7 +116,7 @@ async fn round(
     let drained = jobs as f64 / start.elapsed().as_secs_f64();
     let rss = workers
         .iter()
-        .map(|w| sentinela_core::testing::peak_rss_mb(&w.id().to_string()))
+        .map(|w| sentinela_testkit::peak_rss_mb(&w.id().to_string()))
         .fold(0.0, f64::max);
     for w in &mut workers {
         let _ = Command::new("kill")

@@ -15,7 +15,7 @@ use common::*;
 use sentinela_core::SearchStatus;
 use sentinela_core::jobs::SearchVehicle;
 use sentinela_core::repo::{cameras, recordings, searches};
-use sentinela_core::testing::{TestDb, redis_db};
+use sentinela_testkit::{TestDb, redis_db};
 
 /// Registers `n` recordings of `file` (hard links, SECONDS long each) for a new city; returns it.
 async fn city_of(
@@ -25,7 +25,7 @@ async fn city_of(
     file: &std::path::Path,
     n: usize,
 ) -> i64 {
-    let city = sentinela_core::testing::city(&test.db, name).await;
+    let city = sentinela_testkit::city(&test.db, name).await;
     let camera = cameras::create(
         &test.db,
         cameras::NewCamera {

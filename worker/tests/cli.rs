@@ -26,7 +26,7 @@ fn a_bad_setting_is_one_line_naming_the_variable() {
 #[tokio::test]
 async fn postgres_without_redis_is_refused_naming_redis_url() {
     use secrecy::ExposeSecret;
-    let test = sentinela_core::testing::TestDb::postgres().await;
+    let test = sentinela_testkit::TestDb::postgres().await;
     let out = Command::new(env!("CARGO_BIN_EXE_sentinela-worker"))
         .env("DATABASE_URL", test.url.expose_secret())
         .env_remove("REDIS_URL")

@@ -10,9 +10,9 @@ use entity::trajectory_point;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use sentinela_core::jobs::SearchVehicle;
 use sentinela_core::repo::{points, searches};
-use sentinela_core::testing::TestDb;
-use sentinela_core::testing::redis_db;
 use sentinela_core::{SearchStatus, TaskStatus};
+use sentinela_testkit::TestDb;
+use sentinela_testkit::redis_db;
 
 async fn point_count(test: &TestDb, search: i64) -> u64 {
     trajectory_point::Entity::find()

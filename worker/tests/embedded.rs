@@ -12,8 +12,8 @@ use sentinela_core::SearchStatus;
 use sentinela_core::jobs::{AnalyzeRecording, SearchVehicle};
 use sentinela_core::queue::{JobQueue, QueueDepth, redis_depth};
 use sentinela_core::repo::points;
-use sentinela_core::testing::TestDb;
-use sentinela_core::testing::redis_db;
+use sentinela_testkit::TestDb;
+use sentinela_testkit::redis_db;
 use sentinela_worker::{WorkerState, run_workers};
 
 /// Runs one search in-process on the queue the settings select; returns (camera, seconds since t0)

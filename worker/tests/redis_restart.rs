@@ -10,7 +10,7 @@ use common::*;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use sentinela_core::SearchStatus;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_core::testing::TestDb;
+use sentinela_testkit::TestDb;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

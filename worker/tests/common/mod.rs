@@ -14,7 +14,7 @@ use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, recordings, searches};
 use sentinela_core::settings::Settings;
-use sentinela_core::testing::TestDb;
+use sentinela_testkit::TestDb;
 
 /// Start of the first recording.
 pub fn t0() -> DateTime<Utc> {
@@ -26,7 +26,7 @@ pub const SECONDS: i64 = 3;
 
 /// Two small recordings: a street with the red bus parked in view the whole time, and an empty one.
 pub fn render_pair(dir: &Path) -> (PathBuf, PathBuf) {
-    sentinela_core::testing::render_bus_pair(dir, SECONDS as f64, 0.0)
+    sentinela_testkit::render_bus_pair(dir, SECONDS as f64, 0.0)
 }
 
 /// A city with three cameras and `n` recordings, one after another round-robin over the cameras;
@@ -39,7 +39,7 @@ pub async fn city_with_recordings(
     bus_every: usize,
 ) -> (i64, Vec<i64>) {
     let (bus, empty) = render_pair(dir);
-    let city = sentinela_core::testing::city(db, &format!("city-{}", rand_suffix())).await;
+    let city = sentinela_testkit::city(db, &format!("city-{}", rand_suffix())).await;
     let mut cams = Vec::new();
     for i in 0..3 {
         cams.push(

@@ -1,4 +1,4 @@
-//! Helpers for integration tests across the workspace: a fresh PostgreSQL database or SQLite file
+//! The test kit: helpers for integration tests and benchmarks across the workspace: a fresh PostgreSQL database or SQLite file
 //! per test, migrated. Tests talk to real servers; nothing here mocks one.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use secrecy::SecretString;
 
-use crate::db;
+use sentinela_core::db;
 
 /// The server tests create their databases on (`TEST_DATABASE_URL`, default the local `test`
 /// database).
@@ -47,7 +47,7 @@ pub fn render_bus_pair(
     seconds: f64,
     bus_from_s: f64,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    use crate::video::synth::{self, Scene, Sprite};
+    use sentinela_core::video::synth::{self, Scene, Sprite};
     let (bus, empty) = (dir.join("bus.mp4"), dir.join("empty.mp4"));
     let mut scene = Scene::new(416, 320, 10, seconds);
     synth::render(&scene, &empty).expect("render the empty street");
@@ -167,9 +167,9 @@ impl TestDb {
 /// # Panics
 /// On a database error.
 pub async fn city(db: &DatabaseConnection, name: &str) -> entity::city::Model {
-    crate::repo::cities::create(
+    sentinela_core::repo::cities::create(
         db,
-        crate::repo::cities::NewCity {
+        sentinela_core::repo::cities::NewCity {
             name: name.to_owned(),
             timezone: "America/Sao_Paulo".into(),
             recording_retention_days: 30,
@@ -185,9 +185,9 @@ pub async fn city(db: &DatabaseConnection, name: &str) -> entity::city::Model {
 /// # Panics
 /// On a database error.
 pub async fn camera(db: &DatabaseConnection, city_id: i64, name: &str) -> entity::camera::Model {
-    crate::repo::cameras::create(
+    sentinela_core::repo::cameras::create(
         db,
-        crate::repo::cameras::NewCamera {
+        sentinela_core::repo::cameras::NewCamera {
             city_id,
             name: name.to_owned(),
             location: None,
