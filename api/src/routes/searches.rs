@@ -542,7 +542,6 @@ impl SearchesApi {
         body: Json<CreateSearch>,
     ) -> Result<CreatedSearch, ApiError> {
         let v = validate(&state, &auth, body.0).await?;
-        let estimate = within_caps(&state, &v).await?;
         let in_flight = searches::in_flight(&state.db, v.city.id).await?;
         let quota = v
             .city
@@ -558,6 +557,8 @@ impl SearchesApi {
                 30,
             ));
         }
+        // The quota first: it is one count, the estimate reads every recording of the window.
+        let estimate = within_caps(&state, &v).await?;
         if let Some(budget) = v.city.daily_detector_calls.or(state.bounds.daily_budget) {
             let now = Utc::now();
             let used = usage::calls_on(&state.db, v.city.id, now).await?;

@@ -92,8 +92,28 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Option<recording:
     recording::Entity::find_by_id(id).one(db).await
 }
 
+/// The query of a city's recordings that overlap `window` (optionally only those of
+/// `camera_ids`), in start order. A recording overlaps when it starts before the window ends and
+/// ends after it starts.
+fn overlapping_query(
+    city_id: i64,
+    window: &TimeRange,
+    camera_ids: Option<&[i64]>,
+) -> sea_orm::Select<recording::Entity> {
+    let mut query = recording::Entity::find()
+        .filter(recording::Column::CityId.eq(city_id))
+        .filter(recording::Column::StartedAt.lt(window.end()))
+        .filter(recording::Column::EndedAt.gt(window.start()));
+    if let Some(ids) = camera_ids {
+        query = query.filter(recording::Column::CameraId.is_in(ids.iter().copied()));
+    }
+    query
+        .order_by_asc(recording::Column::StartedAt)
+        .order_by_asc(recording::Column::Id)
+}
+
 /// A city's recordings that overlap `window` (optionally only those of `camera_ids`), in start
-/// order. A recording overlaps when it starts before the window ends and ends after it starts.
+/// order.
 ///
 /// # Errors
 /// The database error.
@@ -103,22 +123,10 @@ pub async fn overlapping(
     window: &TimeRange,
     camera_ids: Option<&[i64]>,
 ) -> Result<Vec<recording::Model>, DbErr> {
-    let mut query = recording::Entity::find()
-        .filter(recording::Column::CityId.eq(city_id))
-        .filter(recording::Column::StartedAt.lt(window.end()))
-        .filter(recording::Column::EndedAt.gt(window.start()));
-    if let Some(ids) = camera_ids {
-        query = query.filter(recording::Column::CameraId.is_in(ids.iter().copied()));
-    }
-    query
-        .order_by_asc(recording::Column::StartedAt)
-        .order_by_asc(recording::Column::Id)
-        .all(db)
-        .await
+    overlapping_query(city_id, window, camera_ids).all(db).await
 }
 
-/// `(id, started_at, ended_at)` of a city's recordings that overlap `window` (optionally only
-/// those of `camera_ids`), in start order: what planning and estimating need, without the rows.
+/// `(id, started_at, ended_at)` of the same recordings: what estimating needs, without the rows.
 ///
 /// # Errors
 /// The database error.
@@ -128,21 +136,11 @@ pub async fn overlapping_spans(
     window: &TimeRange,
     camera_ids: Option<&[i64]>,
 ) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>)>, DbErr> {
-    use sea_orm::QuerySelect;
-    let mut query = recording::Entity::find()
+    overlapping_query(city_id, window, camera_ids)
         .select_only()
         .column(recording::Column::Id)
         .column(recording::Column::StartedAt)
         .column(recording::Column::EndedAt)
-        .filter(recording::Column::CityId.eq(city_id))
-        .filter(recording::Column::StartedAt.lt(window.end()))
-        .filter(recording::Column::EndedAt.gt(window.start()));
-    if let Some(ids) = camera_ids {
-        query = query.filter(recording::Column::CameraId.is_in(ids.iter().copied()));
-    }
-    query
-        .order_by_asc(recording::Column::StartedAt)
-        .order_by_asc(recording::Column::Id)
         .into_tuple()
         .all(db)
         .await
