@@ -163,6 +163,7 @@ async fn main() {
             timezone: "America/Sao_Paulo".into(),
             recording_retention_days: 0,
             max_storage_bytes: None,
+            database_url: None,
         },
     )
     .await
@@ -170,6 +171,7 @@ async fn main() {
     let mut camera_ids = Vec::new();
     for camera in 0..3 {
         let row = cameras::create(
+            &conn,
             &conn,
             cameras::NewCamera {
                 city_id: city.id,

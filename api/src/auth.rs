@@ -68,7 +68,7 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let state = req
         .data::<AppState>()
         .ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
-    let found = find_key(&state.db, &bearer.token)
+    let found = find_key(state.control(), &bearer.token)
         .await
         .map_err(|e| poem::Error::from(ApiError::internal(e)))?;
     match found {

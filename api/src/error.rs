@@ -178,6 +178,13 @@ impl From<sea_orm::DbErr> for ApiError {
         if sentinela_core::repo::is_unique_violation(&e) {
             return Self::conflict("an object with the same unique value already exists", None);
         }
+        if sentinela_core::repo::is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            return Self::unavailable(
+                "a database this request needs is unavailable (a city's own database may be down); \
+                 try again later",
+            );
+        }
         Self::internal(e)
     }
 }

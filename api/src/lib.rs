@@ -34,6 +34,7 @@ use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use sentinela_core::queue::JobQueue;
 use sentinela_core::settings::Settings;
+use sentinela_core::tenancy::{self, Databases};
 use sentinela_core::{db, seed};
 
 /// Command line of `sentinela-api`.
@@ -73,8 +74,8 @@ pub enum Command {
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// Database.
-    pub db: DatabaseConnection,
+    /// The control database and the routes to every city's data.
+    pub dbs: Arc<Databases>,
     /// Job queue.
     pub queue: JobQueue,
     /// Snapshot files.
@@ -89,6 +90,32 @@ pub struct AppState {
     pub quota: quota::RequestQuota,
     /// What searches are estimated and capped with.
     pub bounds: SearchBounds,
+}
+
+impl AppState {
+    /// The control database (cities, API keys, id directories).
+    pub fn control(&self) -> &DatabaseConnection {
+        self.dbs.control()
+    }
+
+    /// The database holding `city_id`'s data.
+    ///
+    /// # Errors
+    /// 404 for an unknown city, 503 when its database URL cannot be used, the control
+    /// database's error otherwise.
+    pub async fn city_db(&self, city_id: i64) -> Result<DatabaseConnection, error::ApiError> {
+        use sentinela_core::tenancy::RouteError;
+        self.dbs.city(city_id).await.map_err(|e| match e {
+            RouteError::UnknownCity(id) => error::ApiError::not_found("city", id),
+            RouteError::BadUrl { city, .. } => {
+                tracing::error!(error = %e, "city database misconfigured");
+                error::ApiError::unavailable(format!(
+                    "the database of city {city} is misconfigured; an administrator must correct it"
+                ))
+            }
+            RouteError::Control(e) => e.into(),
+        })
+    }
 }
 
 /// What searches are estimated and capped with (from settings; caps overridable per city).
@@ -112,10 +139,10 @@ pub struct SearchBounds {
 
 impl AppState {
     /// State from settings and connections.
-    pub fn new(settings: &Settings, db: DatabaseConnection, queue: JobQueue) -> Self {
+    pub fn new(settings: &Settings, dbs: Arc<Databases>, queue: JobQueue) -> Self {
         let quota = quota::RequestQuota::new(settings.api.requests_per_minute_per_key, &queue);
         Self {
-            db,
+            dbs,
             queue,
             snapshot_dir: settings.storage.snapshot_dir.clone(),
             recordings_dir: settings.storage.recordings_dir.clone(),
@@ -243,8 +270,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            db::connect_and_migrate(&settings.database_url).await?;
-            println!("migrations applied");
+            let control = db::connect(&settings.database_url).await?;
+            let outcomes = tenancy::migrate_all(&control, &settings.database_url).await?;
+            let mut failed = 0;
+            for outcome in &outcomes {
+                match &outcome.result {
+                    Ok(()) => println!("{}: migrations applied", outcome.database),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{}: FAILED: {e}", outcome.database);
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} databases could not be migrated (the others are current)",
+                    outcomes.len()
+                );
+            }
             Ok(())
         }
         Command::Seed => {
@@ -291,7 +334,7 @@ pub struct Mode {
 pub struct Application {
     settings: Settings,
     mode: Mode,
-    db: DatabaseConnection,
+    dbs: Arc<Databases>,
     queue: JobQueue,
     acceptor: TcpAcceptor,
     address: String,
@@ -327,7 +370,19 @@ impl Application {
                 ),
             }
         }
+        // Cities' own databases are brought up to date too; one that is down is reported and
+        // does not keep the API (and the other cities) from starting.
+        for outcome in tenancy::migrate_all(&db, &settings.database_url)
+            .await?
+            .into_iter()
+            .skip(1)
+        {
+            if let Err(e) = outcome.result {
+                tracing::error!(database = %outcome.database, error = %e, "city database not migrated");
+            }
+        }
         let queue = JobQueue::connect(&settings, &db).await?;
+        let dbs = Arc::new(Databases::new(db, settings.city_databases.clone()));
         let acceptor = bind(&settings.api.bind).await?;
         let address = acceptor.local_addr()[0]
             .to_string()
@@ -336,7 +391,7 @@ impl Application {
         Ok(Self {
             settings,
             mode,
-            db,
+            dbs,
             queue,
             acceptor,
             address,
@@ -360,7 +415,7 @@ impl Application {
         let Self {
             settings,
             mode,
-            db,
+            dbs,
             queue,
             acceptor,
             address,
@@ -373,7 +428,7 @@ impl Application {
         let (metrics_addr, metrics_task) = sentinela_core::metrics_server::start(
             &settings.api.metrics_bind,
             queue.clone(),
-            db.clone(),
+            dbs.clone(),
             settings.detector.daily_calls_per_city,
             stopped(stop_rx.clone()),
         )
@@ -382,7 +437,7 @@ impl Application {
         let mut scheduler = None;
         if mode.standalone {
             if mode.demo {
-                let info = demo::prepare(&db, &settings.storage.recordings_dir).await?;
+                let info = demo::prepare(dbs.control(), &settings.storage.recordings_dir).await?;
                 print_demo(
                     &address,
                     info.city_id,
@@ -390,7 +445,7 @@ impl Application {
                 );
             }
             let state = Arc::new(
-                sentinela_worker::WorkerState::build(&settings, db.clone(), queue.clone()).await?,
+                sentinela_worker::WorkerState::build(&settings, dbs.clone(), queue.clone()).await?,
             );
             let worker_settings = settings.clone();
             let until = stopped(stop_rx.clone());
@@ -399,7 +454,7 @@ impl Application {
             }));
             scheduler = Some(sentinela_scheduler::start(
                 &settings,
-                db.clone(),
+                dbs.clone(),
                 queue.clone(),
                 stopped(stop_rx.clone()),
             )?);
@@ -411,7 +466,7 @@ impl Application {
             "API listening; Swagger UI at /docs"
         );
         let body_limit = settings.api.body_limit_bytes;
-        let state = AppState::new(&settings, db, queue);
+        let state = AppState::new(&settings, dbs, queue);
         let until = stopped(stop_rx.clone());
         let shutdown = async move {
             tokio::select! {

@@ -2,7 +2,7 @@
 //! PostgreSQL + Redis with a separate worker process), bad inputs, and the auth matrix.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
@@ -11,20 +11,10 @@ use secrecy::ExposeSecret;
 use sentinela_api::{Application, Mode, auth};
 use sentinela_core::repo::{cameras, cities, recordings};
 use sentinela_core::settings::Settings;
-use sentinela_testkit::TestDb;
+use sentinela_testkit::{KillOnDrop, TestDb, workspace_binary};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "snt_test_admin_key";
-
-/// A worker process that dies with the test, even when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct TestApp {
     base: String,
@@ -88,6 +78,7 @@ async fn fixtures(test: &TestDb, dir: &Path) -> (i64, i64, i64) {
         timezone: "America/Sao_Paulo".into(),
         recording_retention_days: 30,
         max_storage_bytes: None,
+        database_url: None,
     };
     let a = cities::create(&test.db, new_city("Cidade A"))
         .await
@@ -96,6 +87,7 @@ async fn fixtures(test: &TestDb, dir: &Path) -> (i64, i64, i64) {
         .await
         .unwrap();
     let cam = cameras::create(
+        &test.db,
         &test.db,
         cameras::NewCamera {
             city_id: a.id,
@@ -129,22 +121,6 @@ async fn fixtures(test: &TestDb, dir: &Path) -> (i64, i64, i64) {
     (a.id, b.id, cam.id)
 }
 
-fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("sentinela-worker");
-    assert!(
-        bin.exists(),
-        "build the worker first: cargo build -p sentinela-worker ({})",
-        bin.display()
-    );
-    bin
-}
-
 /// `redis`: `None` for the embedded mode (SQLite + in-process workers), else PostgreSQL + Redis
 /// with a separate `sentinela-worker` process.
 async fn spawn_app(redis: Option<&str>) -> TestApp {
@@ -167,7 +143,7 @@ async fn spawn_app(redis: Option<&str>) -> TestApp {
     let mut worker = None;
     if let Some(redis) = redis {
         worker = Some(KillOnDrop(
-            Command::new(worker_binary())
+            Command::new(workspace_binary("sentinela-worker"))
                 .env("DATABASE_URL", test.url.expose_secret())
                 .env("REDIS_URL", redis)
                 .env("SNAPSHOT_DIR", dir.path().join("snapshots"))
@@ -705,6 +681,7 @@ async fn pending_search(app: &TestApp, minutes: i64) -> entity::vehicle_search::
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     sentinela_core::repo::searches::create(
         &app.test.db,
+        &app.test.db,
         sentinela_core::repo::searches::NewSearch {
             city_id: app.city_a,
             user_id: None,
@@ -1130,15 +1107,8 @@ async fn readiness_names_dependencies_without_their_errors() {
 
 /// `sentinela-api` as a process on a SQLite file, with `SENTINELA_ADMIN_KEY` set.
 fn api_process(dir: &Path, port: u16, admin_key: &str) -> KillOnDrop {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("sentinela-api");
     KillOnDrop(
-        Command::new(bin)
+        Command::new(env!("CARGO_BIN_EXE_sentinela-api"))
             .current_dir(dir)
             .env(
                 "DATABASE_URL",
@@ -1448,6 +1418,7 @@ async fn a_trajectory_of_10000_points_pages_without_duplicates_or_gaps() {
     use sentinela_core::repo::points;
     let app = spawn_app(None).await;
     let cam_b = cameras::create(
+        &app.test.db,
         &app.test.db,
         cameras::NewCamera {
             city_id: app.city_a,

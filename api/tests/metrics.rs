@@ -6,47 +6,18 @@
 //! series.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use secrecy::ExposeSecret;
 use sentinela_core::repo::{cameras, cities, recordings, searches};
-use sentinela_testkit::TestDb;
+use sentinela_testkit::{KillOnDrop, TestDb, free_port, workspace_binary};
 
 const ADMIN: &str = "snt_metrics_admin_key";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        bin.exists(),
-        "build it first: cargo build --workspace ({})",
-        bin.display()
-    );
-    bin
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: PathBuf, env: &[(&str, String)], log: &Path) -> Proc {
+fn spawn(bin: PathBuf, env: &[(&str, String)], log: &Path) -> KillOnDrop {
     let mut cmd = Command::new(bin);
     cmd.stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -54,7 +25,7 @@ fn spawn(bin: PathBuf, env: &[(&str, String)], log: &Path) -> Proc {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Proc(cmd.spawn().unwrap())
+    KillOnDrop(cmd.spawn().unwrap())
 }
 
 /// One sample: `name{labels} value`.
@@ -207,11 +178,13 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
             timezone: "America/Sao_Paulo".into(),
             recording_retention_days: 30,
             max_storage_bytes: None,
+            database_url: None,
         },
     )
     .await
     .unwrap();
     let camera = cameras::create(
+        &test.db,
         &test.db,
         cameras::NewCamera {
             city_id: city.id,
@@ -276,12 +249,12 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
         &dir.path().join("api.log"),
     );
     let _worker = spawn(
-        sibling_binary("sentinela-worker"),
+        workspace_binary("sentinela-worker"),
         &common(&[("METRICS_BIND", format!("127.0.0.1:{worker_port}"))]),
         &dir.path().join("worker.log"),
     );
     let _scheduler = spawn(
-        sibling_binary("sentinela-scheduler"),
+        workspace_binary("sentinela-scheduler"),
         &common(&[
             ("METRICS_BIND", format!("127.0.0.1:{scheduler_port}")),
             (

@@ -49,6 +49,7 @@ async fn run(n: usize, replay_old: bool) -> f64 {
     }
     let search = searches::create(
         &test.db,
+        &test.db,
         searches::NewSearch {
             city_id: city.id,
             user_id: None,

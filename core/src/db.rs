@@ -100,16 +100,20 @@ pub enum DbSetupError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     /// Connecting failed.
-    #[error("DATABASE_URL: cannot connect to {url}: {source}")]
+    #[error("{setting}: cannot connect to {url}: {source}")]
     Connect {
+        /// Which setting named the database (`DATABASE_URL`, a city's `database_url`).
+        setting: &'static str,
         /// The redacted URL.
         url: String,
         /// The driver's reason.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Migrating failed.
-    #[error("DATABASE_URL: cannot migrate {url}: {source}")]
+    #[error("{setting}: cannot migrate {url}: {source}")]
     Migrate {
+        /// Which setting named the database.
+        setting: &'static str,
         /// The redacted URL.
         url: String,
         /// The migration's reason.
@@ -123,6 +127,17 @@ pub enum DbSetupError {
 /// # Errors
 /// [`DbSetupError`] naming `DATABASE_URL` (redacted) and the driver's reason.
 pub async fn connect(url: &SecretString) -> Result<DatabaseConnection, DbSetupError> {
+    connect_as(url, "DATABASE_URL").await
+}
+
+/// [`connect`], naming `setting` in errors.
+///
+/// # Errors
+/// See [`connect`].
+pub async fn connect_as(
+    url: &SecretString,
+    setting: &'static str,
+) -> Result<DatabaseConnection, DbSetupError> {
     let raw = url.expose_secret();
     let backend = Backend::from_url(raw)?;
     let mut options = ConnectOptions::new(raw.to_owned());
@@ -144,6 +159,7 @@ pub async fn connect(url: &SecretString) -> Result<DatabaseConnection, DbSetupEr
         }
     }
     let connect_error = |source: Box<dyn std::error::Error + Send + Sync>| DbSetupError::Connect {
+        setting,
         url: redact_url(raw),
         source,
     };
@@ -175,9 +191,22 @@ pub async fn connect(url: &SecretString) -> Result<DatabaseConnection, DbSetupEr
 /// # Errors
 /// [`DbSetupError::Migrate`] with the migration's reason.
 pub async fn migrate(db: &DatabaseConnection, url: &SecretString) -> Result<(), DbSetupError> {
+    migrate_as(db, url, "DATABASE_URL").await
+}
+
+/// [`migrate`], naming `setting` in errors.
+///
+/// # Errors
+/// See [`migrate`].
+pub async fn migrate_as(
+    db: &DatabaseConnection,
+    url: &SecretString,
+    setting: &'static str,
+) -> Result<(), DbSetupError> {
     Migrator::up(db, None)
         .await
         .map_err(|source| DbSetupError::Migrate {
+            setting,
             url: redact_url(url.expose_secret()),
             source,
         })

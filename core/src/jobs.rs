@@ -15,6 +15,10 @@ pub const ANALYZE_QUEUE: &str = "sentinela:analyze";
 pub struct SearchVehicle {
     /// The search.
     pub search_id: i64,
+    /// The search's city, which says which database holds it. Jobs queued before cities had
+    /// their own databases carry none: their data is in the shared database.
+    #[serde(default)]
+    pub city_id: Option<i64>,
 }
 
 /// Analyse one recording (a window of it) for one search.
@@ -22,6 +26,9 @@ pub struct SearchVehicle {
 pub struct AnalyzeRecording {
     /// The search.
     pub search_id: i64,
+    /// The search's city (see [`SearchVehicle::city_id`]).
+    #[serde(default)]
+    pub city_id: Option<i64>,
     /// The search's task for this recording.
     pub task_id: i64,
     /// The recording.

@@ -11,6 +11,8 @@
 //! - [`estimate`]: a search's size and cost before it runs.
 //! - [`files`]: recording and snapshot paths confined to their roots.
 //! - [`db`]: connecting to PostgreSQL or SQLite and migrating.
+//! - [`tenancy`]: the control database and where each city's data lives (shared or its own
+//!   database), with lazily opened, bounded pools.
 //! - [`jobs`], [`queue`]: job payloads and the queue backend (Redis or embedded SQLite).
 //! - [`metrics`]: the process's Prometheus metrics (prometheus-client); [`metrics_server`]: the
 //!   internal `/metrics` listener on `METRICS_BIND`.
@@ -38,6 +40,7 @@ pub mod repo;
 pub mod seed;
 pub mod settings;
 pub mod telemetry;
+pub mod tenancy;
 pub mod video;
 
 pub use entity;

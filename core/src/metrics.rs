@@ -8,7 +8,7 @@
 //!
 //! Counters move where the work happens (the pipeline, the providers, the job handlers, the
 //! scheduler). Gauges that describe shared state (queue depth, searches by status) are read from
-//! the backends when scraped ([`refresh`]), so every replica reports the same, current numbers.
+//! the backends when scraped (`metrics_server`'s refresh, next to the endpoint), so every replica reports the same, current numbers.
 
 use std::sync::LazyLock;
 
@@ -18,9 +18,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sea_orm::DatabaseConnection;
-
-use crate::queue::JobQueue;
 
 /// `{provider}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -186,6 +183,9 @@ pub struct Metrics {
     pub city_calls_today: Family<CityLabels, Gauge>,
     /// `vms_city_daily_detector_budget_calls{city_id}` (read when scraped; cities with a budget).
     pub city_budget: Family<CityLabels, Gauge>,
+    /// `vms_city_database_up{city_id}`: 1 when a city's own database answered at the last
+    /// scrape, 0 when not (cities in the shared database have no series).
+    pub city_database_up: Family<CityLabels, Gauge>,
     /// `vms_http_requests_total{method,route,status}` (the API).
     pub http_requests: Family<HttpLabels, Counter>,
     /// `vms_http_request_duration_seconds{method,route}` (the API).
@@ -224,6 +224,7 @@ impl Metrics {
             city_cost: Family::default(),
             city_calls_today: Family::default(),
             city_budget: Family::default(),
+            city_database_up: Family::default(),
             http_requests: Family::default(),
             http_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -339,6 +340,11 @@ impl Metrics {
             "vms_city_daily_detector_budget_calls",
             "A city's daily detector budget, for cities that have one (read when scraped)",
             m.city_budget.clone(),
+        );
+        r.register(
+            "vms_city_database_up",
+            "1 when a city's own database answered at the last scrape, 0 when not",
+            m.city_database_up.clone(),
         );
         r.register(
             "vms_http_requests",
@@ -487,84 +493,4 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Reads the gauges that describe shared state: queue depth by queue and state, searches by
-/// status, the age of the oldest processing search, and each city's detector calls today and
-/// daily budget (`daily_budget_default` for cities without their own). A backend that does not answer leaves the
-/// previous values and is logged.
-pub async fn refresh(queue: &JobQueue, db: &DatabaseConnection, daily_budget_default: Option<u64>) {
-    let m = global();
-    match queue.depth().await {
-        Ok(depths) => {
-            for (queue, depth) in depths {
-                for (state, value) in [
-                    ("pending", depth.pending),
-                    ("scheduled", depth.scheduled),
-                    ("running", depth.running),
-                    ("done", depth.done),
-                    ("dead", depth.dead),
-                ] {
-                    m.queue_jobs
-                        .get_or_create(&QueueLabels {
-                            queue: queue.to_owned(),
-                            state: state.to_owned(),
-                        })
-                        .set(i64::try_from(value).unwrap_or(i64::MAX));
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "queue depth unavailable for /metrics"),
-    }
-    match search_gauges(db).await {
-        Ok((by_status, oldest)) => {
-            for status in [
-                "pending",
-                "processing",
-                "completed",
-                "completed_with_errors",
-                "failed",
-                "cancelled",
-                "budget_exhausted",
-            ] {
-                let n = by_status
-                    .iter()
-                    .find(|(s, _)| s == status)
-                    .map_or(0, |(_, n)| *n);
-                m.searches
-                    .get_or_create(&StatusLabels {
-                        status: status.to_owned(),
-                    })
-                    .set(n);
-            }
-            m.oldest_processing.set(oldest);
-        }
-        Err(e) => tracing::warn!(error = %e, "search counts unavailable for /metrics"),
-    }
-    let default = daily_budget_default.and_then(|b| i64::try_from(b).ok());
-    match crate::repo::usage::all_on(db, chrono::Utc::now(), default).await {
-        Ok(cities) => {
-            for (city_id, calls, budget) in cities {
-                let labels = CityLabels {
-                    city_id: city_id.to_string(),
-                };
-                m.city_calls_today.get_or_create(&labels).set(calls);
-                if let Some(budget) = budget {
-                    m.city_budget.get_or_create(&labels).set(budget);
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "city usage unavailable for /metrics"),
-    }
-}
-
-async fn search_gauges(
-    db: &DatabaseConnection,
-) -> Result<(Vec<(String, i64)>, f64), sea_orm::DbErr> {
-    let by_status = crate::repo::searches::count_by_status(db).await?;
-    let oldest = crate::repo::searches::oldest_processing_created_at(db).await?;
-    let age = oldest.map_or(0.0, |t| {
-        (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
-    });
-    Ok((by_status, age))
 }

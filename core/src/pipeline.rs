@@ -25,8 +25,6 @@ use crate::video::sampler::{SampleError, SampledFrame, SamplerOptions, spawn_sam
 
 /// What analysing a recording needs, shared by every task of a worker process.
 pub struct Analyzer {
-    /// Database.
-    pub db: DatabaseConnection,
     /// The detector.
     pub detector: Arc<dyn Detector>,
     /// Caps detector calls.
@@ -45,6 +43,11 @@ pub struct Analyzer {
 /// One task: a recording, the part of it to analyse, and what to look for.
 #[derive(Debug, Clone)]
 pub struct TaskInput {
+    /// The database holding the search's city data.
+    pub db: DatabaseConnection,
+    /// The city's own snapshot budget (its `max_snapshot_bytes` in the control database); `None`
+    /// uses [`Analyzer::snapshot_budget`].
+    pub snapshot_budget: Option<i64>,
     /// The search.
     pub search_id: i64,
     /// The task.
@@ -153,8 +156,10 @@ impl Analyzer {
         let started = input.recording.started_at;
         let from_ms = (input.window.start() - started).num_milliseconds();
         let to_ms = (input.window.end() - started).num_milliseconds();
-        let cache = frames::all_for_recording(&self.db, input.recording.id, provider).await?;
-        let mut snapshots = self.snapshot_room(input.recording.city_id).await?;
+        let cache = frames::all_for_recording(&input.db, input.recording.id, provider).await?;
+        let mut snapshots = self
+            .snapshot_room(&input.db, input.recording.city_id, input.snapshot_budget)
+            .await?;
         let wants_text = input.criteria.wants_text();
         let options = SamplerOptions {
             fps: self.sampler.fps,
@@ -173,7 +178,7 @@ impl Analyzer {
         while let Some(frame) = rx.recv().await {
             let frame = frame?;
             metrics.frames_sampled.inc();
-            if self.cancelled(input.search_id).await? {
+            if self.cancelled(&input.db, input.search_id).await? {
                 report.cancelled = true;
                 return Ok(report);
             }
@@ -246,7 +251,7 @@ impl Analyzer {
                 // One sighting per camera per interval: the most confident one.
                 let (from, to) = sighting_interval(timestamp, self.sampler.sighting_interval_secs);
                 let best = points::best_between(
-                    &self.db,
+                    &input.db,
                     input.search_id,
                     input.recording.camera_id,
                     from,
@@ -269,12 +274,12 @@ impl Analyzer {
                     let (name, new_file) = self.save_snapshot(input, &frame, bytes).await?;
                     if new_file {
                         snapshots.spent(size);
-                        searches::count_snapshot(&self.db, input.search_id, Some(size)).await?;
+                        searches::count_snapshot(&input.db, input.search_id, Some(size)).await?;
                     }
                     Some(name)
                 } else {
                     report.snapshots_skipped += 1;
-                    searches::count_snapshot(&self.db, input.search_id, None).await?;
+                    searches::count_snapshot(&input.db, input.search_id, None).await?;
                     None
                 };
                 let point = points::NewPoint {
@@ -294,11 +299,11 @@ impl Analyzer {
                 match best {
                     // A better sighting of the same interval replaces the one stored.
                     Some(worse) => {
-                        points::replace(&self.db, worse.id, point).await?;
+                        points::replace(&input.db, worse.id, point).await?;
                         self.forget_snapshot(worse.image_path.as_deref()).await;
                     }
                     None => {
-                        let inserted = points::insert_idempotent(&self.db, point).await?;
+                        let inserted = points::insert_idempotent(&input.db, point).await?;
                         report.points_inserted += i64::from(inserted);
                     }
                 }
@@ -308,8 +313,12 @@ impl Analyzer {
         Ok(report)
     }
 
-    async fn cancelled(&self, search_id: i64) -> Result<bool, AnalyzeError> {
-        Ok(searches::get(&self.db, search_id).await?.is_none_or(|s| {
+    async fn cancelled(
+        &self,
+        db: &DatabaseConnection,
+        search_id: i64,
+    ) -> Result<bool, AnalyzeError> {
+        Ok(searches::get(db, search_id).await?.is_none_or(|s| {
             matches!(
                 s.status,
                 SearchStatus::Cancelled | SearchStatus::BudgetExhausted
@@ -326,7 +335,7 @@ impl Analyzer {
         let value =
             serde_json::to_value(analysis).map_err(|e| AnalyzeError::Transient(e.into()))?;
         frames::put(
-            &self.db,
+            &input.db,
             input.recording.id,
             frame.offset_ms,
             self.detector.provider(),
@@ -392,10 +401,12 @@ impl Analyzer {
     }
 
     /// The room left in the city's snapshot budget, read once per task.
-    async fn snapshot_room(&self, city_id: i64) -> Result<SnapshotRoom, AnalyzeError> {
-        let own = crate::repo::cities::get(&self.db, city_id)
-            .await?
-            .and_then(|c| c.max_snapshot_bytes);
+    async fn snapshot_room(
+        &self,
+        db: &DatabaseConnection,
+        city_id: i64,
+        own: Option<i64>,
+    ) -> Result<SnapshotRoom, AnalyzeError> {
         let budget = own.or_else(|| {
             self.snapshot_budget
                 .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
@@ -403,7 +414,7 @@ impl Analyzer {
         Ok(match budget {
             None => SnapshotRoom { left: None },
             Some(budget) => SnapshotRoom {
-                left: Some(budget - searches::city_snapshot_bytes(&self.db, city_id).await?),
+                left: Some(budget - searches::city_snapshot_bytes(db, city_id).await?),
             },
         })
     }

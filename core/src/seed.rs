@@ -28,7 +28,7 @@ pub const DEMO_CAMERAS: [(&str, &str, f64, f64, &str); 3] = [
     ("cam-se", "Praça da Sé", -23.5503, -46.6339, "demo/cam-se"),
 ];
 
-/// Ensures the demo city and its cameras exist; returns them.
+/// Ensures the demo city and its cameras exist in the shared database; returns them.
 ///
 /// # Errors
 /// The database error.
@@ -42,6 +42,7 @@ pub async fn seed_demo(
             timezone: "America/Sao_Paulo".into(),
             recording_retention_days: 30,
             max_storage_bytes: None,
+            database_url: None,
         },
     )
     .await?;
@@ -49,6 +50,7 @@ pub async fn seed_demo(
     for (name, location, lat, lon, path) in DEMO_CAMERAS {
         cameras.push(
             cameras::ensure(
+                db,
                 db,
                 NewCamera {
                     city_id: city.id,

@@ -53,6 +53,22 @@ pub struct Settings {
     pub detector: DetectorSettings,
     /// Files on disk.
     pub storage: StorageSettings,
+    /// Connections to cities' own databases.
+    pub city_databases: CityDatabaseSettings,
+}
+
+/// How a process connects to the cities that have their own database. Pools are opened lazily,
+/// on a city's first use, and hold no connection while idle.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CityDatabaseSettings {
+    /// Connections one process may hold to one city's database.
+    pub max_connections: u32,
+    /// An idle connection is closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// How long a query waits for a connection before the city is reported unavailable.
+    pub acquire_timeout_secs: u64,
+    /// How long a process trusts what it read about where a city's data lives.
+    pub route_ttl_secs: u64,
 }
 
 /// HTTP API settings.
@@ -307,6 +323,10 @@ impl Settings {
             .set_default("worker.drain_timeout_secs", 60)?
             .set_default("worker.poll_interval_ms", 500)?
             .set_default("worker.queued_tasks_per_search", 8)?
+            .set_default("city_databases.max_connections", 5)?
+            .set_default("city_databases.idle_timeout_secs", 60)?
+            .set_default("city_databases.acquire_timeout_secs", 5)?
+            .set_default("city_databases.route_ttl_secs", 30)?
             .set_default("scheduler.metrics_bind", "0.0.0.0:9998")?
             .set_default("scheduler.retention_cron", "0 */10 * * * *")?
             .set_default("scheduler.cleanup_cron", "0 30 3 * * *")?
@@ -433,6 +453,13 @@ impl Settings {
                     "{} is out of range (0 < seconds ≤ 3600)",
                     self.sampler.sighting_interval_secs
                 ),
+            );
+        }
+        if self.city_databases.max_connections == 0 || self.city_databases.acquire_timeout_secs == 0
+        {
+            return invalid(
+                "city_databases.max_connections",
+                "connections and the acquire timeout must be at least 1".into(),
             );
         }
         if self.worker.queued_tasks_per_search == 0 {

@@ -59,7 +59,6 @@ async fn setup(file: Option<&[u8]>) -> Setup {
     .await
     .unwrap();
     let analyzer = Analyzer {
-        db: test.db.clone(),
         detector: Arc::new(
             LocalDetector::load(Path::new("models/nanodet_m_416.onnx"), 0.35).unwrap(),
         ),
@@ -88,6 +87,7 @@ async fn task(s: &Setup, criteria: Criteria) -> TaskInput {
     let window = TimeRange::new(s.recording.started_at, s.recording.ended_at).unwrap();
     let search = searches::create(
         &s.test.db,
+        &s.test.db,
         searches::NewSearch {
             city_id: s.city_id,
             user_id: None,
@@ -102,6 +102,8 @@ async fn task(s: &Setup, criteria: Criteria) -> TaskInput {
     .await
     .unwrap();
     TaskInput {
+        db: s.test.db.clone(),
+        snapshot_budget: None,
         search_id: search.id,
         task_id: 0,
         recording: s.recording.clone(),
@@ -277,17 +279,9 @@ async fn sightings_are_thinned_to_the_best_per_interval_and_snapshots_keep_to_th
     // A city snapshot budget already used up: sightings are stored, snapshots are not, and the
     // search says how many it skipped.
     s.analyzer.sampler.sighting_interval_secs = 1.0;
-    sentinela_core::repo::cities::set_search_limits(
-        &s.test.db,
-        s.city_id,
-        sentinela_core::repo::cities::SearchLimits {
-            max_snapshot_bytes: Some(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let full = task(&s, onibus_vermelho()).await;
+    // (The worker passes the city's `max_snapshot_bytes` from the control database.)
+    let mut full = task(&s, onibus_vermelho()).await;
+    full.snapshot_budget = Some(1);
     let report = s.analyzer.analyze(&full).await.unwrap();
     assert_eq!(report.snapshots_skipped, 4, "{report:?}");
     let stored = points::list_for_search(&s.test.db, full.search_id)

@@ -29,6 +29,7 @@ async fn fixture(db: &DatabaseConnection) -> Fixture {
         cams.push(
             cameras::create(
                 db,
+                db,
                 NewCamera {
                     city_id: city.id,
                     name: format!("cam-{i}"),
@@ -79,6 +80,7 @@ async fn minute_recordings(
 
 async fn search_over(db: &DatabaseConnection, f: &Fixture, window: TimeRange) -> i64 {
     searches::create(
+        db,
         db,
         NewSearch {
             city_id: f.city.id,

@@ -27,6 +27,10 @@ pub struct Model {
     pub daily_detector_calls: Option<i64>,
     /// Bytes of snapshots its stored searches may hold; `None` uses the global default.
     pub max_snapshot_bytes: Option<i64>,
+    /// Where the city's data lives: `None` = the shared database; otherwise its own database's
+    /// URL. A secret: never serialised, never returned by the API, redacted in logs.
+    #[serde(skip_serializing, default)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,8 @@
 //! - [`trajectory_point`]: a sighting of the searched vehicle.
 //! - [`frame_analysis`]: the detector-result cache, per recording, offset and provider.
 //! - [`api_key`]: hashed API keys, scoped to a city or admin.
+//! - [`search_directory`], [`camera_directory`]: which city owns a search or camera id (control
+//!   database; ids are unique across every city database).
 //! - [`status`]: the status enums of searches and tasks.
 
 // The sea-orm derive macros generate public items (Column, ActiveModel, Relation variants…) that
@@ -22,10 +24,12 @@
 
 pub mod api_key;
 pub mod camera;
+pub mod camera_directory;
 pub mod city;
 pub mod city_usage;
 pub mod frame_analysis;
 pub mod recording;
+pub mod search_directory;
 pub mod search_task;
 pub mod status;
 pub mod trajectory_point;

@@ -9,11 +9,14 @@
 //! - `m20261129_000001_create_schema`: every table of the data model, its constraints and indexes.
 //! - `m20261130_000001_search_bounds`: per-city search caps and quota, the stored estimate, when
 //!   each task was queued.
+//! - `m20261201_000001_city_databases`: where each city's data lives, and the camera and search
+//!   id directories that keep ids unique across databases.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_schema;
 mod m20261130_000001_search_bounds;
+mod m20261201_000001_city_databases;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -24,6 +27,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_create_schema::Migration),
             Box::new(m20261130_000001_search_bounds::Migration),
+            Box::new(m20261201_000001_city_databases::Migration),
         ]
     }
 }

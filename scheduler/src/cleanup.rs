@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::PeriodicJob;
-use sentinela_core::repo::{points, searches};
+use sentinela_core::repo::{directory, points, searches};
 
 use anyhow::Context;
 use sentinela_core::files::{PathError, Root};
@@ -18,11 +18,13 @@ use crate::report::Report;
 
 const PAGE: u64 = 200;
 
-/// Deletes searches that ended and are older than `max_age` at `now`.
+/// Deletes searches of the database `db` that ended and are older than `max_age` at `now`, and
+/// forgets their ids in the `control` database's directory.
 ///
 /// # Errors
 /// Database errors (file errors are counted, not returned).
 pub async fn run(
+    control: &DatabaseConnection,
     db: &DatabaseConnection,
     snapshot_dir: &Path,
     max_age: Duration,
@@ -89,6 +91,7 @@ pub async fn run(
                 report.add("searches_deleted", 1);
                 report.add("points_deleted", points);
             }
+            directory::release_search(control, search.id).await?;
         }
     }
     Ok(report)

@@ -22,10 +22,11 @@ pub mod retention;
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::PeriodicJob;
 use sentinela_core::queue::JobQueue;
+use sentinela_core::tenancy::Databases;
 use sentinela_core::{db, settings::Settings};
 
 use crate::periodic::JobContext;
@@ -108,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (metrics_addr, metrics) = sentinela_core::metrics_server::start(
                 &ctx.settings.scheduler.metrics_bind,
                 ctx.queue.clone(),
-                ctx.db.clone(),
+                ctx.dbs.clone(),
                 ctx.settings.detector.daily_calls_per_city,
                 sentinela_core::process::stopped(stop.clone()),
             )
@@ -131,18 +132,26 @@ async fn context(
     let schedules = periodic::schedules(&settings)?;
     let db = db::connect_and_migrate(&settings.database_url).await?;
     let queue = JobQueue::connect(&settings, &db).await?;
-    Ok((Arc::new(JobContext::new(db, queue, settings)?), schedules))
+    let dbs = Arc::new(Databases::new(db, settings.city_databases.clone()));
+    Ok((Arc::new(JobContext::new(dbs, queue, settings)?), schedules))
 }
 
 /// `check-paths`: prints every stored path that leads outside its root.
 async fn check_paths_command(settings: &Settings) -> anyhow::Result<()> {
     let db = db::connect_and_migrate(&settings.database_url).await?;
-    let checked = check_paths::run(
-        &db,
-        &settings.storage.recordings_dir,
-        &settings.storage.snapshot_dir,
-    )
-    .await?;
+    let dbs = Databases::new(db, settings.city_databases.clone());
+    let mut checked = check_paths::Checked::default();
+    for database in dbs.all().await? {
+        let one = check_paths::run(
+            &database.conn,
+            &settings.storage.recordings_dir,
+            &settings.storage.snapshot_dir,
+        )
+        .await
+        .with_context(|| format!("database {}", database.label))?;
+        checked.rows += one.rows;
+        checked.findings.extend(one.findings);
+    }
     for f in &checked.findings {
         println!("{} {}: {:?}: {}", f.table, f.id, f.path, f.reason);
     }
@@ -167,12 +176,12 @@ async fn check_paths_command(settings: &Settings) -> anyhow::Result<()> {
 /// An invalid cron expression or time zone.
 pub fn start(
     settings: &Settings,
-    db: DatabaseConnection,
+    dbs: Arc<Databases>,
     queue: JobQueue,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let schedules = periodic::schedules(settings)?;
-    let ctx = Arc::new(JobContext::new(db, queue, settings.clone())?);
+    let ctx = Arc::new(JobContext::new(dbs, queue, settings.clone())?);
     Ok(tokio::spawn(periodic::run_scheduler(
         ctx, schedules, shutdown,
     )))

@@ -17,11 +17,11 @@ use anyhow::Context;
 use apalis::prelude::*;
 use apalis_cron::CronScheduler;
 use futures::StreamExt;
-use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::{PeriodicJob, PeriodicRun};
 use sentinela_core::metrics::{ItemLabels, JobLabels, JobOutcomeLabels};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::settings::Settings;
+use sentinela_core::tenancy::{CityDatabase, Databases};
 
 use crate::index_sync::IndexSync;
 use crate::report::Report;
@@ -107,10 +107,58 @@ pub fn schedules(settings: &Settings) -> anyhow::Result<Vec<JobSchedule>> {
         .collect()
 }
 
+/// The reports of one job run over several databases.
+struct Runs {
+    job: PeriodicJob,
+    total: Option<Report>,
+    failed: Vec<String>,
+}
+
+impl Runs {
+    fn new(job: PeriodicJob) -> Self {
+        Self {
+            job,
+            total: None,
+            failed: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, database: &CityDatabase, result: anyhow::Result<Report>) {
+        match result {
+            Ok(report) => match &mut self.total {
+                Some(total) => total.merge(&report),
+                None => self.total = Some(report),
+            },
+            Err(error) => {
+                tracing::error!(
+                    job = self.job.as_str(),
+                    database = %database.label,
+                    error = %format!("{error:#}"),
+                    "periodic job failed on one database; the others go on"
+                );
+                self.failed.push(database.label.clone());
+            }
+        }
+    }
+
+    /// The merged report; an error naming the databases that failed (after the others ran),
+    /// so the failure shows in the logs and `vms_scheduler_runs_total{outcome="failed"}`.
+    fn finish(self) -> anyhow::Result<Report> {
+        if !self.failed.is_empty() {
+            anyhow::bail!(
+                "{}: failed on {} (the other databases were processed)",
+                self.job.as_str(),
+                self.failed.join(", ")
+            );
+        }
+        Ok(self.total.unwrap_or_else(|| Report::new(self.job, &[])))
+    }
+}
+
 /// What the jobs run against.
 pub struct JobContext {
-    /// The database.
-    pub db: DatabaseConnection,
+    /// The control database and every database holding city data.
+    pub dbs: Arc<Databases>,
     /// The queue (also the Redis connection for locks).
     pub queue: JobQueue,
     /// The settings.
@@ -131,11 +179,7 @@ impl JobContext {
     ///
     /// # Errors
     /// An unknown `RECORDINGS_TZ`.
-    pub fn new(
-        db: DatabaseConnection,
-        queue: JobQueue,
-        settings: Settings,
-    ) -> anyhow::Result<Self> {
+    pub fn new(dbs: Arc<Databases>, queue: JobQueue, settings: Settings) -> anyhow::Result<Self> {
         let tz_name = &settings.scheduler.recordings_timezone;
         let timezone = chrono_tz::Tz::from_str(tz_name).map_err(|_| {
             anyhow::anyhow!(
@@ -143,7 +187,7 @@ impl JobContext {
             )
         })?;
         Ok(Self {
-            db,
+            dbs,
             queue,
             settings,
             timezone,
@@ -158,44 +202,60 @@ impl JobContext {
     pub async fn execute(&self, job: PeriodicJob) -> anyhow::Result<Report> {
         let now = chrono::Utc::now();
         let s = &self.settings.scheduler;
-        match job {
-            PeriodicJob::Retention => {
-                retention::run(&self.db, &self.settings.storage.recordings_dir, now).await
-            }
-            PeriodicJob::Cleanup => {
-                cleanup::run(
-                    &self.db,
-                    &self.settings.storage.snapshot_dir,
-                    chrono::Duration::days(i64::from(s.search_max_age_days)),
-                    now,
+        if job == PeriodicJob::QueueHygiene {
+            let keep = chrono::Duration::hours(
+                i64::try_from(s.queue_keep_hours).unwrap_or(i64::MAX / 3600),
+            );
+            return hygiene::run(&self.queue, now - keep).await;
+        }
+        // The other jobs run over every database holding city data, one after another; one
+        // that fails (a city's own database down) does not stop the others.
+        let mut runs = Runs::new(job);
+        for database in self.dbs.all().await? {
+            let db = &database.conn;
+            let result = match job {
+                PeriodicJob::Retention => {
+                    retention::run(
+                        db,
+                        &database.cities,
+                        &self.settings.storage.recordings_dir,
+                        now,
+                    )
+                    .await
+                }
+                PeriodicJob::Cleanup => {
+                    cleanup::run(
+                        self.dbs.control(),
+                        db,
+                        &self.settings.storage.snapshot_dir,
+                        chrono::Duration::days(i64::from(s.search_max_age_days)),
+                        now,
+                    )
+                    .await
+                }
+                PeriodicJob::Recover => recover::recover_stuck(
+                    db,
+                    &self.queue,
+                    chrono::Duration::seconds(i64::try_from(s.task_lease_secs).unwrap_or(i64::MAX)),
+                    s.max_task_attempts,
+                    self.settings.worker.queued_tasks_per_search,
                 )
                 .await
-            }
-            PeriodicJob::Recover => recover::recover_stuck(
-                &self.db,
-                &self.queue,
-                chrono::Duration::seconds(i64::try_from(s.task_lease_secs).unwrap_or(i64::MAX)),
-                s.max_task_attempts,
-                self.settings.worker.queued_tasks_per_search,
-            )
-            .await
-            .map(Report::from),
-            PeriodicJob::IndexSync => {
-                IndexSync {
-                    recordings_dir: self.settings.storage.recordings_dir.clone(),
-                    timezone: self.timezone,
-                    settle: Duration::from_secs(s.segment_settle_secs),
+                .map(Report::from),
+                PeriodicJob::IndexSync => {
+                    IndexSync {
+                        recordings_dir: self.settings.storage.recordings_dir.clone(),
+                        timezone: self.timezone,
+                        settle: Duration::from_secs(s.segment_settle_secs),
+                    }
+                    .run(db)
+                    .await
                 }
-                .run(&self.db)
-                .await
-            }
-            PeriodicJob::QueueHygiene => {
-                let keep = chrono::Duration::hours(
-                    i64::try_from(s.queue_keep_hours).unwrap_or(i64::MAX / 3600),
-                );
-                hygiene::run(&self.queue, now - keep).await
-            }
+                PeriodicJob::QueueHygiene => unreachable!("handled above"),
+            };
+            runs.record(&database, result);
         }
+        runs.finish()
     }
 
     /// Runs one job unless its previous run is still going (here or, on Redis, on any replica).

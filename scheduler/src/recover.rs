@@ -1,12 +1,14 @@
 //! Stuck-task recovery: tasks whose worker died without apalis re-running them (a lost job, a
 //! worker gone for longer than the queue remembers) are re-enqueued a bounded number of times, then
 //! failed; searches whose queue window lost jobs (a refill that could not be pushed) are topped
-//! up; searches whose tasks have all ended but were never finalised are finalised.
+//! up; searches whose tasks have all ended but were never finalised are finalised; searches
+//! still pending longer than the lease (their planning job lost, for instance after its retries
+//! ran out while the city's database was down) are planned again — planning is idempotent.
 
 use chrono::{Duration, Utc};
 use entity::status::SearchStatus;
 use sea_orm::DatabaseConnection;
-use sentinela_core::jobs::AnalyzeRecording;
+use sentinela_core::jobs::{AnalyzeRecording, SearchVehicle};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{searches, tasks};
 
@@ -21,6 +23,8 @@ pub struct RecoveryReport {
     pub finalized: u64,
     /// Tasks queued to top up searches' queue windows.
     pub topped_up: u64,
+    /// Pending searches whose planning job was pushed again.
+    pub replanned: u64,
 }
 
 /// Recovers tasks left `processing` (or `pending`) for longer than `lease`.
@@ -46,15 +50,29 @@ pub async fn recover_stuck(
     let lost = tasks::lost_pending(db, cutoff).await?;
     stale.extend(lost);
 
+    for search in searches::pending_before(db, cutoff).await? {
+        tracing::warn!(
+            search_id = search.id,
+            city_id = search.city_id,
+            "re-planning a search left pending"
+        );
+        queue
+            .push_search(SearchVehicle {
+                search_id: search.id,
+                city_id: Some(search.city_id),
+            })
+            .await?;
+        report.replanned += 1;
+    }
+
     let mut jobs = Vec::new();
     for task in stale {
-        let search = searches::get(db, task.search_id).await?;
-        if search
-            .as_ref()
-            .is_none_or(|s| s.status != SearchStatus::Processing)
-        {
+        let Some(search) = searches::get(db, task.search_id)
+            .await?
+            .filter(|s| s.status == SearchStatus::Processing)
+        else {
             continue;
-        }
+        };
         if task.attempts >= max_attempts {
             let error = format!(
                 "its worker stopped responding {} time(s); giving up",
@@ -77,6 +95,7 @@ pub async fn recover_stuck(
         );
         jobs.push(AnalyzeRecording {
             search_id: task.search_id,
+            city_id: Some(search.city_id),
             task_id: task.id,
             recording_id: task.recording_id,
             from: task.window_start,
@@ -103,6 +122,7 @@ pub async fn recover_stuck(
             .iter()
             .map(|t| AnalyzeRecording {
                 search_id: t.search_id,
+                city_id: Some(search.city_id),
                 task_id: t.id,
                 recording_id: t.recording_id,
                 from: t.window_start,
@@ -132,8 +152,10 @@ impl From<RecoveryReport> for crate::report::Report {
                 "tasks_failed",
                 "searches_finalized",
                 "windows_topped_up",
+                "searches_replanned",
             ],
         );
+        report.add("searches_replanned", r.replanned);
         report.add("windows_topped_up", r.topped_up);
         report.add("tasks_requeued", r.requeued);
         report.add("tasks_failed", r.failed);

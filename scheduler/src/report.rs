@@ -31,6 +31,13 @@ impl Report {
         }
     }
 
+    /// Adds every count of `other` (the same job run over another database).
+    pub fn merge(&mut self, other: &Self) {
+        for (name, n) in &other.counts {
+            self.add(name, *n);
+        }
+    }
+
     /// The count `name` (0 when never added).
     pub fn get(&self, name: &str) -> u64 {
         self.counts

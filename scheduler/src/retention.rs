@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::{city, recording};
 use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::PeriodicJob;
-use sentinela_core::repo::{cities, recordings};
+use sentinela_core::repo::recordings;
 
 use anyhow::Context;
 use sentinela_core::files::{PathError, Root};
@@ -29,12 +29,14 @@ use crate::report::Report;
 
 const PAGE: u64 = 500;
 
-/// Runs retention over every city at time `now`.
+/// Runs retention at time `now` over `cities` (their rows as the control database has them:
+/// retention days and storage caps), whose data is in `db`.
 ///
 /// # Errors
 /// Database errors (file errors are counted, not returned).
 pub async fn run(
     db: &DatabaseConnection,
+    cities: &[entity::city::Model],
     recordings_dir: &Path,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Report> {
@@ -64,8 +66,8 @@ pub async fn run(
         tracing::warn!(dir = %recordings_dir.display(), "RECORDINGS_DIR does not exist; retention skipped");
         return Ok(report);
     };
-    for city in cities::list(db).await? {
-        city_retention(db, &root, &city, now, &mut report).await?;
+    for city in cities {
+        city_retention(db, &root, city, now, &mut report).await?;
     }
     Ok(report)
 }

@@ -43,6 +43,7 @@ async fn search(test: &TestDb, city_id: i64, status: SearchStatus) -> i64 {
     let t0 = Utc::now() - chrono::Duration::days(20);
     let search = searches::create(
         &test.db,
+        &test.db,
         searches::NewSearch {
             city_id,
             user_id: None,
@@ -156,6 +157,7 @@ async fn retention_deletes_by_age_then_oldest_over_the_cap_and_keeps_locked_reco
             timezone: "America/Sao_Paulo".into(),
             recording_retention_days: 7,
             max_storage_bytes: None,
+            database_url: None,
         },
     )
     .await
@@ -266,7 +268,9 @@ async fn retention_deletes_by_age_then_oldest_over_the_cap_and_keeps_locked_reco
     point(&test, finished, &old_evidence).await;
 
     // Age.
-    let report = retention::run(&test.db, d, now).await.unwrap();
+    let report = retention::run(&test.db, &cities::list(&test.db).await.unwrap(), d, now)
+        .await
+        .unwrap();
     println!("{report}");
     assert_eq!(report.get("recordings_deleted"), 2, "{report}");
     assert_eq!(report.get("files_deleted"), 1, "{report}");
@@ -295,7 +299,9 @@ async fn retention_deletes_by_age_then_oldest_over_the_cap_and_keeps_locked_reco
     assert!(d.join("foreign.mp4").exists());
 
     // Running again changes nothing but the counts of what is kept.
-    let again = retention::run(&test.db, d, now).await.unwrap();
+    let again = retention::run(&test.db, &cities::list(&test.db).await.unwrap(), d, now)
+        .await
+        .unwrap();
     assert_eq!(again.get("recordings_deleted"), 0, "{again}");
 
     // Cap: 7 × 1,000 bytes stored, cap 4,500 → the oldest deletable go until it fits: the stuck
@@ -306,7 +312,9 @@ async fn retention_deletes_by_age_then_oldest_over_the_cap_and_keeps_locked_reco
         .exec(&test.db)
         .await
         .unwrap();
-    let report = retention::run(&test.db, d, now).await.unwrap();
+    let report = retention::run(&test.db, &cities::list(&test.db).await.unwrap(), d, now)
+        .await
+        .unwrap();
     println!("{report}");
     assert_eq!(report.get("recordings_deleted"), 3, "{report}");
     assert_eq!(report.get("bytes_freed"), 3000, "{report}");
@@ -323,7 +331,9 @@ async fn retention_deletes_by_age_then_oldest_over_the_cap_and_keeps_locked_reco
 
     // Once the running search ends, its recording is past the age and goes; the evidence stays.
     set_status(&test, running, SearchStatus::Completed).await;
-    let report = retention::run(&test.db, d, now).await.unwrap();
+    let report = retention::run(&test.db, &cities::list(&test.db).await.unwrap(), d, now)
+        .await
+        .unwrap();
     assert_eq!(report.get("recordings_deleted"), 1, "{report}");
     assert!(!d.join("old-in-use.mp4").exists());
     assert!(
@@ -387,9 +397,15 @@ async fn cleanup_deletes_old_ended_searches_with_points_and_snapshots_only() {
     std::fs::create_dir_all(&snapshots).unwrap();
     std::fs::write(snapshots.join(old_blocked.to_string()), b"not a folder").unwrap();
 
-    let report = cleanup::run(&test.db, &snapshots, chrono::Duration::days(90), Utc::now())
-        .await
-        .unwrap();
+    let report = cleanup::run(
+        &test.db,
+        &test.db,
+        &snapshots,
+        chrono::Duration::days(90),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     println!("{report}");
     assert_eq!(report.get("searches_deleted"), 2, "{report}");
     assert_eq!(report.get("points_deleted"), 1, "{report}");
@@ -473,7 +489,14 @@ async fn retention_and_cleanup_never_delete_outside_their_roots() {
     )
     .await;
 
-    let report = retention::run(&test.db, &root, Utc::now()).await.unwrap();
+    let report = retention::run(
+        &test.db,
+        &cities::list(&test.db).await.unwrap(),
+        &root,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     println!("{report}");
     assert_eq!(report.get("outside_root"), 4, "{report}");
     assert_eq!(
@@ -512,20 +535,13 @@ async fn retention_and_cleanup_never_delete_outside_their_roots() {
     let mut found: Vec<i64> = checked.findings.iter().map(|f| f.id).collect();
     found.sort_unstable();
     assert_eq!(found, escaping, "{:?}", checked.findings);
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(
-        exe.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("sentinela-scheduler"),
-    )
-    .arg("check-paths")
-    .env("DATABASE_URL", test.url.expose_secret())
-    .env("RECORDINGS_DIR", &root)
-    .env("SNAPSHOT_DIR", &snapshots)
-    .output()
-    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sentinela-scheduler"))
+        .arg("check-paths")
+        .env("DATABASE_URL", test.url.expose_secret())
+        .env("RECORDINGS_DIR", &root)
+        .env("SNAPSHOT_DIR", &snapshots)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("outside_root=4"), "{stdout}");
@@ -549,9 +565,15 @@ async fn retention_and_cleanup_never_delete_outside_their_roots() {
     std::os::unix::fs::symlink(outside.join("snaps"), snapshots.join(leaky.to_string())).unwrap();
     std::fs::create_dir_all(snapshots.join(normal.to_string())).unwrap();
     std::fs::write(snapshots.join(format!("{normal}/1-0.jpg")), [1u8; 10]).unwrap();
-    let report = cleanup::run(&test.db, &snapshots, chrono::Duration::days(90), Utc::now())
-        .await
-        .unwrap();
+    let report = cleanup::run(
+        &test.db,
+        &test.db,
+        &snapshots,
+        chrono::Duration::days(90),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     println!("{report}");
     assert_eq!(report.get("outside_root"), 1, "{report}");
     assert_eq!(report.get("searches_deleted"), 1, "{report}");
@@ -572,6 +594,7 @@ async fn index_sync_registers_complete_mediamtx_segments_once_and_skips_a_partia
         let db = test.db.clone();
         async move {
             cameras::create(
+                &db,
                 &db,
                 cameras::NewCamera {
                     city_id: city.id,
@@ -693,7 +716,8 @@ async fn hygiene_prunes_finished_runs_only(test: &TestDb, redis: Option<&str>) {
     );
     let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
     let schedules = periodic::schedules(&settings).unwrap();
-    let ctx = Arc::new(JobContext::new(test.db.clone(), queue.clone(), settings).unwrap());
+    let ctx =
+        Arc::new(JobContext::new(test.databases(&settings), queue.clone(), settings).unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheduler = tokio::spawn(periodic::run_scheduler(ctx, schedules, async move {
         let _ = rx.await;

@@ -52,6 +52,7 @@ async fn search_with_tasks(test: &TestDb, dir: &std::path::Path, n: usize) -> (i
     }
     let search = searches::create(
         &test.db,
+        &test.db,
         searches::NewSearch {
             city_id: city.id,
             user_id: None,
@@ -157,7 +158,7 @@ async fn stuck_task_recovery_finishes_a_search_whose_worker_died_after_the_lease
 
     // A live worker takes the re-enqueued job and the search ends.
     let state = Arc::new(
-        sentinela_worker::WorkerState::build(&settings, test.db.clone(), queue.clone())
+        sentinela_worker::WorkerState::build(&settings, test.databases(&settings), queue.clone())
             .await
             .unwrap(),
     );

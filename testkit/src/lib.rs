@@ -148,6 +148,17 @@ impl TestDb {
         }
     }
 
+    /// The routes to city data over this database as the control (and shared) database.
+    pub fn databases(
+        &self,
+        settings: &sentinela_core::settings::Settings,
+    ) -> std::sync::Arc<sentinela_core::tenancy::Databases> {
+        std::sync::Arc::new(sentinela_core::tenancy::Databases::new(
+            self.db.clone(),
+            settings.city_databases.clone(),
+        ))
+    }
+
     /// Drops the PostgreSQL database (SQLite files go with their temporary directory).
     pub async fn cleanup(self) {
         self.db.close().await.ok();
@@ -174,6 +185,7 @@ pub async fn city(db: &DatabaseConnection, name: &str) -> entity::city::Model {
             timezone: "America/Sao_Paulo".into(),
             recording_retention_days: 30,
             max_storage_bytes: None,
+            database_url: None,
         },
     )
     .await
@@ -187,6 +199,7 @@ pub async fn city(db: &DatabaseConnection, name: &str) -> entity::city::Model {
 pub async fn camera(db: &DatabaseConnection, city_id: i64, name: &str) -> entity::camera::Model {
     sentinela_core::repo::cameras::create(
         db,
+        db,
         sentinela_core::repo::cameras::NewCamera {
             city_id,
             name: name.to_owned(),
@@ -198,4 +211,216 @@ pub async fn camera(db: &DatabaseConnection, city_id: i64, name: &str) -> entity
     )
     .await
     .expect("create camera")
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+///
+/// # Panics
+/// When no port can be bound.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A PostgreSQL server of the test's own (initdb in a temporary directory, `pg_ctl` to start and
+/// stop it), for tests about a database server going away. Stopped when dropped.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    bindir: std::path::PathBuf,
+}
+
+impl PgServer {
+    /// Initialises and starts a server on a free port (trust auth for `postgres`, no fsync).
+    ///
+    /// # Panics
+    /// When PostgreSQL's server binaries (`pg_config --bindir`) are missing or it does not start.
+    pub fn start() -> Self {
+        let bindir = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|dir| std::path::Path::new(dir).join("initdb").exists())
+            .or_else(|| {
+                // Debian's pg_config (libpq-dev) can name the client binaries only.
+                std::fs::read_dir("/usr/lib/postgresql")
+                    .ok()?
+                    .find_map(|e| {
+                        let bin = e.ok()?.path().join("bin");
+                        bin.join("initdb")
+                            .exists()
+                            .then(|| bin.display().to_string())
+                    })
+            })
+            .expect("PostgreSQL's server binaries (initdb, pg_ctl)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = Self {
+            dir,
+            port: free_port(),
+            bindir: bindir.into(),
+        };
+        if is_root() {
+            // initdb and postgres refuse to run as root: the server runs as `postgres`.
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(server.dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown the server's directory to postgres");
+        }
+        let data = server.data();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        server.start_again();
+        server
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of database `name` on it.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates database `name`.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub async fn create_database(&self, name: &str) {
+        let admin = Database::connect(self.url("postgres"))
+            .await
+            .expect("connect to the test's PostgreSQL server");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        admin.close().await.ok();
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut), waiting until it is down.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts the (stopped) server again on the same port, waiting until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bindir.join(program);
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let out = command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let program = self.bindir.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if is_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&program).args(args).output()
+        };
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A workspace binary (`sentinela-worker`, `sentinela-scheduler`, …) next to the running test's
+/// own executable, in the same target directory and profile.
+///
+/// # Panics
+/// When it has not been built (`cargo test --workspace` builds every binary).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's executable");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "build it first: cargo build -p {name} ({})",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process killed (and reaped) when the test ends, even when it fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

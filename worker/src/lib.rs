@@ -29,6 +29,7 @@ use apalis::layers::retry::HasherRng;
 use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use apalis::prelude::*;
 use clap::Parser;
+use sea_orm::DatabaseConnection;
 use sentinela_core::detect::criteria::Criteria;
 use sentinela_core::detect::limit::{DetectorLimiter, RateLimit};
 use sentinela_core::domain::TimeRange;
@@ -37,6 +38,7 @@ use sentinela_core::pipeline::{AnalyzeError, Analyzer, TaskInput};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cities, recordings, searches, tasks, usage};
 use sentinela_core::settings::Settings;
+use sentinela_core::tenancy::{Databases, RouteError};
 use sentinela_core::{SearchStatus, db, detect};
 use tracing::Instrument;
 
@@ -61,7 +63,9 @@ pub const MAX_ATTEMPTS: usize = 5;
 
 /// What the handlers share.
 pub struct WorkerState {
-    /// The analysis pipeline (database, detector, limits, directories).
+    /// The control database and the routes to every city's data.
+    pub dbs: Arc<Databases>,
+    /// The analysis pipeline (detector, limits, directories).
     pub analyzer: Analyzer,
     /// Where fan-out jobs go.
     pub queue: JobQueue,
@@ -83,7 +87,7 @@ impl WorkerState {
     /// When the detector cannot be built or a directory created.
     pub async fn build(
         settings: &Settings,
-        db: sea_orm::DatabaseConnection,
+        dbs: Arc<Databases>,
         queue: JobQueue,
     ) -> anyhow::Result<Self> {
         let detector = detect::from_settings(settings).await?;
@@ -105,8 +109,8 @@ impl WorkerState {
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "host".into());
         Ok(Self {
+            dbs,
             analyzer: Analyzer {
-                db,
                 detector,
                 limiter: Arc::new(DetectorLimiter::new(settings.detector.max_in_flight, rate)),
                 sampler: settings.sampler.clone(),
@@ -131,16 +135,17 @@ pub async fn run(_cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let db = db::connect_and_migrate(&settings.database_url).await?;
     let queue = JobQueue::connect(&settings, &db).await?;
+    let dbs = Arc::new(Databases::new(db, settings.city_databases.clone()));
     let stop = stop_on_signal();
     let (metrics_addr, metrics) = metrics_server::start(
         &settings.worker.metrics_bind,
         queue.clone(),
-        db.clone(),
+        dbs.clone(),
         settings.detector.daily_calls_per_city,
         stopped(stop.clone()),
     )
     .await?;
-    let state = Arc::new(WorkerState::build(&settings, db, queue).await?);
+    let state = Arc::new(WorkerState::build(&settings, dbs, queue).await?);
     tracing::info!(
         worker = %state.name,
         concurrency = settings.worker.concurrency,
@@ -236,6 +241,22 @@ pub async fn run_workers(
         .context("worker monitor failed")
 }
 
+/// The database holding the data of a job's city. An unknown city or an unusable URL ends the
+/// job (nothing can be recorded; the search cannot be reached either); the control database
+/// failing is transient. A city database that is down is not detected here — pools open lazily
+/// — but by the job's first query, which fails and is retried with backoff.
+async fn city_database(
+    state: &WorkerState,
+    city_id: Option<i64>,
+    task_id: &TaskId,
+) -> Result<DatabaseConnection, BoxDynError> {
+    match state.dbs.for_job(city_id).await {
+        Ok(db) => Ok(db),
+        Err(RouteError::Control(e)) => Err(Box::new(e)),
+        Err(e) => Err(abort(format!("job {task_id}: {e}"))),
+    }
+}
+
 /// An error that ends the job without retries.
 fn abort(message: String) -> BoxDynError {
     tracing::error!(%message, "job aborted");
@@ -292,7 +313,7 @@ async fn plan_search(
     state: Data<Arc<WorkerState>>,
     task_id: TaskId,
 ) -> Result<Handled, BoxDynError> {
-    let db = &state.analyzer.db;
+    let db = &city_database(&state, job.city_id, &task_id).await?;
     let Some(search) = searches::get(db, job.search_id).await? else {
         return Err(abort(format!(
             "job {task_id}: search {} no longer exists",
@@ -343,7 +364,7 @@ async fn plan_search(
     let requeued: Vec<AnalyzeRecording> = created
         .iter()
         .filter(|t| !t.status.is_final() && t.enqueued_at.is_some())
-        .map(analyze_job_of)
+        .map(|t| analyze_job_of(t, job.city_id))
         .collect();
     let repushed = requeued.len();
     state
@@ -351,7 +372,7 @@ async fn plan_search(
         .push_analyze(requeued)
         .await
         .map_err(|e| e.into_boxed_dyn_error())?;
-    let pushed = queue_next(&state, search.id).await?;
+    let pushed = queue_next(&state, db, search.id, job.city_id).await?;
     tracing::info!(
         search_id = search.id,
         tasks = created.len(),
@@ -367,11 +388,13 @@ async fn plan_search(
 
 /// The city's daily budget when its searches have used it up today, `None` otherwise (or when it
 /// has none).
-async fn budget_reached(state: &WorkerState, city_id: i64) -> Result<Option<i64>, BoxDynError> {
-    let db = &state.analyzer.db;
-    let own = cities::get(db, city_id)
-        .await?
-        .and_then(|c| c.daily_detector_calls);
+async fn budget_reached(
+    state: &WorkerState,
+    db: &DatabaseConnection,
+    city: &entity::city::Model,
+) -> Result<Option<i64>, BoxDynError> {
+    let city_id = city.id;
+    let own = city.daily_detector_calls;
     let Some(budget) = own.or_else(|| {
         state
             .daily_budget_default
@@ -383,10 +406,11 @@ async fn budget_reached(state: &WorkerState, city_id: i64) -> Result<Option<i64>
     Ok((used >= budget).then_some(budget))
 }
 
-/// The job of a task.
-fn analyze_job_of(t: &entity::search_task::Model) -> AnalyzeRecording {
+/// The job of a task of a search of `city_id`.
+pub fn analyze_job_of(t: &entity::search_task::Model, city_id: Option<i64>) -> AnalyzeRecording {
     AnalyzeRecording {
         search_id: t.search_id,
+        city_id,
         task_id: t.id,
         recording_id: t.recording_id,
         from: t.window_start,
@@ -401,13 +425,17 @@ fn analyze_job_of(t: &entity::search_task::Model) -> AnalyzeRecording {
 ///
 /// # Errors
 /// Database or queue errors.
-pub async fn queue_next(state: &WorkerState, search_id: i64) -> Result<usize, BoxDynError> {
-    let db = &state.analyzer.db;
+pub async fn queue_next(
+    state: &WorkerState,
+    db: &DatabaseConnection,
+    search_id: i64,
+    city_id: Option<i64>,
+) -> Result<usize, BoxDynError> {
     let claimed = tasks::refill(db, search_id, state.queue_window).await?;
     if claimed.is_empty() {
         return Ok(0);
     }
-    let jobs: Vec<AnalyzeRecording> = claimed.iter().map(analyze_job_of).collect();
+    let jobs: Vec<AnalyzeRecording> = claimed.iter().map(|t| analyze_job_of(t, city_id)).collect();
     let n = jobs.len();
     if let Err(e) = state.queue.push_analyze(jobs).await {
         let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
@@ -429,12 +457,13 @@ pub async fn analyze_job(
     attempt: Attempt,
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
-    let search_id = job.search_id;
+    let (search_id, city_id) = (job.search_id, job.city_id);
     let shared = Arc::clone(&state);
     observed("analyze", &attempt.clone(), async move {
-        let handled = analyze_recording(job, state, task_id, attempt, worker).await?;
+        let db = city_database(&shared, city_id, &task_id).await?;
+        let handled = analyze_recording(job, state, &db, task_id, attempt, worker).await?;
         // However the task ended (or had ended), its place in the queue window is free.
-        queue_next(&shared, search_id).await?;
+        queue_next(&shared, &db, search_id, city_id).await?;
         Ok(handled)
     })
     .await
@@ -443,11 +472,11 @@ pub async fn analyze_job(
 async fn analyze_recording(
     job: AnalyzeRecording,
     state: Data<Arc<WorkerState>>,
+    db: &DatabaseConnection,
     task_id: TaskId,
     attempt: Attempt,
     worker: WorkerContext,
 ) -> Result<Handled, BoxDynError> {
-    let db = &state.analyzer.db;
     let Some(task) = tasks::start(db, job.task_id, worker.name()).await? else {
         tracing::info!(task_id = job.task_id, "task already ended; skipping");
         return Ok(Handled::Done);
@@ -467,7 +496,14 @@ async fn analyze_recording(
     // The city's daily detector budget: once reached, the search ends as budget_exhausted (its
     // sightings kept) instead of analysing more. Checked per task, so a day may end a task's
     // calls over the budget.
-    if let Some(budget) = budget_reached(&state, search.city_id).await? {
+    // The city's limits as the control database has them.
+    let Some(city) = cities::get(state.dbs.control(), search.city_id).await? else {
+        return Err(abort(format!(
+            "job {task_id}: city {} no longer exists",
+            search.city_id
+        )));
+    };
+    if let Some(budget) = budget_reached(&state, db, &city).await? {
         if searches::exhaust_budget(db, search.id, budget).await? {
             tracing::warn!(
                 search_id = search.id,
@@ -501,6 +537,8 @@ async fn analyze_recording(
         Err(e) => return fail(e.to_string()).await,
     };
     let input = TaskInput {
+        db: db.clone(),
+        snapshot_budget: city.max_snapshot_bytes,
         search_id: search.id,
         task_id: task.id,
         recording,

@@ -28,6 +28,7 @@ async fn city_of(
     let city = sentinela_testkit::city(&test.db, name).await;
     let camera = cameras::create(
         &test.db,
+        &test.db,
         cameras::NewCamera {
             city_id: city.id,
             name: format!("{name}-cam"),
@@ -75,7 +76,10 @@ async fn a_small_search_of_another_city_is_not_stuck_behind_a_big_one() {
 
     let big = bus_search(&test.db, city_a).await;
     queue
-        .push_search(SearchVehicle { search_id: big })
+        .push_search(SearchVehicle {
+            search_id: big,
+            city_id: None,
+        })
         .await
         .unwrap();
     // A is under way before B arrives.
@@ -88,7 +92,10 @@ async fn a_small_search_of_another_city_is_not_stuck_behind_a_big_one() {
     let small = bus_search(&test.db, city_b).await;
     let submitted = Instant::now();
     queue
-        .push_search(SearchVehicle { search_id: small })
+        .push_search(SearchVehicle {
+            search_id: small,
+            city_id: None,
+        })
         .await
         .unwrap();
     let b = wait_for(&test.db, small, Duration::from_secs(120), |s| {
@@ -144,7 +151,10 @@ async fn a_search_that_reaches_its_city_budget_ends_as_budget_exhausted_keeping_
     let search = bus_search(&test.db, city).await;
     queue(&test, &redis)
         .await
-        .push_search(SearchVehicle { search_id: search })
+        .push_search(SearchVehicle {
+            search_id: search,
+            city_id: None,
+        })
         .await
         .unwrap();
     let row = wait_for(&test.db, search, Duration::from_secs(120), |s| {

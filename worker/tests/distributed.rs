@@ -39,7 +39,10 @@ async fn a_search_over_50_recordings_on_3_worker_processes_completes_with_exact_
     let search = bus_search(&test.db, city).await;
     queue(&test, &redis)
         .await
-        .push_search(SearchVehicle { search_id: search })
+        .push_search(SearchVehicle {
+            search_id: search,
+            city_id: None,
+        })
         .await
         .unwrap();
 
@@ -106,7 +109,10 @@ async fn a_worker_killed_mid_search_loses_nothing_and_duplicates_nothing() {
     let search = bus_search(&test.db, city).await;
     queue(&test, &redis)
         .await
-        .push_search(SearchVehicle { search_id: search })
+        .push_search(SearchVehicle {
+            search_id: search,
+            city_id: None,
+        })
         .await
         .unwrap();
 
@@ -188,7 +194,10 @@ async fn sigterm_mid_job_drains_within_the_timeout_and_loses_nothing() {
     let search = bus_search(&test.db, city).await;
     queue(&test, &redis)
         .await
-        .push_search(SearchVehicle { search_id: search })
+        .push_search(SearchVehicle {
+            search_id: search,
+            city_id: None,
+        })
         .await
         .unwrap();
     wait_for(&test.db, search, Duration::from_secs(120), |s| {
@@ -240,7 +249,10 @@ async fn a_job_pushed_to_idle_workers_starts_within_two_seconds() {
     // Let the worker start, register and go idle.
     let warmup = bus_search(&test.db, city).await;
     queue
-        .push_search(SearchVehicle { search_id: warmup })
+        .push_search(SearchVehicle {
+            search_id: warmup,
+            city_id: None,
+        })
         .await
         .unwrap();
     let row = wait_for(&test.db, warmup, Duration::from_secs(60), |s| {
@@ -254,7 +266,10 @@ async fn a_job_pushed_to_idle_workers_starts_within_two_seconds() {
         let search = bus_search(&test.db, city).await;
         let pushed = Instant::now();
         queue
-            .push_search(SearchVehicle { search_id: search })
+            .push_search(SearchVehicle {
+                search_id: search,
+                city_id: None,
+            })
             .await
             .unwrap();
         let row = wait_for(&test.db, search, Duration::from_secs(10), |s| {
@@ -287,7 +302,10 @@ async fn a_cancelled_search_stops_and_its_remaining_jobs_call_no_detector() {
     let search = bus_search(&test.db, city).await;
     let queue = queue(&test, &redis).await;
     queue
-        .push_search(SearchVehicle { search_id: search })
+        .push_search(SearchVehicle {
+            search_id: search,
+            city_id: None,
+        })
         .await
         .unwrap();
     wait_for(&test.db, search, Duration::from_secs(120), |s| {

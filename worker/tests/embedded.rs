@@ -23,7 +23,7 @@ async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -
     let (city, _) = city_with_recordings(&test.db, dir, 12, 3).await;
     let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
     let state = Arc::new(
-        WorkerState::build(&settings, test.db.clone(), queue.clone())
+        WorkerState::build(&settings, test.databases(&settings), queue.clone())
             .await
             .unwrap(),
     );
@@ -39,7 +39,10 @@ async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -
     });
     let search = bus_search(&test.db, city).await;
     queue
-        .push_search(SearchVehicle { search_id: search })
+        .push_search(SearchVehicle {
+            search_id: search,
+            city_id: None,
+        })
         .await
         .unwrap();
     let row = wait_for(&test.db, search, Duration::from_secs(180), |s| {
@@ -106,6 +109,7 @@ async fn queue_depth_is_read_from_the_redis_keys() {
     let jobs: Vec<AnalyzeRecording> = (0..7)
         .map(|i| AnalyzeRecording {
             search_id: 1,
+            city_id: None,
             task_id: i,
             recording_id: i,
             from: t0(),
@@ -114,7 +118,10 @@ async fn queue_depth_is_read_from_the_redis_keys() {
         .collect();
     queue.push_analyze(jobs).await.unwrap();
     queue
-        .push_search(SearchVehicle { search_id: 1 })
+        .push_search(SearchVehicle {
+            search_id: 1,
+            city_id: None,
+        })
         .await
         .unwrap();
     let depth: HashMap<&str, QueueDepth> = queue.depth().await.unwrap().into_iter().collect();

@@ -10,15 +10,7 @@ use common::*;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use sentinela_core::SearchStatus;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_testkit::TestDb;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use sentinela_testkit::{TestDb, free_port};
 
 fn start_redis(port: u16, dir: &std::path::Path) -> Child {
     let child = Command::new("redis-server")
@@ -68,7 +60,10 @@ async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
     let queue = queue(&test, &redis).await;
     let search = bus_search(&test.db, city).await;
     queue
-        .push_search(SearchVehicle { search_id: search })
+        .push_search(SearchVehicle {
+            search_id: search,
+            city_id: None,
+        })
         .await
         .unwrap();
     let before = wait_for(&test.db, search, Duration::from_secs(120), |s| {

@@ -93,13 +93,19 @@ impl ApiKeysApi {
         auth.0.require_admin()?;
         let body = body.0;
         if let Some(city) = body.city_id
-            && cities::get(&state.db, city).await?.is_none()
+            && cities::get(state.control(), city).await?.is_none()
         {
             return Err(ApiError::invalid(format!("unknown city {city}"), "city_id"));
         }
         let secret = auth::new_secret();
-        let key =
-            auth::create_key(&state.db, &secret, &body.name, &body.user_id, body.city_id).await?;
+        let key = auth::create_key(
+            state.control(),
+            &secret,
+            &body.name,
+            &body.user_id,
+            body.city_id,
+        )
+        .await?;
         Ok(Created::Created(Json(CreatedApiKey {
             key: key.into(),
             secret,
@@ -114,7 +120,7 @@ impl ApiKeysApi {
         auth: ApiKeyAuth,
     ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
         auth.0.require_admin()?;
-        let rows = api_keys::list(&state.db).await?;
+        let rows = api_keys::list(state.control()).await?;
         Ok(Json(rows.into_iter().map(Into::into).collect()))
     }
 
@@ -127,7 +133,7 @@ impl ApiKeysApi {
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<ApiKeyView>, ApiError> {
         auth.0.require_admin()?;
-        match api_keys::revoke(&state.db, id.0).await? {
+        match api_keys::revoke(state.control(), id.0).await? {
             Some(key) => Ok(Json(key.into())),
             None => Err(ApiError::not_found("API key", id.0)),
         }

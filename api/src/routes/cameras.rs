@@ -5,8 +5,9 @@ use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
+use sea_orm::DatabaseConnection;
 use sentinela_core::files::normalize;
-use sentinela_core::repo::{cameras, cities};
+use sentinela_core::repo::{cameras, cities, directory};
 
 use super::Created;
 use crate::AppState;
@@ -79,14 +80,40 @@ pub struct CreateCamera {
     pub mediamtx_path: Option<String>,
 }
 
+/// The camera `id` if the key sees its city, with the database holding that city's data.
+/// Another city's camera answers 404, like a missing one.
 pub(crate) async fn visible_camera(
     state: &AppState,
     auth: &ApiKeyAuth,
     id: i64,
-) -> Result<camera::Model, ApiError> {
-    match cameras::get(&state.db, id).await? {
-        Some(c) if auth.0.sees_city(c.city_id) => Ok(c),
-        _ => Err(ApiError::not_found("camera", id)),
+) -> Result<(camera::Model, DatabaseConnection), ApiError> {
+    let not_found = || ApiError::not_found("camera", id);
+    let city = directory::city_of_camera(state.control(), id)
+        .await?
+        .filter(|city| auth.0.sees_city(*city))
+        .ok_or_else(not_found)?;
+    let db = state.city_db(city).await?;
+    match cameras::get(&db, id).await? {
+        Some(c) if c.city_id == city => Ok((c, db)),
+        _ => Err(not_found()),
+    }
+}
+
+/// The databases holding the data of the cities a list covers: one city's (`city`, or a city
+/// key's own), or for an admin key without `city` every database.
+pub(crate) async fn listed_databases(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    city: Option<i64>,
+) -> Result<Vec<DatabaseConnection>, ApiError> {
+    match (auth.0.city_scope(), city) {
+        (Some(own), Some(asked)) if own != asked => Ok(Vec::new()),
+        (Some(one), _) | (None, Some(one)) => match state.city_db(one).await {
+            Ok(db) => Ok(vec![db]),
+            Err(ApiError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        },
+        (None, None) => Ok(state.dbs.all().await?.into_iter().map(|d| d.conn).collect()),
     }
 }
 
@@ -113,7 +140,11 @@ impl CamerasApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] city_id: Query<Option<i64>>,
     ) -> Result<Json<Vec<CameraView>>, ApiError> {
-        let rows = cameras::list_visible(&state.db, auth.0.city_scope(), city_id.0).await?;
+        let mut rows = Vec::new();
+        for db in listed_databases(&state, &auth, city_id.0).await? {
+            rows.extend(cameras::list_visible(&db, auth.0.city_scope(), city_id.0).await?);
+        }
+        rows.sort_by_key(|c| c.id);
         Ok(Json(rows.into_iter().map(Into::into).collect()))
     }
 
@@ -127,14 +158,16 @@ impl CamerasApi {
     ) -> Result<Created<CameraView>, ApiError> {
         auth.0.require_admin()?;
         let body = body.0;
-        if cities::get(&state.db, body.city_id).await?.is_none() {
+        if cities::get(state.control(), body.city_id).await?.is_none() {
             return Err(ApiError::invalid(
                 format!("unknown city {}", body.city_id),
                 "city_id",
             ));
         }
+        let db = state.city_db(body.city_id).await?;
         let created = cameras::create(
-            &state.db,
+            state.control(),
+            &db,
             cameras::NewCamera {
                 city_id: body.city_id,
                 name: body.name.trim().to_owned(),

@@ -5,6 +5,7 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
+use sea_orm::TransactionTrait;
 use sentinela_core::repo::cities;
 
 use super::Created;
@@ -42,11 +43,14 @@ pub struct CityView {
     pub daily_detector_calls: Option<i64>,
     /// Snapshot bytes its stored searches may hold (unset: the global default).
     pub max_snapshot_bytes: Option<i64>,
+    /// Whether its data lives in its own database (the URL itself is never returned).
+    pub own_database: bool,
 }
 
 impl From<city::Model> for CityView {
     fn from(c: city::Model) -> Self {
         Self {
+            own_database: c.database_url.is_some(),
             id: c.id,
             name: c.name,
             timezone: c.timezone,
@@ -93,6 +97,11 @@ pub struct CreateCity {
     /// snapshot (default: `storage.max_snapshot_bytes_per_city`; none = no budget).
     #[oai(validator(minimum(value = "1")))]
     pub max_snapshot_bytes: Option<i64>,
+    /// The city's own PostgreSQL database (`postgres://user:password@host:5432/db`), empty or
+    /// already this city's; its data (cameras, recordings, searches) then lives there instead of
+    /// the shared database. Migrated when the city is created. Write-only: never returned.
+    #[oai(validator(min_length = 1, max_length = 2000), write_only)]
+    pub database_url: Option<String>,
 }
 
 /// City endpoints.
@@ -107,7 +116,7 @@ impl CitiesApi {
         state: Data<&AppState>,
         auth: ApiKeyAuth,
     ) -> Result<Json<Vec<CityView>>, ApiError> {
-        let all = cities::list(&state.db).await?;
+        let all = cities::list(state.control()).await?;
         Ok(Json(
             all.into_iter()
                 .filter(|c| auth.0.sees_city(c.id))
@@ -133,13 +142,20 @@ impl CitiesApi {
             daily_detector_calls: body.daily_detector_calls,
             max_snapshot_bytes: body.max_snapshot_bytes,
         };
+        let database_url = body.database_url.map(|u| u.trim().to_owned());
+        if let Some(url) = &database_url {
+            sentinela_core::tenancy::check_city_url(url)
+                .map_err(|reason| ApiError::invalid(reason, "database_url"))?;
+        }
+        let txn = state.control().begin().await?;
         let created = cities::create(
-            &state.db,
+            &txn,
             cities::NewCity {
                 name: body.name.trim().to_owned(),
                 timezone: body.timezone.unwrap_or_else(|| "America/Sao_Paulo".into()),
                 recording_retention_days: body.recording_retention_days.unwrap_or(30),
                 max_storage_bytes: body.max_storage_bytes,
+                database_url,
             },
         )
         .await
@@ -149,7 +165,16 @@ impl CitiesApi {
             }
             other => other,
         })?;
-        let created = cities::set_search_limits(&state.db, created.id, limits).await?;
+        let created = cities::set_search_limits(&txn, created.id, limits).await?;
+        txn.commit().await?;
+        // Its own database is migrated and given the city's row; when that fails the city is
+        // removed again, so a city never points at a database it cannot use. (Committed first:
+        // the check that the database is not the control one reads this row there.)
+        if let Err(e) = sentinela_core::tenancy::prepare_city_database(&created).await {
+            cities::delete(state.control(), created.id).await?;
+            return Err(ApiError::invalid(e.to_string(), "database_url"));
+        }
+        state.dbs.forget(created.id);
         Ok(Created::Created(Json(created.into())))
     }
 
@@ -161,7 +186,7 @@ impl CitiesApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<CityView>, ApiError> {
-        match cities::get(&state.db, id.0).await? {
+        match cities::get(state.control(), id.0).await? {
             Some(c) if auth.0.sees_city(c.id) => Ok(Json(c.into())),
             _ => Err(ApiError::not_found("city", id.0)),
         }

@@ -17,14 +17,16 @@ enum HealthTags {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct HealthBody {
-    /// `ok` or `unavailable`.
+    /// `ok`, `degraded` (ready, but some city's own database does not answer: only that city's
+    /// requests fail) or `unavailable`.
     pub status: String,
     /// The dependencies that do not answer (`database`, `queue`), when not ready.
     pub failing: Vec<String>,
-    /// Each dependency (`database`, `queue`) and whether it answers (`ok`, `unavailable`).
+    /// Each dependency (`database`, `queue`) and whether it answers (`ok`, `unavailable`); with
+    /// cities on their own databases also `city_databases` (`ok`, `degraded`).
     pub checks: Option<std::collections::BTreeMap<String, String>>,
-    /// The errors behind `failing`; only for callers with an admin API key, since they can name
-    /// internal hosts.
+    /// The errors behind `failing` and each city database that does not answer; only for
+    /// callers with an admin API key, since they can name internal hosts and cities.
     pub details: Option<Vec<String>>,
 }
 
@@ -62,7 +64,7 @@ impl HealthApi {
         let mut failing = Vec::new();
         let mut details = Vec::new();
         let mut checks = std::collections::BTreeMap::new();
-        let database = sentinela_core::repo::ping(&state.db).await;
+        let database = sentinela_core::repo::ping(state.control()).await;
         if let Err(e) = &database {
             tracing::warn!(error = %e, "database not ready");
             failing.push("database".to_owned());
@@ -80,10 +82,39 @@ impl HealthApi {
                 if ok { "ok" } else { "unavailable" }.to_owned(),
             );
         }
+        // Cities' own databases: one that is down affects only that city, so the API stays
+        // ready; `city_databases` says `degraded` and an admin sees which city.
+        let mut degraded = false;
+        if database.is_ok()
+            && let Ok(all) = state.dbs.all().await
+        {
+            let own: Vec<_> = all.into_iter().filter(|d| !d.shared).collect();
+            let pings =
+                futures::future::join_all(own.iter().map(|d| sentinela_core::repo::ping(&d.conn)))
+                    .await;
+            for (d, ping) in own.iter().zip(pings) {
+                if let Err(e) = ping {
+                    degraded = true;
+                    let names: Vec<String> = d
+                        .cities
+                        .iter()
+                        .map(|c| format!("city {} ({})", c.id, c.name))
+                        .collect();
+                    tracing::warn!(database = %d.label, error = %e, "city database not ready");
+                    details.push(format!("{}: unavailable: {e}", names.join(", ")));
+                }
+            }
+            if !own.is_empty() {
+                checks.insert(
+                    "city_databases".to_owned(),
+                    if degraded { "degraded" } else { "ok" }.to_owned(),
+                );
+            }
+        }
         let admin = database.is_ok() && caller_is_admin(&state, request).await;
         let body = HealthBody {
             status: if failing.is_empty() {
-                "ok"
+                if degraded { "degraded" } else { "ok" }
             } else {
                 "unavailable"
             }
@@ -111,7 +142,7 @@ async fn caller_is_admin(state: &AppState, request: &Request) -> bool {
         return false;
     };
     matches!(
-        crate::auth::find_key(&state.db, token.trim()).await,
+        crate::auth::find_key(state.control(), token.trim()).await,
         Ok(Some(key)) if key.is_admin && key.revoked_at.is_none()
     )
 }

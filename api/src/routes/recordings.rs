@@ -135,7 +135,7 @@ impl RecordingsApi {
         body: Json<RegisterRecording>,
     ) -> Result<Created<RecordingView>, ApiError> {
         let body = body.0;
-        let camera = visible_camera(&state, &auth, body.camera_id)
+        let (camera, db) = visible_camera(&state, &auth, body.camera_id)
             .await
             .map_err(|_| {
                 ApiError::invalid(format!("unknown camera {}", body.camera_id), "camera_id")
@@ -153,7 +153,7 @@ impl RecordingsApi {
             Ok(m) if m.is_file() => i64::try_from(m.len()).unwrap_or(i64::MAX),
             _ => return Err(unusable_file()),
         };
-        if let Some(other) = recordings::find_by_path(&state.db, &file_path.0).await?
+        if let Some(other) = recordings::find_by_path(&db, &file_path.0).await?
             && (other.camera_id, other.started_at) != (camera.id, span.start())
         {
             return Err(ApiError::conflict(
@@ -165,7 +165,7 @@ impl RecordingsApi {
             ));
         }
         let (row, _) = recordings::register(
-            &state.db,
+            &db,
             recordings::NewRecording {
                 camera_id: camera.id,
                 city_id: camera.city_id,
@@ -193,11 +193,11 @@ impl RecordingsApi {
         /// Window end (RFC 3339).
         to: Query<DateTime<Utc>>,
     ) -> Result<Json<Vec<RecordingView>>, ApiError> {
-        let camera = visible_camera(&state, &auth, camera_id.0).await?;
+        let (camera, db) = visible_camera(&state, &auth, camera_id.0).await?;
         let window =
             TimeRange::new(from.0, to.0).map_err(|e| ApiError::invalid(e.message, "to"))?;
         let rows =
-            recordings::overlapping(&state.db, camera.city_id, &window, Some(&[camera.id])).await?;
+            recordings::overlapping(&db, camera.city_id, &window, Some(&[camera.id])).await?;
         Ok(Json(rows.into_iter().map(Into::into).collect()))
     }
 }

@@ -18,7 +18,9 @@ use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
 use sentinela_core::estimate::{self, Estimate, EstimateRequest};
 use sentinela_core::files::Root;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_core::repo::{cameras, cities, points, searches, usage};
+use sentinela_core::repo::{cameras, cities, directory, points, searches, usage};
+
+use super::cameras::listed_databases;
 
 use crate::AppState;
 use crate::auth::{self, ApiKeyAuth};
@@ -334,6 +336,9 @@ impl Drop for StreamSlot {
 struct StreamState {
     /// The next event to send, with the reason the stream ends after it.
     next: Option<(vehicle_search::Model, Option<&'static str>)>,
+    /// Where the key is checked.
+    control: sea_orm::DatabaseConnection,
+    /// Where the search is.
     db: sea_orm::DatabaseConnection,
     key_id: i64,
     _slot: StreamSlot,
@@ -361,16 +366,28 @@ fn criterion<T>(
         .transpose()?)
 }
 
+/// The search `id` if the key sees its city, with the database holding that city's data. Another
+/// city's search answers 404, like a missing one.
 async fn visible_search(
     state: &AppState,
     auth: &ApiKeyAuth,
     id: i64,
-) -> Result<vehicle_search::Model, ApiError> {
-    match searches::get(&state.db, id).await? {
-        Some(s) if auth.0.sees_city(s.city_id) => Ok(s),
-        _ => Err(ApiError::not_found("search", id)),
+) -> Result<(vehicle_search::Model, sea_orm::DatabaseConnection), ApiError> {
+    let not_found = || ApiError::not_found("search", id);
+    let city = directory::city_of_search(state.control(), id)
+        .await?
+        .filter(|city| auth.0.sees_city(*city))
+        .ok_or_else(not_found)?;
+    let db = state.city_db(city).await?;
+    match searches::get(&db, id).await? {
+        Some(s) if s.city_id == city => Ok((s, db)),
+        _ => Err(not_found()),
     }
 }
+
+/// Deepest `offset` a list over several databases accepts (each database is read up to
+/// `offset + limit` rows and the pages merged).
+const MAX_MERGED_OFFSET: u64 = 10_000;
 
 /// A trajectory cursor: the last point's time (microseconds) and camera, `<micros>_<camera>`.
 fn format_cursor(timestamp: DateTime<Utc>, camera_id: i64) -> String {
@@ -386,6 +403,8 @@ fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, i64)> {
 /// A request to search, validated.
 struct Validated {
     city: entity::city::Model,
+    /// The database holding the city's data.
+    db: sea_orm::DatabaseConnection,
     plate: Option<PlatePattern>,
     color: Option<Color>,
     vehicle_type: Option<VehicleType>,
@@ -421,12 +440,13 @@ async fn validate(
     let window = TimeRange::parse(start_date, end_date)?
         .limit(chrono::Duration::hours(i64::from(state.max_window_hours)))?;
     let unknown_city = || ApiError::invalid(format!("unknown city {city_id}"), "city_id");
-    let city = cities::get(&state.db, city_id)
+    let city = cities::get(state.control(), city_id)
         .await?
         .ok_or_else(unknown_city)?;
     if !auth.0.sees_city(city.id) {
         return Err(unknown_city());
     }
+    let db = state.city_db(city.id).await?;
     if let Some(ids) = &body.camera_ids {
         if ids.is_empty() {
             return Err(ApiError::invalid(
@@ -437,7 +457,7 @@ async fn validate(
         let mut distinct = ids.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        let known = cameras::count_in_city(&state.db, city.id, &distinct).await?;
+        let known = cameras::count_in_city(&db, city.id, &distinct).await?;
         if known != distinct.len() as u64 {
             return Err(ApiError::invalid(
                 format!("camera_ids has cameras that are not in city {}", city.id),
@@ -447,6 +467,7 @@ async fn validate(
     }
     Ok(Validated {
         city,
+        db,
         plate,
         color,
         vehicle_type,
@@ -481,7 +502,7 @@ async fn estimate_of(
         reads_text: v.plate.is_some(),
         price_per_call_usd: state.bounds.price_per_call,
     };
-    let size = estimate::size(&state.db, &request).await?;
+    let size = estimate::size(&v.db, &request).await?;
     if size.recordings > cache_lookup_limit {
         let calls = size.frames;
         return Ok(Estimate {
@@ -495,7 +516,7 @@ async fn estimate_of(
             cost_usd: calls as f64 * request.price_per_call_usd,
         });
     }
-    Ok(estimate::estimate(&state.db, &request).await?)
+    Ok(estimate::estimate(&v.db, &request).await?)
 }
 
 /// The estimate of a search that fits its city's caps, or 422 carrying the estimate.
@@ -542,7 +563,7 @@ impl SearchesApi {
         body: Json<CreateSearch>,
     ) -> Result<CreatedSearch, ApiError> {
         let v = validate(&state, &auth, body.0).await?;
-        let in_flight = searches::in_flight(&state.db, v.city.id).await?;
+        let in_flight = searches::in_flight(&v.db, v.city.id).await?;
         let quota = v
             .city
             .max_searches_in_flight
@@ -561,7 +582,7 @@ impl SearchesApi {
         let estimate = within_caps(&state, &v).await?;
         if let Some(budget) = v.city.daily_detector_calls.or(state.bounds.daily_budget) {
             let now = Utc::now();
-            let used = usage::calls_on(&state.db, v.city.id, now).await?;
+            let used = usage::calls_on(&v.db, v.city.id, now).await?;
             let expected = i64::try_from(estimate.detector_calls).unwrap_or(i64::MAX);
             if used.saturating_add(expected) > budget {
                 return Err(ApiError::too_many(
@@ -573,11 +594,12 @@ impl SearchesApi {
                 ));
             }
         }
-        let (city, plate, color, vehicle_type, window) =
-            (v.city, v.plate, v.color, v.vehicle_type, v.window);
+        let (city, db, plate, color, vehicle_type, window) =
+            (v.city, v.db, v.plate, v.color, v.vehicle_type, v.window);
         let body = v.body;
         let search = searches::create(
-            &state.db,
+            state.control(),
+            &db,
             searches::NewSearch {
                 city_id: city.id,
                 user_id: Some(auth.0.user_id.clone()),
@@ -594,11 +616,12 @@ impl SearchesApi {
             .queue
             .push_search(SearchVehicle {
                 search_id: search.id,
+                city_id: Some(city.id),
             })
             .await
         {
             // Nothing will ever plan it: say so on the search rather than leave it pending.
-            searches::fail(&state.db, search.id, "the job queue was unavailable")
+            searches::fail(&db, search.id, "the job queue was unavailable")
                 .await
                 .ok();
             tracing::error!(search_id = search.id, error = %format!("{e:#}"), "failed to enqueue a search");
@@ -639,6 +662,9 @@ impl SearchesApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
+        /// Only this city's searches (a city key sees only its own city's anyway).
+        #[oai(validator(minimum(value = "1")))]
+        city_id: Query<Option<i64>>,
         /// Filter by status.
         status: Query<Option<String>>,
         /// Created at or after (RFC 3339).
@@ -666,19 +692,42 @@ impl SearchesApi {
         // Both bounded by their validators (422 naming the parameter otherwise).
         let limit = limit.0.unwrap_or(50).clamp(1, 200).unsigned_abs();
         let offset = offset.0.unwrap_or(0).max(0).unsigned_abs();
-        let (total, rows) = searches::list(
-            &state.db,
-            &searches::SearchFilter {
-                city: auth.0.city_scope(),
-                status,
-                created_after: created_after.0,
-                created_before: created_before.0,
-            },
-            limit,
-            offset,
-        )
-        .await?;
-        let items = rows.into_iter().map(SearchView::from).collect();
+        let filter = searches::SearchFilter {
+            city: auth.0.city_scope().or(city_id.0),
+            status,
+            created_after: created_after.0,
+            created_before: created_before.0,
+        };
+        let databases = listed_databases(&state, &auth, city_id.0).await?;
+        if let [db] = databases.as_slice() {
+            let (total, rows) = searches::list(db, &filter, limit, offset).await?;
+            let items = rows.into_iter().map(SearchView::from).collect();
+            return Ok(Json(SearchPage { items, total }));
+        }
+        // Several databases (an admin key listing every city): each gives its first
+        // `offset + limit`, merged newest first.
+        if offset > MAX_MERGED_OFFSET {
+            return Err(ApiError::invalid(
+                format!(
+                    "offset over {MAX_MERGED_OFFSET} across every city; pass city_id or created_before to page further"
+                ),
+                "offset",
+            ));
+        }
+        let mut total = 0;
+        let mut rows = Vec::new();
+        for db in &databases {
+            let (n, page) = searches::list(db, &filter, offset + limit, 0).await?;
+            total += n;
+            rows.extend(page);
+        }
+        rows.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+        let items = rows
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(SearchView::from)
+            .collect();
         Ok(Json(SearchPage { items, total }))
     }
 
@@ -690,7 +739,7 @@ impl SearchesApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<SearchView>, ApiError> {
-        Ok(Json(visible_search(&state, &auth, id.0).await?.into()))
+        Ok(Json(visible_search(&state, &auth, id.0).await?.0.into()))
     }
 
     /// Cancel a search that has not ended; its remaining jobs stop without detector calls.
@@ -701,8 +750,8 @@ impl SearchesApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<SearchView>, ApiError> {
-        let search = visible_search(&state, &auth, id.0).await?;
-        if !searches::cancel(&state.db, search.id).await? {
+        let (search, db) = visible_search(&state, &auth, id.0).await?;
+        if !searches::cancel(&db, search.id).await? {
             return Err(ApiError::conflict(
                 format!(
                     "search {} has already ended ({})",
@@ -712,7 +761,7 @@ impl SearchesApi {
                 None,
             ));
         }
-        Ok(Json(visible_search(&state, &auth, id.0).await?.into()))
+        Ok(Json(visible_search(&state, &auth, id.0).await?.0.into()))
     }
 
     /// Where the vehicle went: sightings in time order, a page at a time (`limit`, then
@@ -731,7 +780,7 @@ impl SearchesApi {
         #[oai(validator(max_length = 64))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<Trajectory>, ApiError> {
-        let search = visible_search(&state, &auth, id.0).await?;
+        let (search, db) = visible_search(&state, &auth, id.0).await?;
         let after = cursor
             .0
             .as_deref()
@@ -743,24 +792,23 @@ impl SearchesApi {
             .transpose()?;
         let limit = limit.0.unwrap_or(1000).clamp(1, 1000).unsigned_abs();
         // One more than the page tells whether another page follows.
-        let mut rows = points::page_for_search(&state.db, search.id, after, limit + 1).await?;
+        let mut rows = points::page_for_search(&db, search.id, after, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = more
             .then(|| rows.last().map(|p| format_cursor(p.timestamp, p.camera_id)))
             .flatten();
-        let cameras: BTreeMap<i64, camera::Model> =
-            cameras::list_by_city(&state.db, search.city_id)
-                .await?
-                .into_iter()
-                .map(|c| (c.id, c))
-                .collect();
+        let cameras: BTreeMap<i64, camera::Model> = cameras::list_by_city(&db, search.city_id)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
         let name_of = |id: i64| {
             cameras
                 .get(&id)
                 .map_or_else(|| format!("camera {id}"), |c| c.name.clone())
         };
-        let visits = points::cameras_for_search(&state.db, search.id)
+        let visits = points::cameras_for_search(&db, search.id)
             .await?
             .into_iter()
             .map(
@@ -818,7 +866,7 @@ impl SearchesApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<EventStream<BoxStream<'static, ProgressEvent>>, ApiError> {
-        let first = visible_search(&state, &auth, id.0).await?;
+        let (first, db) = visible_search(&state, &auth, id.0).await?;
         let slot = state.streams.acquire(auth.0.key_id).ok_or_else(|| {
             ApiError::too_many(
                 format!(
@@ -828,10 +876,10 @@ impl SearchesApi {
                 5,
             )
         })?;
-        let db = state.db.clone();
         let key_id = auth.0.key_id;
         let start = StreamState {
             next: Some((first, None)),
+            control: state.control().clone(),
             db,
             key_id,
             _slot: slot,
@@ -841,7 +889,7 @@ impl SearchesApi {
             let reason = reason.or_else(|| current.status.is_final().then_some("search_ended"));
             if reason.is_none() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                st.next = match auth::key_active(&st.db, st.key_id).await {
+                st.next = match auth::key_active(&st.control, st.key_id).await {
                     Ok(false) => Some((current.clone(), Some("key_revoked"))),
                     _ => match searches::get(&st.db, current.id).await {
                         Ok(Some(next)) => Some((next, None)),
@@ -876,7 +924,7 @@ impl SearchesApi {
         #[oai(validator(minimum(value = "1")))] search_id: Path<i64>,
         file: Path<String>,
     ) -> Result<Binary<Vec<u8>>, ApiError> {
-        let search = visible_search(&state, &auth, search_id.0).await?;
+        let (search, _) = visible_search(&state, &auth, search_id.0).await?;
         let name = file.0;
         let not_found = || ApiError::not_found("snapshot", format!("{}/{name}", search.id));
         if name.contains('/') || !name.ends_with(".jpg") {

@@ -24,12 +24,21 @@ pub struct NewCamera {
     pub mediamtx_path: Option<String>,
 }
 
-/// Inserts a camera (enabled).
+/// Inserts a camera (enabled) into its city's database (`db`), with an id allocated in the
+/// `control` database (the same connection for a city in the shared database); the id is
+/// released again when the insert fails.
 ///
 /// # Errors
 /// The database error; a duplicate (city, name) or MediaMTX path is a unique violation.
-pub async fn create(db: &impl ConnectionTrait, new: NewCamera) -> Result<camera::Model, DbErr> {
-    camera::ActiveModel {
+pub async fn create(
+    control: &impl ConnectionTrait,
+    db: &impl ConnectionTrait,
+    new: NewCamera,
+) -> Result<camera::Model, DbErr> {
+    let id = super::directory::allocate_camera(control, new.city_id, new.mediamtx_path.as_deref())
+        .await?;
+    let inserted = camera::ActiveModel {
+        id: Set(id),
         city_id: Set(new.city_id),
         name: Set(new.name),
         location: Set(new.location),
@@ -38,17 +47,24 @@ pub async fn create(db: &impl ConnectionTrait, new: NewCamera) -> Result<camera:
         mediamtx_path: Set(new.mediamtx_path),
         enabled: Set(true),
         created_at: Set(Utc::now()),
-        ..Default::default()
     }
     .insert(db)
-    .await
+    .await;
+    if inserted.is_err() {
+        super::directory::release_camera(control, id).await.ok();
+    }
+    inserted
 }
 
 /// Returns the camera of this city with this name, creating it if missing.
 ///
 /// # Errors
 /// The database error.
-pub async fn ensure(db: &impl ConnectionTrait, new: NewCamera) -> Result<camera::Model, DbErr> {
+pub async fn ensure(
+    control: &impl ConnectionTrait,
+    db: &impl ConnectionTrait,
+    new: NewCamera,
+) -> Result<camera::Model, DbErr> {
     let find = |db, city_id, name: String| async move {
         camera::Entity::find()
             .filter(camera::Column::CityId.eq(city_id))
@@ -60,7 +76,7 @@ pub async fn ensure(db: &impl ConnectionTrait, new: NewCamera) -> Result<camera:
         return Ok(found);
     }
     let (city_id, name) = (new.city_id, new.name.clone());
-    match create(db, new).await {
+    match create(control, db, new).await {
         Ok(camera) => Ok(camera),
         Err(e) if super::is_unique_violation(&e) => find(db, city_id, name.clone())
             .await?

@@ -18,6 +18,8 @@ pub struct NewCity {
     pub recording_retention_days: i32,
     /// Storage cap of the city's recordings.
     pub max_storage_bytes: Option<i64>,
+    /// Its own database's URL; `None` keeps its data in the shared database.
+    pub database_url: Option<String>,
 }
 
 /// Inserts a city.
@@ -30,6 +32,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewCity) -> Result<city::Mod
         timezone: Set(new.timezone),
         recording_retention_days: Set(new.recording_retention_days),
         max_storage_bytes: Set(new.max_storage_bytes),
+        database_url: Set(new.database_url),
         created_at: Set(Utc::now()),
         ..Default::default()
     }
@@ -124,4 +127,68 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<city::Model>, DbErr> 
         .order_by_asc(city::Column::Id)
         .all(db)
         .await
+}
+
+/// Every city whose data lives in its own database, by id.
+///
+/// # Errors
+/// The database error.
+pub async fn with_own_database(db: &impl ConnectionTrait) -> Result<Vec<city::Model>, DbErr> {
+    city::Entity::find()
+        .filter(city::Column::DatabaseUrl.is_not_null())
+        .order_by_asc(city::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Every city whose data lives in the shared database, by id.
+///
+/// # Errors
+/// The database error.
+pub async fn in_shared_database(db: &impl ConnectionTrait) -> Result<Vec<city::Model>, DbErr> {
+    city::Entity::find()
+        .filter(city::Column::DatabaseUrl.is_null())
+        .order_by_asc(city::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Writes the control database's row of `city` into the city's own database (same id, name and
+/// limits; no database URL), so its cameras, recordings and searches have their city there for
+/// the foreign keys. Limits are always read from the control database, never from this copy.
+/// Idempotent: an existing row is brought up to date.
+///
+/// # Errors
+/// The database error.
+pub async fn mirror(city_db: &impl ConnectionTrait, city: &city::Model) -> Result<(), DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    let mut row = city::ActiveModel::from(city.clone()).reset_all();
+    row.database_url = Set(None);
+    city::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(city::Column::Id)
+                .update_columns([
+                    city::Column::Name,
+                    city::Column::Timezone,
+                    city::Column::RecordingRetentionDays,
+                    city::Column::MaxStorageBytes,
+                    city::Column::MaxSearchRecordings,
+                    city::Column::MaxSearchFrames,
+                    city::Column::MaxSearchesInFlight,
+                    city::Column::DailyDetectorCalls,
+                    city::Column::MaxSnapshotBytes,
+                ])
+                .to_owned(),
+        )
+        .exec(city_db)
+        .await
+        .map(drop)
+}
+
+/// Deletes a city that holds no data yet (a city whose database could not be prepared).
+///
+/// # Errors
+/// The database error.
+pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+    city::Entity::delete_by_id(id).exec(db).await.map(drop)
 }

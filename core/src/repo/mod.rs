@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`cities`], [`cameras`], [`api_keys`]: administration.
+//! - [`directory`]: camera and search ids, allocated in the control database with their city.
 //! - [`recordings`]: registration and the window-overlap query the planner needs.
 //! - [`searches`]: create, read, status transitions and the fan-in that finalises a search once.
 //! - [`tasks`]: a search's recording-range tasks.
@@ -17,6 +18,7 @@
 pub mod api_keys;
 pub mod cameras;
 pub mod cities;
+pub mod directory;
 pub mod frames;
 pub mod points;
 pub mod recordings;
@@ -39,4 +41,32 @@ pub fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
         err.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
+}
+
+/// Whether a database error means the database cannot be reached (down, refusing connections,
+/// no connection free within the acquire timeout, a connection lost mid-query), as opposed to a
+/// problem with the statement. Callers report the city as unavailable and retry later.
+pub fn is_unavailable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            use sea_orm::sqlx::Error;
+            match e.as_ref() {
+                Error::Io(_)
+                | Error::Tls(_)
+                | Error::PoolTimedOut
+                | Error::PoolClosed
+                | Error::WorkerCrashed => true,
+                // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+                // 3D000 the database does not exist (dropped or not created yet).
+                Error::Database(db) => matches!(
+                    db.code().as_deref(),
+                    Some("57P01" | "57P02" | "57P03" | "3D000")
+                ),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }

@@ -34,15 +34,20 @@ pub struct NewSearch {
     pub estimate: Option<serde_json::Value>,
 }
 
-/// Inserts a pending search.
+/// Inserts a pending search into its city's database (`db`), with an id allocated in the
+/// `control` database (the same connection for a city in the shared database); the id is
+/// released again when the insert fails.
 ///
 /// # Errors
 /// The database error.
 pub async fn create(
+    control: &impl ConnectionTrait,
     db: &impl ConnectionTrait,
     new: NewSearch,
 ) -> Result<vehicle_search::Model, DbErr> {
-    vehicle_search::ActiveModel {
+    let id = super::directory::allocate_search(control, new.city_id).await?;
+    let inserted = vehicle_search::ActiveModel {
+        id: Set(id),
         city_id: Set(new.city_id),
         user_id: Set(new.user_id),
         plate: Set(new.plate.map(String::from)),
@@ -64,10 +69,13 @@ pub async fn create(
         estimate: Set(new.estimate),
         snapshot_bytes: Set(0),
         snapshots_skipped: Set(0),
-        ..Default::default()
     }
     .insert(db)
-    .await
+    .await;
+    if inserted.is_err() {
+        super::directory::release_search(control, id).await.ok();
+    }
+    inserted
 }
 
 /// The search with this id.
@@ -342,6 +350,22 @@ pub async fn oldest_processing_created_at(
 pub async fn processing(db: &impl ConnectionTrait) -> Result<Vec<vehicle_search::Model>, DbErr> {
     vehicle_search::Entity::find()
         .filter(vehicle_search::Column::Status.eq(SearchStatus::Processing.as_str()))
+        .all(db)
+        .await
+}
+
+/// Searches still pending (never planned) that were created before `cutoff`, by id.
+///
+/// # Errors
+/// The database error.
+pub async fn pending_before(
+    db: &impl ConnectionTrait,
+    cutoff: chrono::DateTime<Utc>,
+) -> Result<Vec<vehicle_search::Model>, DbErr> {
+    vehicle_search::Entity::find()
+        .filter(vehicle_search::Column::Status.eq(SearchStatus::Pending.as_str()))
+        .filter(vehicle_search::Column::CreatedAt.lt(cutoff))
+        .order_by_asc(vehicle_search::Column::Id)
         .all(db)
         .await
 }

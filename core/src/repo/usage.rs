@@ -65,13 +65,15 @@ pub async fn calls_on(
         .map_or(0, |u| u.detector_calls))
 }
 
-/// Every city's calls on `now`'s day, with its budget (`default` when the city sets none):
-/// `(city, calls, budget)`.
+/// The calls on `now`'s day of each of `cities` (rows as the control database has them), read
+/// from `db`, the database holding their data, with each city's budget (`default` when the city
+/// sets none): `(city, calls, budget)`.
 ///
 /// # Errors
 /// The database error.
 pub async fn all_on(
     db: &impl ConnectionTrait,
+    cities: &[city::Model],
     now: DateTime<Utc>,
     default: Option<i64>,
 ) -> Result<Vec<(i64, i64, Option<i64>)>, DbErr> {
@@ -82,10 +84,8 @@ pub async fn all_on(
         .into_iter()
         .map(|u| (u.city_id, u.detector_calls))
         .collect();
-    Ok(city::Entity::find()
-        .all(db)
-        .await?
-        .into_iter()
+    Ok(cities
+        .iter()
         .map(|c| {
             (
                 c.id,

@@ -45,6 +45,7 @@ pub async fn city_with_recordings(
         cams.push(
             cameras::create(
                 db,
+                db,
                 cameras::NewCamera {
                     city_id: city.id,
                     name: format!("cam-{i}"),
@@ -91,6 +92,7 @@ fn rand_suffix() -> u32 {
 /// A search for the red bus over the whole day.
 pub async fn bus_search(db: &DatabaseConnection, city_id: i64) -> i64 {
     searches::create(
+        db,
         db,
         searches::NewSearch {
             city_id,
