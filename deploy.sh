@@ -3,7 +3,8 @@
 #   1. creates .env from .env.prod.example with random secrets on first run (mode 600), and
 #      writes each secret the containers read as a Docker secret under ./secrets;
 #   2. builds the image;
-#   3. starts PostgreSQL and Redis and runs the one-shot migration;
+#   3. starts PostgreSQL (the control database and São Paulo's) and Redis, and runs the one-shot
+#      migration (the control database and every city's own database);
 #   4. `up -d` (with --scale-workers N: N worker replicas);
 #   5. waits until every service with a health check is healthy, then prints status and URLs.
 # Idempotent: running it again rebuilds, migrates (a no-op when up to date) and recreates only
@@ -98,8 +99,9 @@ chmod 700 secrets
 postgres_password=$(env_value POSTGRES_PASSWORD)
 redis_password=$(env_value REDIS_PASSWORD)
 write_secret postgres_password "$postgres_password"
+write_secret postgres_cidade_sp_password "$(env_value POSTGRES_CIDADE_SP_PASSWORD)"
 write_secret redis_password "$redis_password"
-write_secret database_url "postgres://sentinela:${postgres_password}@postgres:5432/sentinela"
+write_secret database_url "postgres://sentinela:${postgres_password}@postgres_admin:5432/sentinela"
 write_secret redis_url "redis://:${redis_password}@redis:6379/0"
 write_secret admin_key "$(env_value SENTINELA_ADMIN_KEY)"
 write_secret grafana_admin_password "$(env_value GRAFANA_ADMIN_PASSWORD)"
@@ -123,7 +125,7 @@ if [ "$build" -eq 1 ]; then
 fi
 
 # 3. Data services and migrations (the one-shot `migrate` service).
-"${compose[@]}" up -d --wait --wait-timeout "$timeout" postgres redis
+"${compose[@]}" up -d --wait --wait-timeout "$timeout" postgres_admin postgres_cidade_sp redis
 "${compose[@]}" run --rm migrate
 
 # 4. Everything. Without --scale-workers, keep the number of workers already running.

@@ -133,7 +133,7 @@ def check_alerts() -> None:
 
 
 SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|ADMIN_KEY", re.I)
-LONG_RUNNING = {"postgres", "redis", "mediamtx", "api", "worker", "scheduler", "prometheus",
+LONG_RUNNING = {"postgres_admin", "postgres_cidade_sp", "redis", "mediamtx", "api", "worker", "scheduler", "prometheus",
                 "alertmanager", "node-exporter", "loki", "alloy", "grafana"}
 BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
 
@@ -169,14 +169,17 @@ def check_compose() -> None:
     worker = services.get("worker", {})
     if "container_name" in worker or worker.get("ports"):
         problems.append("compose: worker must be scalable (no container_name, no host ports)")
-    for name in ("postgres", "redis", "api", "worker", "scheduler"):
+    for name in ("postgres_admin", "postgres_cidade_sp", "redis", "api", "worker", "scheduler"):
         if "healthcheck" not in services.get(name, {}):
             problems.append(f"compose: {name} has no health check")
     for name in ("api", "worker", "scheduler"):
         deps = services.get(name, {}).get("depends_on", {})
-        for dep in ("postgres", "redis"):
+        for dep in ("postgres_admin", "redis"):
             if deps.get(dep, {}).get("condition") != "service_healthy":
                 problems.append(f"compose: {name} must wait for {dep} to be healthy")
+        # A city's database that is down must stop only that city, not keep the stack down.
+        if "postgres_cidade_sp" in deps:
+            problems.append(f"compose: {name} must not wait for a city's database")
         if deps.get("migrate", {}).get("condition") != "service_completed_successfully":
             problems.append(f"compose: {name} must wait for the migrate service")
 
@@ -184,7 +187,8 @@ def check_compose() -> None:
         return {v["target"]: v for v in services.get(name, {}).get("volumes", [])}
 
     volumes = set(resolved.get("volumes", {}))
-    for name, target in (("postgres", "/var/lib/postgresql/data"), ("redis", "/data")):
+    for name, target in (("postgres_admin", "/var/lib/postgresql/data"),
+                         ("postgres_cidade_sp", "/var/lib/postgresql/data"), ("redis", "/data")):
         m = mounts(name).get(target)
         if not m or m.get("type") != "volume" or m.get("source") not in volumes:
             problems.append(f"compose: {name} must keep {target} on a named volume")
