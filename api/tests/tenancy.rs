@@ -397,13 +397,17 @@ async fn each_city_on_its_own_database_and_one_down_does_not_stop_the_other() {
 
     // B back: its queued search is planned (the job's retries, or the scheduler's re-planning)
     // and completes; new searches work.
-    b_server.start_again();
+    // (Read before starting: the server accepts connections a little before pg_ctl returns.)
     let back = chrono::Utc::now();
+    b_server.start_again();
     let search = client.finished(in_flight, Duration::from_secs(120)).await;
     assert_eq!(search["status"], "completed", "{search}");
     let started =
         chrono::DateTime::parse_from_rfc3339(search["started_at"].as_str().unwrap()).unwrap();
-    assert!(started > back, "planned only once B was back: {search}");
+    assert!(
+        started > back,
+        "planned only once B was being started again: {search}"
+    );
     let (status, created) = client.search(city_b).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     let search = client
