@@ -90,6 +90,14 @@ pub struct AppState {
     pub quota: quota::RequestQuota,
     /// What searches are estimated and capped with.
     pub bounds: SearchBounds,
+    /// Jobs of one search on the queue at once (`worker.queued_tasks_per_search`), for retries.
+    pub queue_window: u32,
+    /// Longest absence from a camera within one visit.
+    pub visit_gap: chrono::Duration,
+    /// MediaMTX's playback server for operators, when configured.
+    pub playback_url: Option<String>,
+    /// JPEG quality of the evidence images.
+    pub jpeg_quality: i32,
 }
 
 impl AppState {
@@ -145,6 +153,17 @@ impl AppState {
             dbs,
             queue,
             snapshot_dir: settings.storage.snapshot_dir.clone(),
+            queue_window: settings.worker.queued_tasks_per_search,
+            visit_gap: chrono::Duration::seconds(
+                i64::try_from(settings.api.visit_gap_secs).unwrap_or(i64::MAX / 1000),
+            ),
+            playback_url: settings
+                .api
+                .playback_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+            jpeg_quality: settings.sampler.jpeg_quality,
             recordings_dir: settings.storage.recordings_dir.clone(),
             max_window_hours: settings.api.max_search_window_hours,
             streams: routes::searches::StreamSlots::new(settings.api.max_streams_per_key),

@@ -20,6 +20,7 @@
 //! - [`pipeline`]: analysing one recording for one search (sampler → gate → cache → detector → points).
 //! - [`repo`]: repository functions over sea-orm.
 //! - [`seed`]: the idempotent demo city and cameras.
+//! - [`trajectory`]: sightings read as visits (a return to a camera is a new visit).
 //! - [`detect`]: detector providers, criteria matching, detector concurrency limits.
 //! - [`video`]: frame sampling, the motion gate, JPEG encoding, synthetic recordings.
 //! - [`cli`]: one-line errors and exit codes for the binaries.
@@ -41,6 +42,7 @@ pub mod seed;
 pub mod settings;
 pub mod telemetry;
 pub mod tenancy;
+pub mod trajectory;
 pub mod video;
 
 pub use entity;

@@ -93,6 +93,12 @@ pub struct ApiSettings {
     pub max_searches_in_flight: u32,
     /// Requests one API key may make per minute (across API replicas on Redis).
     pub requests_per_minute_per_key: u32,
+    /// A vehicle unseen by a camera for longer than this, then seen there again, starts a new
+    /// visit on the trajectory.
+    pub visit_gap_secs: u64,
+    /// MediaMTX's playback server as operators reach it (`https://host:9996`); when set, each
+    /// sighting of a recording from a MediaMTX path carries a playback URL. Unset: none.
+    pub playback_url: Option<String>,
 }
 
 /// Worker settings.
@@ -317,6 +323,7 @@ impl Settings {
             .set_default("api.max_search_frames", 1_000_000)?
             .set_default("api.max_searches_in_flight", 4)?
             .set_default("api.requests_per_minute_per_key", 600)?
+            .set_default("api.visit_gap_secs", 60)?
             .set_default("worker.concurrency", 4)?
             .set_default("worker.metrics_bind", "0.0.0.0:9999")?
             .set_default("worker.job_timeout_secs", 30 * 60)?

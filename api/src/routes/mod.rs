@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod cameras;
 pub mod cities;
+pub mod evidence;
 pub mod health;
 pub mod recordings;
 pub mod searches;
@@ -21,6 +22,7 @@ pub enum Created<T: poem_openapi::types::ToJSON + Send + Sync> {
 /// Every API resource, for `OpenApiService::new`.
 pub fn api() -> (
     searches::SearchesApi,
+    evidence::EvidenceApi,
     cities::CitiesApi,
     cameras::CamerasApi,
     recordings::RecordingsApi,
@@ -29,6 +31,7 @@ pub fn api() -> (
 ) {
     (
         searches::SearchesApi,
+        evidence::EvidenceApi,
         cities::CitiesApi,
         cameras::CamerasApi,
         recordings::RecordingsApi,

@@ -27,7 +27,7 @@ use crate::auth::{self, ApiKeyAuth};
 use crate::error::ApiError;
 
 #[derive(Tags)]
-enum SearchTags {
+pub(crate) enum SearchTags {
     /// Vehicle searches and their trajectories.
     Searches,
 }
@@ -206,14 +206,29 @@ pub struct SearchPage {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct PointView {
+    /// Id of the sighting (for its image, crop and clip).
+    pub id: i64,
     /// Camera.
     pub camera_id: i64,
     /// Camera name.
     pub camera_name: String,
     /// When.
     pub timestamp: DateTime<Utc>,
-    /// The snapshot (same API key).
+    /// The snapshot with the vehicle's box drawn, JPEG (same API key).
     pub image_url: Option<String>,
+    /// The vehicle cut out of the snapshot, JPEG.
+    pub crop_url: Option<String>,
+    /// A clip of the recording around the sighting, MP4 (`?before=5&after=5`).
+    pub clip_url: String,
+    /// The same moment in MediaMTX's playback server, for recordings of a MediaMTX path (when
+    /// `api.playback_url` is set).
+    pub playback_url: Option<String>,
+    /// The vehicle's box in the frame, coordinates relative to the frame (0..1).
+    pub bbox: Option<BoxView>,
+    /// The recording it was seen in.
+    pub recording_id: i64,
+    /// Milliseconds from the recording's start.
+    pub offset_ms: Option<i64>,
     /// Detector confidence, 0..1.
     pub confidence: f64,
     /// Camera location.
@@ -230,6 +245,51 @@ pub struct PointView {
     pub plate: Option<String>,
     /// Plate match score, 0..1.
     pub plate_score: Option<f64>,
+}
+
+/// A box relative to the frame: every field in 0..1.
+#[derive(Debug, Clone, Copy, Object)]
+pub struct BoxView {
+    /// Left edge.
+    pub x: f64,
+    /// Top edge.
+    pub y: f64,
+    /// Width.
+    pub w: f64,
+    /// Height.
+    pub h: f64,
+}
+
+/// One stay of the vehicle in front of a camera. A new visit starts when the vehicle is seen by
+/// another camera, or by the same camera after more than `api.visit_gap_secs` unseen: a return
+/// to a camera is a visit of its own.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct VisitView {
+    /// Camera.
+    pub camera_id: i64,
+    /// Camera name.
+    pub camera_name: String,
+    /// Camera latitude.
+    pub latitude: Option<f64>,
+    /// Camera longitude.
+    pub longitude: Option<f64>,
+    /// First sighting of the visit.
+    pub first_seen: DateTime<Utc>,
+    /// Last sighting of the visit.
+    pub last_seen: DateTime<Utc>,
+    /// Sightings in the visit.
+    pub sightings: u64,
+    /// The most confident sighting of the visit.
+    pub best_sighting_id: i64,
+    /// Its confidence.
+    pub best_confidence: f64,
+    /// Its snapshot with the box drawn.
+    pub best_image_url: Option<String>,
+    /// The plate read with the best score during the visit.
+    pub plate: Option<String>,
+    /// The colour of the most confident sighting.
+    pub color: Option<String>,
 }
 
 /// A camera on the trajectory.
@@ -260,7 +320,11 @@ pub struct Trajectory {
     pub points: Vec<PointView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
-    /// Cameras in the order the vehicle first reached them.
+    /// The path: every visit in time order (on every page; a return to a camera is a visit of
+    /// its own).
+    pub visits: Vec<VisitView>,
+    /// Per camera, all its sightings together, in the order the vehicle first reached them (a
+    /// summary: it does not show returns — `visits` does).
     pub cameras_visited: Vec<CameraVisit>,
 }
 
@@ -368,7 +432,7 @@ fn criterion<T>(
 
 /// The search `id` if the key sees its city, with the database holding that city's data. Another
 /// city's search answers 404, like a missing one.
-async fn visible_search(
+pub(crate) async fn visible_search(
     state: &AppState,
     auth: &ApiKeyAuth,
     id: i64,
@@ -388,6 +452,13 @@ async fn visible_search(
 /// Deepest `offset` a list over several databases accepts (each database is read up to
 /// `offset + limit` rows and the pages merged).
 const MAX_MERGED_OFFSET: u64 = 10_000;
+
+/// MediaMTX's playback URL for 10 s around `at` on camera folder `path` (its `/get` endpoint).
+fn playback(base: Option<&str>, path: Option<&str>, at: DateTime<Utc>) -> Option<String> {
+    let (base, path) = (base?, path?);
+    let start = (at - chrono::Duration::seconds(5)).format("%Y-%m-%dT%H:%M:%SZ");
+    Some(format!("{base}/get?path={path}&start={start}&duration=10"))
+}
 
 /// A trajectory cursor: the last point's time (microseconds) and camera, `<micros>_<camera>`.
 fn format_cursor(timestamp: DateTime<Utc>, camera_id: i64) -> String {
@@ -821,18 +892,72 @@ impl SearchesApi {
                 },
             )
             .collect();
+        let all = points::list_for_search(&db, search.id).await?;
+        let path = sentinela_core::trajectory::visits(&all, state.visit_gap)
+            .into_iter()
+            .map(|v| {
+                let cam = cameras.get(&v.camera_id);
+                VisitView {
+                    camera_id: v.camera_id,
+                    camera_name: name_of(v.camera_id),
+                    latitude: cam.and_then(|c| c.latitude),
+                    longitude: cam.and_then(|c| c.longitude),
+                    first_seen: v.first_seen,
+                    last_seen: v.last_seen,
+                    sightings: v.sightings,
+                    best_sighting_id: v.best_point_id,
+                    best_confidence: v.best_confidence,
+                    best_image_url: v.best_image.as_ref().map(|_| {
+                        format!(
+                            "/api/v1/searches/{}/sightings/{}/image",
+                            search.id, v.best_point_id
+                        )
+                    }),
+                    plate: v.plate,
+                    color: v.color,
+                }
+            })
+            .collect();
+        let starts: BTreeMap<i64, entity::recording::Model> =
+            sentinela_core::repo::recordings::by_ids(&db, &{
+                let mut ids: Vec<i64> = rows.iter().map(|p| p.recording_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            })
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
         let out = rows
             .into_iter()
             .map(|p| {
                 let cam = cameras.get(&p.camera_id);
+                let base = format!("/api/v1/searches/{}/sightings/{}", search.id, p.id);
+                let recording = starts.get(&p.recording_id);
+                let bbox = super::evidence::bbox_of(&p).map(|b| BoxView {
+                    x: b.x,
+                    y: b.y,
+                    w: b.w,
+                    h: b.h,
+                });
                 PointView {
+                    id: p.id,
                     camera_id: p.camera_id,
                     camera_name: name_of(p.camera_id),
                     timestamp: p.timestamp,
-                    image_url: p
-                        .image_path
-                        .as_ref()
-                        .map(|f| format!("/api/v1/snapshots/{f}")),
+                    image_url: p.image_path.as_ref().map(|_| format!("{base}/image")),
+                    crop_url: (p.image_path.is_some() && bbox.is_some())
+                        .then(|| format!("{base}/crop")),
+                    clip_url: format!("{base}/clip"),
+                    playback_url: playback(
+                        state.playback_url.as_deref(),
+                        cam.and_then(|c| c.mediamtx_path.as_deref()),
+                        p.timestamp,
+                    ),
+                    bbox,
+                    recording_id: p.recording_id,
+                    offset_ms: recording.map(|r| (p.timestamp - r.started_at).num_milliseconds()),
                     confidence: p.confidence,
                     location: cam.and_then(|c| c.location.clone()),
                     latitude: cam.and_then(|c| c.latitude),
@@ -849,6 +974,7 @@ impl SearchesApi {
             status: search.status.as_str().to_owned(),
             points: out,
             next_cursor,
+            visits: path,
             cameras_visited: visits,
         }))
     }
@@ -915,7 +1041,8 @@ impl SearchesApi {
             }))
     }
 
-    /// A matched frame (JPEG); only for keys of the search's city.
+    /// A matched frame as stored (JPEG, without the box); only for keys of the search's city.
+    /// The trajectory's `image_url` (the box drawn) supersedes it.
     #[oai(path = "/snapshots/:search_id/:file", method = "get")]
     async fn snapshot(
         &self,
@@ -923,7 +1050,7 @@ impl SearchesApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] search_id: Path<i64>,
         file: Path<String>,
-    ) -> Result<Binary<Vec<u8>>, ApiError> {
+    ) -> Result<super::evidence::JpegImage, ApiError> {
         let (search, _) = visible_search(&state, &auth, search_id.0).await?;
         let name = file.0;
         let not_found = || ApiError::not_found("snapshot", format!("{}/{name}", search.id));
@@ -936,7 +1063,10 @@ impl SearchesApi {
             .resolve(&format!("{}/{name}", search.id))
             .map_err(|_| not_found())?;
         match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Binary(bytes)),
+            Ok(bytes) => Ok(super::evidence::JpegImage::Ok(
+                Binary(bytes),
+                super::evidence::CACHE.to_owned(),
+            )),
             Err(_) => Err(not_found()),
         }
     }

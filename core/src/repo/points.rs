@@ -226,3 +226,18 @@ pub async fn list_for_search(
         .all(db)
         .await
 }
+
+/// Point `id` of search `search_id`.
+///
+/// # Errors
+/// The database error.
+pub async fn get_in_search(
+    db: &impl ConnectionTrait,
+    search_id: i64,
+    id: i64,
+) -> Result<Option<trajectory_point::Model>, DbErr> {
+    trajectory_point::Entity::find_by_id(id)
+        .filter(trajectory_point::Column::SearchId.eq(search_id))
+        .one(db)
+        .await
+}

@@ -310,3 +310,20 @@ pub async fn path_page(
         .all(db)
         .await
 }
+
+/// The recordings with these ids.
+///
+/// # Errors
+/// The database error.
+pub async fn by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<Vec<recording::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    recording::Entity::find()
+        .filter(recording::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await
+}

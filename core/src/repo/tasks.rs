@@ -377,3 +377,95 @@ pub async fn stale_processing(
         .all(db)
         .await
 }
+
+/// One page of a search's tasks by id, after task `after` when given.
+///
+/// # Errors
+/// The database error.
+pub async fn page_for_search(
+    db: &impl ConnectionTrait,
+    search_id: i64,
+    after: Option<i64>,
+    limit: u64,
+) -> Result<Vec<search_task::Model>, DbErr> {
+    use sea_orm::QuerySelect;
+    let mut query = search_task::Entity::find().filter(search_task::Column::SearchId.eq(search_id));
+    if let Some(after) = after {
+        query = query.filter(search_task::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(search_task::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Puts a finished search's failed tasks back to pending to be run again, in one transaction:
+/// the tasks lose their error, attempts and times; the search loses them from `tasks_failed`
+/// (its other counters only ever counted done tasks) and goes back to `processing`. Returns how
+/// many tasks were reset — 0 when the search is not `completed_with_errors` or `failed` or has no
+/// failed task, so a repeated retry does nothing.
+///
+/// # Errors
+/// The database error.
+pub async fn retry_failed(db: &DatabaseConnection, search_id: i64) -> Result<u64, DbErr> {
+    use vehicle_search::Column as S;
+    let txn = db.begin().await?;
+    // The search first (write before read, for SQLite): only a finished search with failures.
+    let reopened = vehicle_search::Entity::update_many()
+        .col_expr(S::Status, Expr::value(SearchStatus::Processing.as_str()))
+        .col_expr(S::CompletedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(S::ErrorMessage, Expr::value(Option::<String>::None))
+        .filter(S::Id.eq(search_id))
+        .filter(S::TasksFailed.gt(0))
+        .filter(S::Status.is_in([
+            SearchStatus::CompletedWithErrors.as_str(),
+            SearchStatus::Failed.as_str(),
+        ]))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if reopened == 0 {
+        txn.rollback().await?;
+        return Ok(0);
+    }
+    let reset = search_task::Entity::update_many()
+        .col_expr(
+            search_task::Column::Status,
+            Expr::value(TaskStatus::Pending.as_str()),
+        )
+        .col_expr(search_task::Column::Attempts, Expr::value(0))
+        .col_expr(
+            search_task::Column::Error,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            search_task::Column::Worker,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            search_task::Column::StartedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            search_task::Column::FinishedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            search_task::Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(search_task::Column::SearchId.eq(search_id))
+        .filter(search_task::Column::Status.eq(TaskStatus::Failed.as_str()))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    let n = i32::try_from(reset).unwrap_or(i32::MAX);
+    vehicle_search::Entity::update_many()
+        .col_expr(S::TasksFailed, Expr::col(S::TasksFailed).sub(n))
+        .filter(S::Id.eq(search_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(reset)
+}

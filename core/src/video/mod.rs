@@ -4,6 +4,7 @@
 //! All of it is blocking OpenCV work: async callers run it on a blocking thread (see
 //! [`sampler::spawn_sampler`]) so the async runtime keeps serving queue heartbeats.
 
+pub mod evidence;
 pub mod gate;
 pub mod jpeg;
 pub mod sampler;
