@@ -62,6 +62,7 @@ fn settings(test: &TestDb, redis: Option<&str>, dir: &Path) -> Settings {
         "RECOVER",
         "INDEX_SYNC",
         "QUEUE_HYGIENE",
+        "WEBHOOKS",
     ] {
         env.insert(format!("SENTINELA__SCHEDULER__{job}_CRON"), "off".into());
     }
@@ -692,6 +693,7 @@ async fn pending_search(app: &TestApp, minutes: i64) -> entity::vehicle_search::
                 .unwrap(),
             camera_ids: None,
             estimate: None,
+            webhook: None,
         },
     )
     .await

@@ -268,6 +268,7 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
                 "* * * * * *".to_owned(),
             ),
             ("SENTINELA__SCHEDULER__QUEUE_HYGIENE_CRON", "off".to_owned()),
+            ("SENTINELA__SCHEDULER__WEBHOOKS_CRON", "off".to_owned()),
         ]),
         &dir.path().join("scheduler.log"),
     );

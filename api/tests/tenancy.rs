@@ -61,7 +61,13 @@ fn environment(control: &TestDb, redis: &str, dir: &Path) -> Vec<(String, String
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    for job in ["RETENTION", "CLEANUP", "INDEX_SYNC", "QUEUE_HYGIENE"] {
+    for job in [
+        "RETENTION",
+        "CLEANUP",
+        "INDEX_SYNC",
+        "QUEUE_HYGIENE",
+        "WEBHOOKS",
+    ] {
         env.push((format!("SENTINELA__SCHEDULER__{job}_CRON"), "off".into()));
     }
     env

@@ -59,6 +59,7 @@ async fn run(n: usize, replay_old: bool) -> f64 {
             window: TimeRange::new(t0, t0 + chrono::Duration::days(7)).unwrap(),
             camera_ids: None,
             estimate: None,
+            webhook: None,
         },
     )
     .await

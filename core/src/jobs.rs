@@ -56,16 +56,19 @@ pub enum PeriodicJob {
     IndexSync,
     /// Prune finished and dead queue records.
     QueueHygiene,
+    /// Deliver the completion webhooks of finished searches.
+    Webhooks,
 }
 
 impl PeriodicJob {
     /// Every job, in a stable order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Retention,
         Self::Cleanup,
         Self::Recover,
         Self::IndexSync,
         Self::QueueHygiene,
+        Self::Webhooks,
     ];
 
     /// The job's name in logs, metrics and the command line.
@@ -76,6 +79,7 @@ impl PeriodicJob {
             Self::Recover => "recover",
             Self::IndexSync => "index-sync",
             Self::QueueHygiene => "queue-hygiene",
+            Self::Webhooks => "webhooks",
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`repo`]: repository functions over sea-orm.
 //! - [`seed`]: the idempotent demo city and cameras.
 //! - [`trajectory`]: sightings read as visits (a return to a camera is a new visit).
+//! - [`webhook`]: signed completion webhooks (signature, URL checks, delivery).
 //! - [`detect`]: detector providers, criteria matching, detector concurrency limits.
 //! - [`video`]: frame sampling, the motion gate, JPEG encoding, synthetic recordings.
 //! - [`cli`]: one-line errors and exit codes for the binaries.
@@ -44,6 +45,7 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod trajectory;
 pub mod video;
+pub mod webhook;
 
 pub use entity;
 pub use entity::status::{SearchStatus, TaskStatus};

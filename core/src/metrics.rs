@@ -72,6 +72,13 @@ pub struct JobOutcomeLabels {
     pub outcome: String,
 }
 
+/// `{outcome}` of a webhook delivery attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `delivered`, `retried`, `given_up`.
+    pub outcome: String,
+}
+
 /// `{job_type, item}` of what a scheduler job did.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ItemLabels {
@@ -183,6 +190,8 @@ pub struct Metrics {
     pub city_calls_today: Family<CityLabels, Gauge>,
     /// `vms_city_daily_detector_budget_calls{city_id}` (read when scraped; cities with a budget).
     pub city_budget: Family<CityLabels, Gauge>,
+    /// `vms_webhook_deliveries_total{outcome}`: completion webhook attempts (scheduler).
+    pub webhook_deliveries: Family<WebhookLabels, Counter>,
     /// `vms_city_database_up{city_id}`: 1 when a city's own database answered at the last
     /// scrape, 0 when not (cities in the shared database have no series).
     pub city_database_up: Family<CityLabels, Gauge>,
@@ -225,6 +234,7 @@ impl Metrics {
             city_calls_today: Family::default(),
             city_budget: Family::default(),
             city_database_up: Family::default(),
+            webhook_deliveries: Family::default(),
             http_requests: Family::default(),
             http_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -340,6 +350,11 @@ impl Metrics {
             "vms_city_daily_detector_budget_calls",
             "A city's daily detector budget, for cities that have one (read when scraped)",
             m.city_budget.clone(),
+        );
+        r.register(
+            "vms_webhook_deliveries",
+            "Completion webhook attempts by outcome (delivered, retried, given_up)",
+            m.webhook_deliveries.clone(),
         );
         r.register(
             "vms_city_database_up",

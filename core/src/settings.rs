@@ -136,6 +136,15 @@ pub struct SchedulerSettings {
     pub index_sync_cron: String,
     /// Queue hygiene schedule.
     pub queue_hygiene_cron: String,
+    /// Completion webhook delivery schedule.
+    pub webhooks_cron: String,
+    /// A webhook is given up after this many failed attempts.
+    pub webhook_max_attempts: i32,
+    /// Wait before the second attempt; it doubles for each further one (capped at an hour).
+    pub webhook_retry_base_secs: u64,
+    /// Whether webhooks may go to internal addresses (loopback, private networks, link-local).
+    /// Off by default: a city key must not make the platform call its own network.
+    pub webhook_allow_internal: bool,
     /// Searches that ended more than this many days ago are deleted with their points and
     /// snapshots.
     pub search_max_age_days: u32,
@@ -340,6 +349,10 @@ impl Settings {
             .set_default("scheduler.recover_cron", "30 * * * * *")?
             .set_default("scheduler.index_sync_cron", "*/20 * * * * *")?
             .set_default("scheduler.queue_hygiene_cron", "0 15 * * * *")?
+            .set_default("scheduler.webhooks_cron", "*/5 * * * * *")?
+            .set_default("scheduler.webhook_max_attempts", 6)?
+            .set_default("scheduler.webhook_retry_base_secs", 10)?
+            .set_default("scheduler.webhook_allow_internal", false)?
             .set_default("scheduler.search_max_age_days", 90)?
             .set_default("scheduler.task_lease_secs", 60 * 60)?
             .set_default("scheduler.max_task_attempts", 5)?

@@ -97,6 +97,7 @@ async fn task(s: &Setup, criteria: Criteria) -> TaskInput {
             window,
             camera_ids: None,
             estimate: None,
+            webhook: None,
         },
     )
     .await

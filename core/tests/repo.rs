@@ -91,6 +91,7 @@ async fn search_over(db: &DatabaseConnection, f: &Fixture, window: TimeRange) ->
             window,
             camera_ids: None,
             estimate: None,
+            webhook: None,
         },
     )
     .await

@@ -44,6 +44,22 @@ pub struct Model {
     pub snapshot_bytes: i64,
     /// Sightings stored without a snapshot because the city's snapshot budget was full.
     pub snapshots_skipped: i32,
+    /// Where the completion webhook is POSTed (`None`: no webhook).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub webhook_url: Option<String>,
+    /// The key its payload is signed with (HMAC-SHA256); never serialised.
+    #[sea_orm(column_type = "Text", nullable)]
+    #[serde(skip_serializing, default)]
+    pub webhook_secret: Option<String>,
+    /// `pending`, `delivered` or `given_up` (`None`: no webhook).
+    pub webhook_state: Option<String>,
+    /// Delivery attempts made.
+    pub webhook_attempts: i32,
+    /// Not before this is the next attempt made (also the lease of an attempt in progress).
+    pub webhook_next_at: Option<DateTimeUtc>,
+    /// The last attempt's error.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub webhook_error: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

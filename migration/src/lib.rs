@@ -11,12 +11,14 @@
 //!   each task was queued.
 //! - `m20261201_000001_city_databases`: where each city's data lives, and the camera and search
 //!   id directories that keep ids unique across databases.
+//! - `m20261201_000002_search_webhooks`: a search's completion webhook and its delivery state.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_schema;
 mod m20261130_000001_search_bounds;
 mod m20261201_000001_city_databases;
+mod m20261201_000002_search_webhooks;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -28,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_schema::Migration),
             Box::new(m20261130_000001_search_bounds::Migration),
             Box::new(m20261201_000001_city_databases::Migration),
+            Box::new(m20261201_000002_search_webhooks::Migration),
         ]
     }
 }

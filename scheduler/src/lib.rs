@@ -1,5 +1,5 @@
 //! Sentinela's periodic jobs (what celery beat did): recording retention, search cleanup,
-//! stuck-task recovery, recording index sync and queue hygiene, on apalis-cron schedules that
+//! stuck-task recovery, recording index sync, queue hygiene and completion webhooks, on apalis-cron schedules that
 //! fire once per tick however many scheduler replicas run.
 //!
 //! # Layout
@@ -7,7 +7,7 @@
 //!   `sentinela-scheduler run-once <job>` runs one job now and prints what it did).
 //! - [`periodic`]: schedules, the tick producers, the periodic-job worker, [`start`] for
 //!   in-process use (`sentinela-api --standalone`).
-//! - [`retention`], [`cleanup`], [`recover`], [`index_sync`], [`hygiene`]: the jobs.
+//! - [`retention`], [`cleanup`], [`recover`], [`index_sync`], [`hygiene`], [`webhooks`]: the jobs.
 //! - [`report`]: what a run did, as named counts.
 
 pub mod check_paths;
@@ -19,6 +19,7 @@ pub mod periodic;
 pub mod recover;
 pub mod report;
 pub mod retention;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -75,6 +76,8 @@ pub enum Job {
     IndexSync,
     /// Prune finished and dead queue records.
     QueueHygiene,
+    /// Deliver due completion webhooks.
+    Webhooks,
 }
 
 impl From<Job> for PeriodicJob {
@@ -85,6 +88,7 @@ impl From<Job> for PeriodicJob {
             Job::Recover => Self::Recover,
             Job::IndexSync => Self::IndexSync,
             Job::QueueHygiene => Self::QueueHygiene,
+            Job::Webhooks => Self::Webhooks,
         }
     }
 }

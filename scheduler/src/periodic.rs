@@ -46,6 +46,7 @@ pub fn settings_key(job: PeriodicJob) -> &'static str {
         PeriodicJob::Recover => "scheduler.recover_cron",
         PeriodicJob::IndexSync => "scheduler.index_sync_cron",
         PeriodicJob::QueueHygiene => "scheduler.queue_hygiene_cron",
+        PeriodicJob::Webhooks => "scheduler.webhooks_cron",
     }
 }
 
@@ -57,6 +58,7 @@ fn expression(settings: &Settings, job: PeriodicJob) -> &str {
         PeriodicJob::Recover => &s.recover_cron,
         PeriodicJob::IndexSync => &s.index_sync_cron,
         PeriodicJob::QueueHygiene => &s.queue_hygiene_cron,
+        PeriodicJob::Webhooks => &s.webhooks_cron,
     }
 }
 
@@ -165,6 +167,8 @@ pub struct JobContext {
     pub settings: Settings,
     /// The time zone of MediaMTX segment names.
     pub timezone: chrono_tz::Tz,
+    /// The HTTP client of webhook deliveries.
+    pub webhook_client: reqwest::Client,
     running: Mutex<HashSet<PeriodicJob>>,
 }
 
@@ -186,11 +190,14 @@ impl JobContext {
                 "RECORDINGS_TZ: {tz_name:?} is not an IANA time zone (for example UTC or America/Sao_Paulo)"
             )
         })?;
+        let webhook_client = sentinela_core::webhook::client()
+            .map_err(|e| anyhow::anyhow!("the webhook HTTP client cannot start: {e}"))?;
         Ok(Self {
             dbs,
             queue,
             settings,
             timezone,
+            webhook_client,
             running: Mutex::new(HashSet::new()),
         })
     }
@@ -250,6 +257,10 @@ impl JobContext {
                     }
                     .run(db)
                     .await
+                }
+                PeriodicJob::Webhooks => {
+                    crate::webhooks::run(db, &self.webhook_client, &self.settings.scheduler, now)
+                        .await
                 }
                 PeriodicJob::QueueHygiene => unreachable!("handled above"),
             };

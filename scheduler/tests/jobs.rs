@@ -53,6 +53,7 @@ async fn search(test: &TestDb, city_id: i64, status: SearchStatus) -> i64 {
             window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
             camera_ids: None,
             estimate: None,
+            webhook: None,
         },
     )
     .await
@@ -711,6 +712,7 @@ async fn hygiene_prunes_finished_runs_only(test: &TestDb, redis: Option<&str>) {
             ("SENTINELA__SCHEDULER__CLEANUP_CRON", "off"),
             ("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off"),
             ("SENTINELA__SCHEDULER__QUEUE_HYGIENE_CRON", "off"),
+            ("SENTINELA__SCHEDULER__WEBHOOKS_CRON", "off"),
             ("SENTINELA__WORKER__POLL_INTERVAL_MS", "200"),
         ],
     );

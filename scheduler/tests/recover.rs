@@ -62,6 +62,7 @@ async fn search_with_tasks(test: &TestDb, dir: &std::path::Path, n: usize) -> (i
             window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
             camera_ids: None,
             estimate: None,
+            webhook: None,
         },
     )
     .await

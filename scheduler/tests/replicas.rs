@@ -27,6 +27,7 @@ impl Scheduler {
             .env("SENTINELA__SCHEDULER__CLEANUP_CRON", "off")
             .env("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off")
             .env("SENTINELA__SCHEDULER__QUEUE_HYGIENE_CRON", "off")
+            .env("SENTINELA__SCHEDULER__WEBHOOKS_CRON", "off")
             .env("SENTINELA__WORKER__POLL_INTERVAL_MS", "200")
             .env("LOG_FORMAT", "json")
             .env("METRICS_BIND", "127.0.0.1:0")

@@ -50,6 +50,14 @@ pub struct CreateSearch {
     pub end_date: Option<String>,
     /// Only these cameras of the city.
     pub camera_ids: Option<Vec<i64>>,
+    /// Completion webhook: POSTed (signed JSON) once the search finishes. Public hosts only,
+    /// unless the installation allows internal ones.
+    #[oai(validator(max_length = 2000))]
+    pub webhook_url: Option<String>,
+    /// The key the webhook's payload is signed with (HMAC-SHA256, 16–200 characters); required
+    /// with `webhook_url`. Write-only.
+    #[oai(validator(min_length = 16, max_length = 200), write_only)]
+    pub webhook_secret: Option<String>,
 }
 
 /// Progress counters.
@@ -107,6 +115,20 @@ pub struct SearchView {
     /// Sightings stored without a snapshot because the city's snapshot budget was full (the
     /// sightings themselves are all there).
     pub snapshots_skipped: i32,
+    /// The completion webhook's delivery, when the search has one.
+    pub webhook: Option<WebhookView>,
+}
+
+/// A completion webhook's delivery (its URL and secret are not shown).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct WebhookView {
+    /// `pending` (until the search finishes, and between attempts), `delivered`, `given_up`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last attempt's error.
+    pub error: Option<String>,
 }
 
 impl From<vehicle_search::Model> for SearchView {
@@ -138,6 +160,11 @@ impl From<vehicle_search::Model> for SearchView {
                 .map(Into::into),
             snapshot_bytes: s.snapshot_bytes,
             snapshots_skipped: s.snapshots_skipped,
+            webhook: s.webhook_state.map(|state| WebhookView {
+                state,
+                attempts: s.webhook_attempts,
+                error: s.webhook_error,
+            }),
         }
     }
 }
@@ -498,6 +525,23 @@ async fn validate(
             "plate",
         ));
     }
+    match (&body.webhook_url, &body.webhook_secret) {
+        (Some(url), Some(_)) => sentinela_core::webhook::check_url(url.trim())
+            .map_err(|e| ApiError::invalid(format!("webhook_url {e}"), "webhook_url"))?,
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "webhook_secret is required with webhook_url (the payload is signed with it)",
+                "webhook_secret",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "webhook_secret was given without webhook_url",
+                "webhook_url",
+            ));
+        }
+        (None, None) => {}
+    }
     let required = |field: &str| ApiError::invalid(format!("{field} is required"), field);
     let city_id = body.city_id.ok_or_else(|| required("city_id"))?;
     let start_date = body
@@ -680,6 +724,10 @@ impl SearchesApi {
                 window,
                 camera_ids: body.camera_ids,
                 estimate: serde_json::to_value(&estimate).ok(),
+                webhook: body
+                    .webhook_url
+                    .map(|u| u.trim().to_owned())
+                    .zip(body.webhook_secret),
             },
         )
         .await?;

@@ -32,6 +32,8 @@ pub struct NewSearch {
     pub camera_ids: Option<Vec<i64>>,
     /// What it was estimated to cost (stored as given).
     pub estimate: Option<serde_json::Value>,
+    /// Completion webhook: the URL and the signing secret.
+    pub webhook: Option<(String, String)>,
 }
 
 /// Inserts a pending search into its city's database (`db`), with an id allocated in the
@@ -69,6 +71,12 @@ pub async fn create(
         estimate: Set(new.estimate),
         snapshot_bytes: Set(0),
         snapshots_skipped: Set(0),
+        webhook_state: Set(new.webhook.as_ref().map(|_| WEBHOOK_PENDING.to_owned())),
+        webhook_url: Set(new.webhook.as_ref().map(|w| w.0.clone())),
+        webhook_secret: Set(new.webhook.map(|w| w.1)),
+        webhook_attempts: Set(0),
+        webhook_next_at: Set(None),
+        webhook_error: Set(None),
     }
     .insert(db)
     .await;
@@ -617,4 +625,97 @@ async fn failure_summary(
         message.push_str(&format!("; and {others} other cause(s)"));
     }
     Ok((i32::try_from(count).unwrap_or(i32::MAX), Some(message)))
+}
+
+/// A webhook waiting to be delivered.
+pub const WEBHOOK_PENDING: &str = "pending";
+/// A webhook the receiver accepted.
+pub const WEBHOOK_DELIVERED: &str = "delivered";
+/// A webhook given up after its attempts.
+pub const WEBHOOK_GIVEN_UP: &str = "given_up";
+
+/// Finished searches whose webhook is due at `now` (pending, not leased), oldest first.
+///
+/// # Errors
+/// The database error.
+pub async fn webhooks_due(
+    db: &impl ConnectionTrait,
+    now: chrono::DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<vehicle_search::Model>, DbErr> {
+    use sea_orm::{Condition, QuerySelect};
+    use vehicle_search::Column as C;
+    let ended = SearchStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_final())
+        .map(SearchStatus::as_str);
+    vehicle_search::Entity::find()
+        .filter(C::WebhookState.eq(WEBHOOK_PENDING))
+        .filter(C::Status.is_in(ended))
+        .filter(
+            Condition::any()
+                .add(C::WebhookNextAt.is_null())
+                .add(C::WebhookNextAt.lte(now)),
+        )
+        .order_by_asc(C::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Claims a due webhook for one attempt until `lease_until`: only if it is still as read
+/// (pending, the same attempts, due), so of several scheduler replicas one sends it.
+///
+/// # Errors
+/// The database error.
+pub async fn claim_webhook(
+    db: &impl ConnectionTrait,
+    search: &vehicle_search::Model,
+    now: chrono::DateTime<Utc>,
+    lease_until: chrono::DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    use sea_orm::Condition;
+    use vehicle_search::Column as C;
+    Ok(vehicle_search::Entity::update_many()
+        .col_expr(C::WebhookNextAt, Expr::value(lease_until))
+        .filter(C::Id.eq(search.id))
+        .filter(C::WebhookState.eq(WEBHOOK_PENDING))
+        .filter(C::WebhookAttempts.eq(search.webhook_attempts))
+        .filter(
+            Condition::any()
+                .add(C::WebhookNextAt.is_null())
+                .add(C::WebhookNextAt.lte(now)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1)
+}
+
+/// Records an attempt: delivered (`error` `None`), retried at `next_at`, or given up (`next_at`
+/// `None` with an error).
+///
+/// # Errors
+/// The database error.
+pub async fn record_webhook_attempt(
+    db: &impl ConnectionTrait,
+    id: i64,
+    error: Option<&str>,
+    next_at: Option<chrono::DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    use vehicle_search::Column as C;
+    let state = match (error, next_at) {
+        (None, _) => WEBHOOK_DELIVERED,
+        (Some(_), Some(_)) => WEBHOOK_PENDING,
+        (Some(_), None) => WEBHOOK_GIVEN_UP,
+    };
+    vehicle_search::Entity::update_many()
+        .col_expr(C::WebhookState, Expr::value(state))
+        .col_expr(C::WebhookAttempts, Expr::col(C::WebhookAttempts).add(1))
+        .col_expr(C::WebhookNextAt, Expr::value(next_at))
+        .col_expr(C::WebhookError, Expr::value(error.map(str::to_owned)))
+        .filter(C::Id.eq(id))
+        .exec(db)
+        .await
+        .map(drop)
 }

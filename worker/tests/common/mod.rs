@@ -103,6 +103,7 @@ pub async fn bus_search(db: &DatabaseConnection, city_id: i64) -> i64 {
             window: TimeRange::new(t0(), t0() + chrono::Duration::hours(12)).unwrap(),
             camera_ids: None,
             estimate: None,
+            webhook: None,
         },
     )
     .await
