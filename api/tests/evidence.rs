@@ -37,16 +37,7 @@ impl App {
     }
 
     async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .bearer_auth(ADMIN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        sentinela_testkit::call(&self.http, &self.base, Some(ADMIN), method, path, body).await
     }
 
     async fn finished(&self, id: i64) -> Value {
@@ -219,29 +210,16 @@ async fn the_trajectory_is_evidence_an_operator_can_check() {
         .unwrap();
     }
 
-    let env: std::collections::HashMap<String, String> = [
-        ("DATABASE_URL", test.url.expose_secret().to_owned()),
-        (
-            "SNAPSHOT_DIR",
-            dir.path().join("snapshots").display().to_string(),
-        ),
-        ("RECORDINGS_DIR", dir.path().display().to_string()),
-        (
-            "SENTINELA__DETECTOR__MODEL_PATH",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/nanodet_m_416.onnx")
-                .display()
-                .to_string(),
-        ),
-        ("API_BIND", "127.0.0.1:0".to_owned()),
-        ("METRICS_BIND", "127.0.0.1:0".to_owned()),
-        ("SENTINELA_ADMIN_KEY", ADMIN.to_owned()),
-        ("SENTINELA__SCHEDULER__RECOVER_CRON", "off".to_owned()),
-        ("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = sentinela_testkit::process_env(test.url.expose_secret(), dir.path());
+    env.extend(
+        [
+            ("SENTINELA_ADMIN_KEY", ADMIN),
+            ("SENTINELA__SCHEDULER__RECOVER_CRON", "off"),
+            ("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
     let settings = Settings::from_sources(None, &env).unwrap();
     let application = Application::build(
         settings,

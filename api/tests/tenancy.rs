@@ -25,42 +25,22 @@ const ADMIN: &str = "snt_test_tenancy_admin";
 
 /// The environment of the API, the worker and the scheduler.
 fn environment(control: &TestDb, redis: &str, dir: &Path) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("DATABASE_URL", control.url.expose_secret().to_owned()),
-        ("REDIS_URL", redis.to_owned()),
-        (
-            "SNAPSHOT_DIR",
-            dir.join("snapshots").to_string_lossy().into_owned(),
-        ),
-        ("RECORDINGS_DIR", dir.to_string_lossy().into_owned()),
-        (
-            "SENTINELA__DETECTOR__MODEL_PATH",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/nanodet_m_416.onnx")
-                .to_string_lossy()
-                .into_owned(),
-        ),
-        ("WORKER_CONCURRENCY", "2".to_owned()),
-        ("API_BIND", "127.0.0.1:0".to_owned()),
-        ("METRICS_BIND", "127.0.0.1:0".to_owned()),
-        ("SENTINELA_ADMIN_KEY", ADMIN.to_owned()),
-        ("LOG_FORMAT", "json".to_owned()),
-        // A city database that is down is reported within 2 s.
-        (
-            "SENTINELA__CITY_DATABASES__ACQUIRE_TIMEOUT_SECS",
-            "2".to_owned(),
-        ),
-        // Recovery every 2 s; a search pending for 10 s is planned again.
-        (
-            "SENTINELA__SCHEDULER__RECOVER_CRON",
-            "*/2 * * * * *".to_owned(),
-        ),
-        ("SENTINELA__SCHEDULER__TASK_LEASE_SECS", "10".to_owned()),
-        ("SENTINELA__WORKER__JOB_TIMEOUT_SECS", "9".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = sentinela_testkit::process_env(control.url.expose_secret(), dir);
+    env.extend(
+        [
+            ("REDIS_URL", redis),
+            ("WORKER_CONCURRENCY", "2"),
+            ("SENTINELA_ADMIN_KEY", ADMIN),
+            ("LOG_FORMAT", "json"),
+            // A city database that is down is reported within 2 s.
+            ("SENTINELA__CITY_DATABASES__ACQUIRE_TIMEOUT_SECS", "2"),
+            // Recovery every 2 s; a search pending for 10 s is planned again.
+            ("SENTINELA__SCHEDULER__RECOVER_CRON", "*/2 * * * * *"),
+            ("SENTINELA__SCHEDULER__TASK_LEASE_SECS", "10"),
+            ("SENTINELA__WORKER__JOB_TIMEOUT_SECS", "9"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
     for job in [
         "RETENTION",
         "CLEANUP",
@@ -97,20 +77,7 @@ struct Client {
 
 impl Client {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .bearer_auth(ADMIN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        sentinela_testkit::call(&self.http, &self.base, Some(ADMIN), method, path, body).await
     }
 
     /// A city on its own database, a camera, and the bus pair registered as its two recordings.

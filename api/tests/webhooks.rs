@@ -3,7 +3,6 @@
 //! checked with Python's own `hmac`); a receiver that is down is retried with backoff, then given
 //! up, and both are counted in `vms_webhook_deliveries_total`.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,42 +121,22 @@ async fn a_finished_search_is_announced_once_signed_and_a_dead_receiver_is_given
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
 
     let metrics = format!("127.0.0.1:{}", free_port());
-    let env: std::collections::HashMap<String, String> = [
-        ("DATABASE_URL", test.url.expose_secret().to_owned()),
-        (
-            "SNAPSHOT_DIR",
-            dir.path().join("snapshots").display().to_string(),
-        ),
-        ("RECORDINGS_DIR", dir.path().display().to_string()),
-        (
-            "SENTINELA__DETECTOR__MODEL_PATH",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/nanodet_m_416.onnx")
-                .display()
-                .to_string(),
-        ),
-        ("API_BIND", "127.0.0.1:0".to_owned()),
-        ("METRICS_BIND", metrics.clone()),
-        ("SENTINELA_ADMIN_KEY", ADMIN.to_owned()),
-        ("SENTINELA__SCHEDULER__RECOVER_CRON", "off".to_owned()),
-        ("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off".to_owned()),
-        (
-            "SENTINELA__SCHEDULER__WEBHOOKS_CRON",
-            "* * * * * *".to_owned(),
-        ),
-        ("SENTINELA__SCHEDULER__WEBHOOK_MAX_ATTEMPTS", "3".to_owned()),
-        (
-            "SENTINELA__SCHEDULER__WEBHOOK_RETRY_BASE_SECS",
-            "1".to_owned(),
-        ),
-        (
-            "SENTINELA__SCHEDULER__WEBHOOK_ALLOW_INTERNAL",
-            "true".to_owned(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = sentinela_testkit::process_env(test.url.expose_secret(), dir.path());
+    env.extend(
+        [
+            ("METRICS_BIND", metrics.as_str()),
+            ("SENTINELA_ADMIN_KEY", ADMIN),
+            ("SENTINELA__SCHEDULER__RECOVER_CRON", "off"),
+            ("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off"),
+            ("SENTINELA__SCHEDULER__WEBHOOKS_CRON", "* * * * * *"),
+            ("SENTINELA__SCHEDULER__WEBHOOK_MAX_ATTEMPTS", "3"),
+            ("SENTINELA__SCHEDULER__WEBHOOK_RETRY_BASE_SECS", "1"),
+            ("SENTINELA__SCHEDULER__WEBHOOK_ALLOW_INTERNAL", "true"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    // Later entries win (METRICS_BIND).
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
     let application = Application::build(
         Settings::from_sources(None, &env).unwrap(),
         Mode {

@@ -424,3 +424,57 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// What every Sentinela process of a test shares: the database, `RECORDINGS_DIR` = `dir` and
+/// `SNAPSHOT_DIR` = `dir/snapshots`, the bundled detector model, and the API and metrics on
+/// loopback port 0. Tests add what they are about.
+pub fn process_env(database_url: &str, dir: &std::path::Path) -> Vec<(String, String)> {
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/nanodet_m_416.onnx");
+    [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("RECORDINGS_DIR", dir.display().to_string()),
+        ("SNAPSHOT_DIR", dir.join("snapshots").display().to_string()),
+        (
+            "SENTINELA__DETECTOR__MODEL_PATH",
+            model.display().to_string(),
+        ),
+        ("API_BIND", "127.0.0.1:0".to_owned()),
+        ("METRICS_BIND", "127.0.0.1:0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// One API call: `method` on `base` + `path` with the bearer `key` and a JSON `body`; the status
+/// and the JSON answer (a body that is not JSON comes back as a JSON string).
+///
+/// # Panics
+/// When the server does not answer.
+pub async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    key: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = http.request(
+        method.parse().expect("an HTTP method"),
+        format!("{base}{path}"),
+    );
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the API answers");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
