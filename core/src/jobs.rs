@@ -39,6 +39,20 @@ pub struct AnalyzeRecording {
     pub to: DateTime<Utc>,
 }
 
+impl AnalyzeRecording {
+    /// The job of `task`, a task of a search of `city_id`.
+    pub fn of_task(task: &entity::search_task::Model, city_id: Option<i64>) -> Self {
+        Self {
+            search_id: task.search_id,
+            city_id,
+            task_id: task.id,
+            recording_id: task.recording_id,
+            from: task.window_start,
+            to: task.window_end,
+        }
+    }
+}
+
 /// Queue of [`PeriodicRun`] jobs (one per cron tick, whichever scheduler replica pushed it first).
 pub const PERIODIC_QUEUE: &str = "sentinela:periodic";
 

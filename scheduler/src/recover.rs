@@ -93,14 +93,7 @@ pub async fn recover_stuck(
             attempts = task.attempts,
             "re-enqueueing a stuck task"
         );
-        jobs.push(AnalyzeRecording {
-            search_id: task.search_id,
-            city_id: Some(search.city_id),
-            task_id: task.id,
-            recording_id: task.recording_id,
-            from: task.window_start,
-            to: task.window_end,
-        });
+        jobs.push(AnalyzeRecording::of_task(&task, Some(search.city_id)));
     }
     report.requeued = jobs.len() as u64;
     queue.push_analyze(jobs).await?;
@@ -120,14 +113,7 @@ pub async fn recover_stuck(
         let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
         let jobs: Vec<AnalyzeRecording> = claimed
             .iter()
-            .map(|t| AnalyzeRecording {
-                search_id: t.search_id,
-                city_id: Some(search.city_id),
-                task_id: t.id,
-                recording_id: t.recording_id,
-                from: t.window_start,
-                to: t.window_end,
-            })
+            .map(|t| AnalyzeRecording::of_task(t, Some(search.city_id)))
             .collect();
         if let Err(e) = queue.push_analyze(jobs).await {
             tasks::unclaim(db, &ids).await?;

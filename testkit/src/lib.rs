@@ -347,24 +347,28 @@ impl PgServer {
         self.dir.path().join("data").display().to_string()
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// `program` of the server's binaries, run as `postgres` when the test runs as root.
+    fn command(&self, program: &str) -> std::process::Command {
         let program = self.bindir.join(program);
-        let mut command = if is_root() {
+        if is_root() {
             let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&program);
+            c.args(["-u", "postgres", "--"]).arg(program);
             c
         } else {
-            std::process::Command::new(&program)
-        };
-        let out = command
+            std::process::Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
         assert!(
             out.status.success(),
-            "{} {args:?} failed: {}{}",
-            program.display(),
+            "{program} {args:?} failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -373,18 +377,11 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let program = self.bindir.join("pg_ctl");
         let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = if is_root() {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&program)
-                .args(args)
-                .output()
-        } else {
-            std::process::Command::new(&program).args(args).output()
-        };
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", data.as_str(), "-m", "immediate", "stop"])
+            .output();
     }
 }
 

@@ -364,7 +364,7 @@ async fn plan_search(
     let requeued: Vec<AnalyzeRecording> = created
         .iter()
         .filter(|t| !t.status.is_final() && t.enqueued_at.is_some())
-        .map(|t| analyze_job_of(t, job.city_id))
+        .map(|t| AnalyzeRecording::of_task(t, job.city_id))
         .collect();
     let repushed = requeued.len();
     state
@@ -406,18 +406,6 @@ async fn budget_reached(
     Ok((used >= budget).then_some(budget))
 }
 
-/// The job of a task of a search of `city_id`.
-pub fn analyze_job_of(t: &entity::search_task::Model, city_id: Option<i64>) -> AnalyzeRecording {
-    AnalyzeRecording {
-        search_id: t.search_id,
-        city_id,
-        task_id: t.id,
-        recording_id: t.recording_id,
-        from: t.window_start,
-        to: t.window_end,
-    }
-}
-
 /// Queues the search's next tasks up to its window (`worker.queued_tasks_per_search` jobs on the
 /// queue at once): a big search never holds more than that many places in the queue, so another
 /// city's search planned later waits behind at most that many of its jobs. Tasks whose jobs
@@ -435,7 +423,10 @@ pub async fn queue_next(
     if claimed.is_empty() {
         return Ok(0);
     }
-    let jobs: Vec<AnalyzeRecording> = claimed.iter().map(|t| analyze_job_of(t, city_id)).collect();
+    let jobs: Vec<AnalyzeRecording> = claimed
+        .iter()
+        .map(|t| AnalyzeRecording::of_task(t, city_id))
+        .collect();
     let n = jobs.len();
     if let Err(e) = state.queue.push_analyze(jobs).await {
         let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();

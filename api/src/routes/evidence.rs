@@ -479,14 +479,7 @@ impl EvidenceApi {
         let claimed = tasks::refill(&db, search.id, state.queue_window).await?;
         let jobs: Vec<_> = claimed
             .iter()
-            .map(|t| sentinela_core::jobs::AnalyzeRecording {
-                search_id: t.search_id,
-                city_id: Some(search.city_id),
-                task_id: t.id,
-                recording_id: t.recording_id,
-                from: t.window_start,
-                to: t.window_end,
-            })
+            .map(|t| sentinela_core::jobs::AnalyzeRecording::of_task(t, Some(search.city_id)))
             .collect();
         if let Err(e) = state.queue.push_analyze(jobs).await {
             // The tasks stay pending and unqueued: the scheduler's recovery queues them.

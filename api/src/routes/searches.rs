@@ -966,17 +966,7 @@ impl SearchesApi {
                 }
             })
             .collect();
-        let starts: BTreeMap<i64, entity::recording::Model> =
-            sentinela_core::repo::recordings::by_ids(&db, &{
-                let mut ids: Vec<i64> = rows.iter().map(|p| p.recording_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids
-            })
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect();
+        let starts = super::evidence::recording_starts(&db, &rows).await?;
         let out = rows
             .into_iter()
             .map(|p| {
@@ -1005,7 +995,7 @@ impl SearchesApi {
                     ),
                     bbox,
                     recording_id: p.recording_id,
-                    offset_ms: recording.map(|r| (p.timestamp - r.started_at).num_milliseconds()),
+                    offset_ms: recording.map(|start| (p.timestamp - *start).num_milliseconds()),
                     confidence: p.confidence,
                     location: cam.and_then(|c| c.location.clone()),
                     latitude: cam.and_then(|c| c.latitude),
