@@ -71,10 +71,16 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let found = find_key(state.control(), &bearer.token)
         .await
         .map_err(|e| poem::Error::from(ApiError::internal(e)))?;
+    let now = chrono::Utc::now();
     match found {
-        Some(key) if key.revoked_at.is_none() => {
+        Some(key) if sentinela_core::repo::api_keys::refusal(&key, now).is_none() => {
             if let Err(over) = state.quota.hit(key.id).await {
                 return Err(ApiError::over_request_quota(over.limit, over.reset_secs).into());
+            }
+            // Bookkeeping only: a failed write must not refuse the request.
+            if let Err(e) = sentinela_core::repo::api_keys::touch(state.control(), &key, now).await
+            {
+                tracing::warn!(error = %e, key_id = key.id, "could not record the key's last use");
             }
             Ok(Principal {
                 key_id: key.id,
@@ -83,7 +89,11 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
                 admin: key.is_admin,
             })
         }
-        Some(_) => Err(ApiError::unauthorized("this API key has been revoked").into()),
+        Some(key) => Err(ApiError::unauthorized(
+            sentinela_core::repo::api_keys::refusal(&key, now)
+                .unwrap_or("this API key is not usable"),
+        )
+        .into()),
         None => Err(ApiError::unauthorized("unknown API key").into()),
     }
 }

@@ -6,16 +6,28 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use sentinela_core::domain::ParseError;
 
-/// The body of every error response.
+/// The body of every error response: an RFC 9457 problem detail (`application/problem+json`)
+/// with Sentinela's `code`, the field at fault and, for a request with several faults, each of
+/// them.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct ErrorBody {
-    /// Machine-readable code: `bad_request`, `unauthorized`, `not_found`, `conflict`…
+#[oai(skip_serializing_if_is_none, example)]
+pub struct Problem {
+    /// The kind of problem, `urn:sentinela:problem:<code>` (see `code`).
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong here, for a person.
+    pub detail: String,
+    /// Machine-readable code: `bad_request`, `invalid`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `over_cap`, `too_many_requests`, `unavailable`, `internal`…
     pub code: String,
-    /// What went wrong, for a person.
-    pub message: String,
-    /// The request field at fault, when there is one.
+    /// The request field at fault (the first, when there are several).
     pub field: Option<String>,
+    /// Every field at fault, when the request had several faults.
+    pub errors: Option<Vec<FieldProblem>>,
     /// A search over a cap: what it was estimated to be.
     pub estimate: Option<crate::routes::searches::EstimateView>,
     /// The cap or quota that was reached.
@@ -24,31 +36,65 @@ pub struct ErrorBody {
     pub hint: Option<String>,
 }
 
+impl poem_openapi::types::Example for Problem {
+    fn example() -> Self {
+        let mut p = problem(
+            "invalid",
+            422,
+            "end_date: must be after start_date; color: \"furta-cor\" is not a colour",
+            Some("end_date"),
+        );
+        p.errors = Some(vec![
+            FieldProblem {
+                field: "end_date".into(),
+                detail: "must be after start_date".into(),
+            },
+            FieldProblem {
+                field: "color".into(),
+                detail: "\"furta-cor\" is not a colour".into(),
+            },
+        ]);
+        p
+    }
+}
+
+/// One field at fault.
+#[derive(Debug, Clone, Object)]
+pub struct FieldProblem {
+    /// The field, as a path into the request (`camera_ids[1]`, `start_date`, a parameter's name).
+    pub field: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+/// The media type of every error response.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
 /// An error answer.
 #[derive(Debug, ApiResponse)]
 pub enum ApiError {
     /// Malformed request.
-    #[oai(status = 400)]
-    BadRequest(Json<Box<ErrorBody>>),
-    /// Missing, unknown or revoked API key.
-    #[oai(status = 401)]
-    Unauthorized(Json<Box<ErrorBody>>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Box<Problem>>),
+    /// Missing, unknown, expired or revoked API key.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Box<Problem>>),
     /// The key may not do this.
-    #[oai(status = 403)]
-    Forbidden(Json<Box<ErrorBody>>),
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Box<Problem>>),
     /// No such object (or not in the key's city).
-    #[oai(status = 404)]
-    NotFound(Json<Box<ErrorBody>>),
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Box<Problem>>),
     /// Conflicts with existing data.
-    #[oai(status = 409)]
-    Conflict(Json<Box<ErrorBody>>),
-    /// Well-formed but invalid (dates, criteria…).
-    #[oai(status = 422)]
-    Unprocessable(Json<Box<ErrorBody>>),
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Box<Problem>>),
+    /// Well-formed but invalid (dates, criteria…): every field at fault is listed.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Box<Problem>>),
     /// Too many at once: a quota of the key or the city. `Retry-After` says when to try again.
-    #[oai(status = 429)]
+    #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(
-        Json<Box<ErrorBody>>,
+        Json<Box<Problem>>,
         /// Seconds to wait.
         #[oai(header = "Retry-After")]
         u64,
@@ -63,59 +109,122 @@ pub enum ApiError {
         Option<u64>,
     ),
     /// Server fault.
-    #[oai(status = 500)]
-    Internal(Json<Box<ErrorBody>>),
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Box<Problem>>),
     /// A dependency is down.
-    #[oai(status = 503)]
-    Unavailable(Json<Box<ErrorBody>>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Box<Problem>>),
 }
 
-fn body(code: &str, message: impl Into<String>, field: Option<&str>) -> Json<Box<ErrorBody>> {
-    Json(Box::new(ErrorBody {
+/// The title of each code.
+fn title(code: &str) -> &'static str {
+    match code {
+        "bad_request" => "Malformed request",
+        "invalid" => "Invalid request",
+        "over_cap" => "Search over its city's cap",
+        "unauthorized" => "Missing or unusable API key",
+        "forbidden" => "Not allowed for this API key",
+        "not_found" => "Not found",
+        "method_not_allowed" => "Method not allowed",
+        "conflict" => "Conflicts with existing data",
+        "payload_too_large" => "Body too large",
+        "unsupported_media_type" => "Unsupported media type",
+        "too_many_requests" => "Too many requests",
+        "unavailable" => "A dependency is unavailable",
+        "internal" => "Internal server error",
+        _ => "Error",
+    }
+}
+
+fn problem(code: &str, status: u16, detail: impl Into<String>, field: Option<&str>) -> Problem {
+    Problem {
+        kind: format!("urn:sentinela:problem:{code}"),
+        title: title(code).to_owned(),
+        status,
+        detail: detail.into(),
         code: code.to_owned(),
-        message: message.into(),
         field: field.map(str::to_owned),
+        errors: None,
         estimate: None,
         limit: None,
         hint: None,
-    }))
+    }
+}
+
+fn body(
+    code: &str,
+    status: u16,
+    detail: impl Into<String>,
+    field: Option<&str>,
+) -> Json<Box<Problem>> {
+    Json(Box::new(problem(code, status, detail, field)))
 }
 
 impl ApiError {
     /// 400 naming a field.
     pub fn bad_request(message: impl Into<String>, field: Option<&str>) -> Self {
-        Self::BadRequest(body("bad_request", message, field))
+        Self::BadRequest(body("bad_request", 400, message, field))
     }
 
     /// 422 naming a field.
     pub fn invalid(message: impl Into<String>, field: &str) -> Self {
-        Self::Unprocessable(body("invalid", message, Some(field)))
+        Self::Unprocessable(body("invalid", 422, message, Some(field)))
+    }
+
+    /// 422 listing every field at fault (`(field, what is wrong)`, at least one).
+    pub fn invalid_fields(faults: Vec<(String, String)>) -> Self {
+        if let [(field, message)] = faults.as_slice() {
+            return Self::invalid(message.clone(), field);
+        }
+        let detail = faults
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut b = body(
+            "invalid",
+            422,
+            detail,
+            faults.first().map(|(f, _)| f.as_str()),
+        );
+        b.0.errors = Some(
+            faults
+                .into_iter()
+                .map(|(field, detail)| FieldProblem { field, detail })
+                .collect(),
+        );
+        Self::Unprocessable(b)
     }
 
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::Unauthorized(body("unauthorized", message, None))
+        Self::Unauthorized(body("unauthorized", 401, message, None))
     }
 
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::Forbidden(body("forbidden", message, None))
+        Self::Forbidden(body("forbidden", 403, message, None))
     }
 
     /// 404 for a kind of object and its id.
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
-        Self::NotFound(body("not_found", format!("{what} {id} not found"), None))
+        Self::NotFound(body(
+            "not_found",
+            404,
+            format!("{what} {id} not found"),
+            None,
+        ))
     }
 
     /// 409.
     pub fn conflict(message: impl Into<String>, field: Option<&str>) -> Self {
-        Self::Conflict(body("conflict", message, field))
+        Self::Conflict(body("conflict", 409, message, field))
     }
 
     /// 429: try again in `retry_after` seconds.
     pub fn too_many(message: impl Into<String>, retry_after: u64) -> Self {
         Self::TooManyRequests(
-            body("too_many_requests", message, None),
+            body("too_many_requests", 429, message, None),
             retry_after,
             None,
             None,
@@ -128,6 +237,7 @@ impl ApiError {
         Self::TooManyRequests(
             body(
                 "too_many_requests",
+                429,
                 format!("this API key made more than {limit} requests this minute"),
                 None,
             ),
@@ -145,7 +255,7 @@ impl ApiError {
         estimate: crate::routes::searches::EstimateView,
         limit: u64,
     ) -> Self {
-        let mut b = body("over_cap", message, Some(field));
+        let mut b = body("over_cap", 422, message, Some(field));
         b.0.estimate = Some(estimate);
         b.0.limit = Some(limit);
         b.0.hint = Some(
@@ -156,14 +266,14 @@ impl ApiError {
 
     /// 503 naming the part that is down.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::Unavailable(body("unavailable", message, None))
+        Self::Unavailable(body("unavailable", 503, message, None))
     }
 
     /// 500: logs the cause chain, answers with a generic message.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         let error = error.into();
         tracing::error!(error = %format!("{error:#}"), "internal error");
-        Self::Internal(body("internal", "internal server error", None))
+        Self::Internal(body("internal", 500, "internal server error", None))
     }
 }
 
@@ -189,16 +299,16 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
-/// Turns any error poem or poem-openapi raised outside our handlers (unparsable JSON, a missing
-/// field, an unknown route, a missing key) into the same JSON shape. Our own [`ApiError`]s already
-/// are JSON and pass through unchanged.
+/// Turns any error poem or poem-openapi raised outside our handlers (unparsable JSON, an unknown
+/// route, a missing key) into the same problem detail. Our own [`ApiError`]s already are and pass
+/// through unchanged.
 pub async fn to_json_error(err: poem::Error) -> poem::Response {
     let response = err.into_response();
     let is_json = response
         .headers()
         .get(poem::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
     if is_json {
         return response;
     }
@@ -237,16 +347,26 @@ pub async fn to_json_error(err: poem::Error) -> poem::Response {
     json_response(status, code, &message, field.as_deref())
 }
 
+/// A copy of a request's JSON body, kept by the body-limit middleware so a refused body can be
+/// checked field by field.
+#[derive(Debug, Clone)]
+pub struct RawBody(pub std::sync::Arc<Vec<u8>>);
+
 /// Middleware: a query or path parameter that does not parse or is out of range (an id beyond
-/// i64, a negative offset) answers 422 naming the parameter, like every other invalid field.
+/// i64, a negative offset) answers 422 naming the parameter, like every other invalid field; a
+/// JSON body poem-openapi refuses answers 422 listing every field at fault (see
+/// [`crate::body_check`]), or 400 when it is not JSON at all.
 /// Path parameters are named by the route template (poem-openapi reports them by position).
 pub async fn param_errors<E: poem::Endpoint>(
     endpoint: std::sync::Arc<E>,
     request: poem::Request,
     routes: std::sync::Arc<crate::metrics::Routes>,
+    bodies: std::sync::Arc<crate::body_check::BodySchemas>,
 ) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
     let path = request.uri().path().to_owned();
+    let method = request.method().as_str().to_owned();
+    let raw = request.extensions().get::<RawBody>().cloned();
     let err = match endpoint.call(request).await {
         Ok(response) => return Ok(response.into_response()),
         Err(err) => err,
@@ -271,24 +391,51 @@ pub async fn param_errors<E: poem::Endpoint>(
             .unwrap_or_else(|| param.name.to_owned());
         return invalid(&name, &param.reason);
     }
+    if err.is::<poem_openapi::error::ParseRequestPayloadError>()
+        && let Some(raw) = raw
+        && let Some(faults) = bodies.check(&method, routes.label(&path), &raw.0)
+    {
+        match faults.as_slice() {
+            [] => {}
+            [only] if only.field.is_empty() => {
+                return Ok(json_response(
+                    poem::http::StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &only.message,
+                    None,
+                ));
+            }
+            _ => {
+                let faults = faults.into_iter().map(|f| (f.field, f.message)).collect();
+                return Ok(ApiError::invalid_fields(faults).into_response());
+            }
+        }
+    }
     Err(err)
 }
 
-/// A JSON error response `{code, message, field?}`.
+/// A problem-detail response (see [`Problem`]).
 pub fn json_response(
     status: poem::http::StatusCode,
     code: &str,
     message: &str,
     field: Option<&str>,
 ) -> poem::Response {
-    let mut body = serde_json::json!({"code": code, "message": message});
-    if let Some(field) = field {
-        body["field"] = serde_json::Value::String(field.to_owned());
+    let body = problem(code, status.as_u16(), message, field);
+    let mut json = serde_json::json!({
+        "type": body.kind,
+        "title": body.title,
+        "status": body.status,
+        "detail": body.detail,
+        "code": body.code,
+    });
+    if let Some(field) = body.field {
+        json["field"] = serde_json::Value::String(field);
     }
     poem::Response::builder()
         .status(status)
-        .content_type("application/json")
-        .body(body.to_string())
+        .content_type(PROBLEM_JSON)
+        .body(json.to_string())
 }
 
 /// The answer to a handler that panicked: a logged 500 in the same JSON shape.

@@ -7,12 +7,14 @@
 //!   mode, then run until stopped.
 //! - [`AppState`], [`app`], [`serve`]: the HTTP application and its server loop.
 //! - [`metrics`]: `/metrics` (HTTP requests and queue depth).
-//! - [`error`]: the one error type, JSON `{code, message, field?}`.
+//! - [`error`]: the one error type, an RFC 9457 problem detail with `code` and the fields at
+//!   fault; [`body_check`] lists every fault of a refused JSON body.
 //! - [`auth`]: API keys.
 //! - [`routes`]: one module per resource.
 //! - [`demo`]: the demo city and its generated recordings.
 
 pub mod auth;
+pub mod body_check;
 pub mod demo;
 pub mod error;
 pub mod metrics;
@@ -69,6 +71,9 @@ pub enum Command {
     Migrate,
     /// Idempotently create the demo city and its cameras.
     Seed,
+    /// Print the OpenAPI document (what `/openapi.json` serves) and exit; needs no database.
+    /// The repository keeps it as `docs/openapi.json`.
+    Openapi,
 }
 
 /// What every request handler shares.
@@ -184,22 +189,229 @@ impl AppState {
     }
 }
 
-/// The application: every route, Swagger UI at `/docs`, the spec at `/openapi.json`, a body size
-/// limit, request metrics, request tracing, and every error (panics included) as JSON. `/metrics`
-/// is not here: it is served on the internal `METRICS_BIND` listener.
+fn openapi_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
+    OpenApiService::new(routes::api(), "Sentinela", env!("CARGO_PKG_VERSION")).description(
+        "Where did the vehicle go? Searches over a city's camera recordings.\n\n\
+             Authenticate with `Authorization: Bearer <API key>`. A city key sees only its city \
+             (another city's objects answer 404); an admin key sees every city and administers. \
+             Lists are paged with `limit` and `cursor` (the previous page's `next_cursor`). \
+             Errors are RFC 9457 problem details (`application/problem+json`: `type`, `title`, \
+             `status`, `detail`, plus `code`, the `field` at fault and, when a request has \
+             several, every one in `errors`). `POST /api/v1/searches` takes an \
+             `Idempotency-Key`.",
+    )
+}
+
+/// The OpenAPI document `/openapi.json` serves (and `docs/openapi.json` keeps): the generated
+/// spec plus OpenAPI links from each create operation's answer to the operations on the object
+/// it created, pretty-printed.
+pub fn openapi_document() -> String {
+    let spec = openapi_service().spec();
+    let mut doc: serde_json::Value = match serde_json::from_str(&spec) {
+        Ok(doc) => doc,
+        // The generator's own output; if it ever fails to parse, serve it unchanged.
+        Err(_) => return spec,
+    };
+    add_links(&mut doc);
+    mark_nullable(&mut doc);
+    describe_event_streams(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or(spec)
+}
+
+/// poem-openapi describes a `text/event-stream` answer as an array of its events, which no event
+/// matches; each event is described instead as what arrives: an `event` name and its `data`, the
+/// JSON of the schema the generator named (OpenAPI 3.0 has no word for a stream's items).
+fn describe_event_streams(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
+        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for answer in responses.values_mut() {
+            let Some(media) = answer.pointer_mut("/content/text~1event-stream") else {
+                continue;
+            };
+            let item = media
+                .pointer("/schema/items/$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit('/').next())
+                .unwrap_or("event")
+                .to_owned();
+            media["schema"] = json!({
+                "type": "object",
+                "description": format!("One server-sent event: its name and, as `data`, a {item} as JSON."),
+                "properties": {
+                    "event": {"type": "string"},
+                    "data": {"type": "string", "description": format!("A {item}, JSON.")},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer"}
+                },
+                "required": ["data"]
+            });
+        }
+    }
+}
+
+/// The PATCH fields where `null` means "clear it" (poem-openapi's `MaybeUndefined`, whose schema
+/// it does not mark): marked `nullable`, so clients may send it.
+fn mark_nullable(doc: &mut serde_json::Value) {
+    let fields: [(&str, &[&str]); 3] = [
+        (
+            "UpdateCity",
+            &[
+                "max_storage_bytes",
+                "max_search_recordings",
+                "max_search_frames",
+                "max_searches_in_flight",
+                "daily_detector_calls",
+                "max_snapshot_bytes",
+            ],
+        ),
+        (
+            "UpdateCamera",
+            &["location", "latitude", "longitude", "mediamtx_path"],
+        ),
+        ("UpdateApiKey", &["expires_at"]),
+    ];
+    for (schema, names) in fields {
+        for name in names {
+            if let Some(property) = doc
+                .pointer_mut(&format!("/components/schemas/{schema}/properties/{name}"))
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                property.insert("nullable".into(), serde_json::Value::Bool(true));
+            }
+        }
+    }
+}
+
+/// Adds `links` to the answers of the create operations: from the new object's id (in the
+/// answer's body) to every operation on `item` and below it whose path parameters are all given.
+fn add_links(doc: &mut serde_json::Value) {
+    use serde_json::{Map, Value, json};
+    // (create path, answer status, item path, path parameter → where its value is in the answer)
+    type Creation<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let creations: [Creation; 5] = [
+        (
+            "/api/v1/searches",
+            "202",
+            "/api/v1/searches/{id}",
+            &[("id", "$response.body#/id")],
+        ),
+        (
+            "/api/v1/cities",
+            "201",
+            "/api/v1/cities/{id}",
+            &[("id", "$response.body#/id")],
+        ),
+        (
+            "/api/v1/cameras",
+            "201",
+            "/api/v1/cameras/{id}",
+            &[("id", "$response.body#/id")],
+        ),
+        (
+            "/api/v1/recordings",
+            "201",
+            "/api/v1/cameras/{camera_id}/recordings/{id}",
+            &[
+                ("camera_id", "$response.body#/camera_id"),
+                ("id", "$response.body#/id"),
+            ],
+        ),
+        (
+            "/api/v1/api-keys",
+            "201",
+            "/api/v1/api-keys/{id}",
+            &[("id", "$response.body#/key/id")],
+        ),
+    ];
+    let Some(paths) = doc.get("paths").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    for (create, status, item, params) in creations {
+        let mut links = Map::new();
+        for (path, ops) in &paths {
+            let under = path == item || path.starts_with(&format!("{item}/"));
+            let placeholders = path.matches('{').count();
+            if !under || placeholders != params.len() {
+                continue;
+            }
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+                    continue;
+                };
+                // A DELETE link would remove the object before the other links are followed:
+                // listed last by name (`z_`), so a stateful tester tries it after the rest.
+                let name = if method == "delete" {
+                    format!("z_{id}")
+                } else {
+                    id.to_owned()
+                };
+                let parameters: Map<String, Value> = params
+                    .iter()
+                    .map(|(p, at)| ((*p).to_owned(), json!(at)))
+                    .collect();
+                links.insert(name, json!({"operationId": id, "parameters": parameters}));
+            }
+        }
+        if let Some(answer) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/post/responses/{status}",
+                create.replace('/', "~1")
+            ))
+            .and_then(Value::as_object_mut)
+        {
+            answer.insert("links".into(), Value::Object(links));
+        }
+    }
+}
+
+/// ReDoc at `/redoc`, its script served by this binary (the page poem-openapi generates, without
+/// its web-font link, so it needs nothing from the Internet).
+fn redoc_page() -> String {
+    openapi_service()
+        .redoc_html()
+        .lines()
+        .filter(|line| !line.contains("fonts.googleapis.com"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The application: every route, Swagger UI at `/docs`, ReDoc at `/redoc`, the spec at
+/// `/openapi.json`, a body size limit, request metrics, request tracing, and every error (panics
+/// included) as JSON. `/metrics` is not here: it is served on the internal `METRICS_BIND`
+/// listener.
 pub fn app(state: AppState, body_limit: usize) -> impl Endpoint {
-    let service = OpenApiService::new(routes::api(), "Sentinela", env!("CARGO_PKG_VERSION"))
-        .description("Where did the vehicle go? Searches over a city's camera recordings.");
+    let service = openapi_service();
     let routes = Arc::new(metrics::Routes::from_spec(&service.spec()));
     let ui = service.swagger_ui();
-    let spec = service.spec_endpoint();
+    let document = openapi_document();
+    let redoc = redoc_page();
     let param_routes = routes.clone();
+    let bodies = Arc::new(body_check::BodySchemas::from_document(
+        &serde_json::from_str(&document).unwrap_or_default(),
+    ));
     Route::new()
         .nest("/", service)
         .nest("/docs", ui)
-        .at("/openapi.json", spec)
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json; charset=utf-8")
+                    .body(document.clone())
+            }),
+        )
+        .at(
+            "/redoc",
+            poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone())),
+        )
         .around(move |endpoint, request| {
-            error::param_errors(endpoint, request, param_routes.clone())
+            error::param_errors(endpoint, request, param_routes.clone(), bodies.clone())
         })
         .around(move |endpoint, request| limit_body(endpoint, request, body_limit))
         .around(move |endpoint, request| metrics::track(endpoint, request, routes.clone()))
@@ -252,6 +464,17 @@ async fn limit_body<E: Endpoint>(
     if read.len() > limit {
         return Err(too_large());
     }
+    // A JSON body is kept aside too: if poem-openapi refuses it, every fault is then listed.
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if json && !read.is_empty() {
+        request
+            .extensions_mut()
+            .insert(error::RawBody(Arc::new(read.clone())));
+    }
     request.set_body(read);
     Ok(endpoint.call(request).await?.into_response())
 }
@@ -286,8 +509,13 @@ pub async fn bind(addr: &str) -> anyhow::Result<TcpAcceptor> {
 /// # Errors
 /// Settings, database and server errors, each naming what failed.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", openapi_document());
+        return Ok(());
+    }
     let settings = Settings::load()?;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => unreachable!("answered above"),
         Command::Migrate => {
             let control = db::connect(&settings.database_url).await?;
             let outcomes = tenancy::migrate_all(&control, &settings.database_url).await?;

@@ -369,12 +369,6 @@ async fn bad_inputs_answer_4xx_naming_the_field() {
             Some("plate"),
         ),
         (
-            "start not RFC 3339",
-            with(json!({"start_date": "ontem"})),
-            422,
-            Some("start_date"),
-        ),
-        (
             "end before start",
             with(json!({"end_date": "2026-11-29T07:00:00-03:00"})),
             422,
@@ -398,6 +392,8 @@ async fn bad_inputs_answer_4xx_naming_the_field() {
             422,
             Some("camera_ids"),
         ),
+        // What the schema says (required, types, formats, bounds) is checked as the body is
+        // parsed: 422 naming the field, like every other invalid field.
         (
             "empty camera list",
             with(json!({"camera_ids": []})),
@@ -417,19 +413,52 @@ async fn bad_inputs_answer_4xx_naming_the_field() {
             Some("end_date"),
         ),
         (
+            "start not RFC 3339",
+            with(json!({"start_date": "ontem"})),
+            422,
+            Some("start_date"),
+        ),
+        (
+            "a date without an offset",
+            with(json!({"start_date": "2026-11-29T08:00:00"})),
+            422,
+            Some("start_date"),
+        ),
+        (
             "city_id of the wrong type",
             with(json!({"city_id": "one"})),
-            400,
-            None,
+            422,
+            Some("city_id"),
         ),
     ];
     for (why, body, status, field) in cases {
-        let (got, answer) = app
-            .call("POST", "/api/v1/searches", Some(ADMIN), Some(body))
-            .await;
+        let resp = app
+            .client
+            .post(format!("{}/api/v1/searches", app.base))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let got = resp.status();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "{why}"
+        );
+        let answer: Value = resp.json().await.unwrap();
         assert_eq!(got.as_u16(), status, "{why}: {answer}");
+        assert_eq!(answer["status"], status, "{why}: {answer}");
         assert!(
-            answer["code"].is_string() && answer["message"].is_string(),
+            answer["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:sentinela:problem:")
+                && answer["title"].is_string(),
+            "{why}: a problem detail: {answer}"
+        );
+        assert!(
+            answer["code"].is_string() && answer["detail"].is_string(),
             "{why}: JSON error: {answer}"
         );
         if let Some(field) = field {
@@ -447,6 +476,50 @@ async fn bad_inputs_answer_4xx_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // Every fault of a request at once: those of its schema together, then those of its values.
+    let (status, answer) = app
+        .call(
+            "POST",
+            "/api/v1/searches",
+            Some(ADMIN),
+            Some(json!({"city_id": "one", "start_date": "ontem", "camera_ids": [1, "dois"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let mut fields: Vec<&str> = answer["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["camera_ids[1]", "city_id", "end_date", "start_date"],
+        "{answer}"
+    );
+    let (status, answer) = app
+        .call(
+            "POST",
+            "/api/v1/searches",
+            Some(ADMIN),
+            Some(json!({
+                "city_id": app.city_a,
+                "plate": "??",
+                "color": "furta-cor",
+                "start_date": "2026-11-29T09:00:00-03:00",
+                "end_date": "2026-11-29T08:00:00-03:00",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let fields: Vec<&str> = answer["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["plate", "color", "end_date"], "{answer}");
     let resp = app
         .client
         .post(format!("{}/api/v1/searches", app.base))
@@ -779,7 +852,7 @@ async fn recording_paths_are_confined_to_the_root_and_the_camera_folder() {
             let (status, answer) = register(&app, key, cam1, path, i as u32).await;
             assert_eq!(status, 422, "{who} key, {why} ({path}): {answer}");
             assert_eq!(answer["field"], "file_path", "{who}, {why}: {answer}");
-            let message = answer["message"].as_str().unwrap().to_owned();
+            let message = answer["detail"].as_str().unwrap().to_owned();
             assert!(
                 !message.contains(outside.path().to_str().unwrap()),
                 "{who}, {why}: the answer does not echo host paths: {message}"
@@ -836,9 +909,10 @@ async fn out_of_range_numbers_answer_422_naming_the_parameter() {
     let app = spawn_app(None).await;
     let window = "from=2026-11-29T00:00:00Z&to=2026-11-30T00:00:00Z";
     let cases = [
-        ("/api/v1/searches?offset=18446744073709551615", "offset"),
-        ("/api/v1/searches?offset=9223372036854775808", "offset"),
-        ("/api/v1/searches?offset=-1", "offset"),
+        ("/api/v1/searches?cursor=yesterday", "cursor"),
+        ("/api/v1/searches?cursor=99999999999999999999_1", "cursor"),
+        ("/api/v1/cameras?cursor=-1", "cursor"),
+        ("/api/v1/api-keys?cursor=x", "cursor"),
         ("/api/v1/searches?limit=0", "limit"),
         ("/api/v1/searches?limit=201", "limit"),
         ("/api/v1/searches?limit=-3", "limit"),
@@ -877,17 +951,12 @@ async fn out_of_range_numbers_answer_422_naming_the_parameter() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("id"))
     );
     let (status, page) = app
-        .call(
-            "GET",
-            "/api/v1/searches?offset=9223372036854775807",
-            Some(ADMIN),
-            None,
-        )
+        .call("GET", "/api/v1/searches?cursor=0_0", Some(ADMIN), None)
         .await;
     assert_eq!(
         status,
         StatusCode::OK,
-        "the largest offset is a valid, empty page: {page}"
+        "a cursor before every search is a valid, empty page: {page}"
     );
     assert_eq!(page["items"], json!([]));
     app.finish().await;
@@ -1149,7 +1218,7 @@ async fn a_revoked_bootstrap_key_stays_revoked_across_restarts() {
         .json()
         .await
         .unwrap();
-    let id = keys[0]["id"].as_i64().unwrap();
+    let id = keys["items"][0]["id"].as_i64().unwrap();
     let revoked = client
         .post(format!("{base}/api/v1/api-keys/{id}/revoke"))
         .bearer_auth(key)
@@ -1344,7 +1413,7 @@ async fn searches_over_a_cap_or_a_quota_are_refused_with_what_to_do() {
     assert!((1..=86_400).contains(&retry), "{retry}");
     let answer: Value = resp.json().await.unwrap();
     assert!(
-        answer["message"]
+        answer["detail"]
             .as_str()
             .unwrap()
             .contains("of its 5 detector calls"),
@@ -1489,6 +1558,518 @@ async fn a_trajectory_of_10000_points_pages_without_duplicates_or_gaps() {
     assert_eq!(
         (status, answer["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor"))
+    );
+    app.finish().await;
+}
+
+/// How many recordings a new bus search of city A would cover.
+async fn estimated_recordings(app: &TestApp) -> u64 {
+    let (status, answer) = app
+        .call(
+            "POST",
+            "/api/v1/searches/estimate",
+            Some(&app.key_a),
+            Some(app.bus_search()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["estimate"]["recordings"].as_u64().unwrap()
+}
+
+/// Polls a search until it leaves pending/processing.
+async fn wait_done(app: &TestApp, id: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, search) = app
+            .call("GET", &format!("/api/v1/searches/{id}"), Some(ADMIN), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{search}");
+        if search["status"] != "pending" && search["status"] != "processing" {
+            return search;
+        }
+        assert!(Instant::now() < deadline, "search did not finish: {search}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administration_changes_and_removes_what_it_created() {
+    let app = spawn_app(None).await;
+    // The served contract is the committed one; ReDoc needs nothing from the Internet.
+    let served = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json"))
+            .unwrap();
+    assert!(
+        served.trim_end() == committed.trim_end(),
+        "/openapi.json differs from docs/openapi.json"
+    );
+    let redoc = app
+        .client
+        .get(format!("{}/redoc", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redoc.status(), StatusCode::OK);
+    let redoc = redoc.text().await.unwrap();
+    assert!(redoc.contains("Redoc.init") && !redoc.contains("googleapis"));
+
+    // Cities: created with a Location, changed, a bad time zone refused, a city key may not.
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/cities", app.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Cidade C"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let city_c: Value = resp.json().await.unwrap();
+    assert_eq!(location, format!("/api/v1/cities/{}", city_c["id"]));
+    let (status, changed) = app
+        .call(
+            "PATCH",
+            &location,
+            Some(ADMIN),
+            Some(json!({"name": "Cidade C2", "max_searches_in_flight": 2, "timezone": "America/Manaus"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(
+        (
+            &changed["name"],
+            &changed["max_searches_in_flight"],
+            &changed["timezone"]
+        ),
+        (&json!("Cidade C2"), &json!(2), &json!("America/Manaus"))
+    );
+    let (status, cleared) = app
+        .call(
+            "PATCH",
+            &location,
+            Some(ADMIN),
+            Some(json!({"max_searches_in_flight": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(cleared.get("max_searches_in_flight").is_none(), "{cleared}");
+    let (status, answer) = app
+        .call(
+            "PATCH",
+            &location,
+            Some(ADMIN),
+            Some(json!({"timezone": "Mars/Olympus"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("timezone"))
+    );
+    let (status, _) = app
+        .call(
+            "PATCH",
+            &location,
+            Some(&app.key_a),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, answer) = app
+        .call(
+            "PATCH",
+            &location,
+            Some(ADMIN),
+            Some(json!({"name": "Cidade A"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+
+    // Cameras: a new one, its folder taken by no other, changed; disabled, then deleted.
+    let (status, cam) = app
+        .call(
+            "POST",
+            "/api/v1/cameras",
+            Some(ADMIN),
+            Some(json!({"city_id": app.city_a, "name": "cam-nova", "mediamtx_path": "cam_nova"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cam}");
+    let cam_path = format!("/api/v1/cameras/{}", cam["id"]);
+    let (status, moved) = app
+        .call(
+            "PATCH",
+            &cam_path,
+            Some(ADMIN),
+            Some(json!({"latitude": -23.55, "longitude": -46.63, "location": null, "mediamtx_path": "cam_nova2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(
+        (&moved["latitude"], &moved["mediamtx_path"]),
+        (&json!(-23.55), &json!("cam_nova2"))
+    );
+    let (status, answer) = app
+        .call(
+            "PATCH",
+            &cam_path,
+            Some(ADMIN),
+            Some(json!({"name": "cam-a"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a name the city has already: {answer}"
+    );
+    let (status, _) = app.call("GET", &cam_path, Some(&app.key_b), None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another city's camera is not there"
+    );
+
+    // A disabled camera is skipped by new searches (the estimate and the plan), not by lists.
+    let camera_a = format!("/api/v1/cameras/{}", app.camera_a);
+    assert_eq!(estimated_recordings(&app).await, 2);
+    let (status, off) = app
+        .call(
+            "PATCH",
+            &camera_a,
+            Some(ADMIN),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!((status, &off["enabled"]), (StatusCode::OK, &json!(false)));
+    assert_eq!(estimated_recordings(&app).await, 0);
+    let (status, skipped) = app
+        .call(
+            "POST",
+            "/api/v1/searches",
+            Some(&app.key_a),
+            Some(app.bus_search()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{skipped}");
+    let skipped = wait_done(&app, &skipped["id"]).await;
+    assert_eq!(
+        (&skipped["status"], &skipped["progress"]["tasks_total"]),
+        (&json!("completed"), &json!(0)),
+        "nothing of a disabled camera is searched: {skipped}"
+    );
+    let (_, listed) = app
+        .call(
+            "GET",
+            &format!("/api/v1/recordings?camera_id={}", app.camera_a),
+            Some(&app.key_a),
+            None,
+        )
+        .await;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    app.call(
+        "PATCH",
+        &camera_a,
+        Some(ADMIN),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+
+    // Idempotency-Key: the same key and body give the same search; another body is refused.
+    let post = |key: &'static str, body: Value, idem: &'static str| {
+        let request = app
+            .client
+            .post(format!("{}/api/v1/searches", app.base))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idem)
+            .json(&body);
+        async move {
+            let resp = request.send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let key_a: &'static str = "snt_test_city_a";
+    let (status, first) = post(key_a, app.bus_search(), "pedido-123").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, again) = post(key_a, app.bus_search(), "pedido-123").await;
+    assert_eq!((status, &again["id"]), (StatusCode::ACCEPTED, &first["id"]));
+    let mut other = app.bus_search();
+    other["color"] = json!("azul");
+    let (status, answer) = post(key_a, other, "pedido-123").await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("Idempotency-Key")),
+        "{answer}"
+    );
+    let (status, admins) = post(ADMIN, app.bus_search(), "pedido-123").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_ne!(
+        admins["id"], first["id"],
+        "keys of another API key are its own"
+    );
+    let done = wait_done(&app, &first["id"]).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    wait_done(&app, &admins["id"]).await;
+
+    // Searches are filtered and paged by cursor without gaps or repeats.
+    let (_, mine) = app
+        .call(
+            "GET",
+            "/api/v1/searches?user_id=operator-a&status=completed",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(mine["total"], 2, "{mine}");
+    let (status, answer) = app
+        .call("GET", "/api/v1/searches?status=lost", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("status"))
+    );
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = app
+            .call(
+                "GET",
+                &format!("/api/v1/searches?limit=1{cursor}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[2], skipped["id"], "newest first");
+
+    // Recordings: the one holding sightings cannot go; the other goes, with its file on request.
+    let (_, recs) = app
+        .call(
+            "GET",
+            &format!("/api/v1/recordings?camera_id={}&limit=1", app.camera_a),
+            Some(&app.key_a),
+            None,
+        )
+        .await;
+    let empty = recs["items"][0].clone();
+    let (_, rest) = app
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/recordings?camera_id={}&limit=1&cursor={}",
+                app.camera_a,
+                recs["next_cursor"].as_str().unwrap()
+            ),
+            Some(&app.key_a),
+            None,
+        )
+        .await;
+    let bus = rest["items"][0].clone();
+    assert_eq!(
+        (&empty["file_path"], &bus["file_path"]),
+        (&json!("empty.mp4"), &json!("bus.mp4"))
+    );
+    let rec_path = |r: &Value| format!("/api/v1/cameras/{}/recordings/{}", app.camera_a, r["id"]);
+    let (status, answer) = app.call("DELETE", &rec_path(&bus), Some(ADMIN), None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a sighting holds it: {answer}"
+    );
+    let (status, answer) = app.call("DELETE", &camera_a, Some(ADMIN), None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the camera has recordings: {answer}"
+    );
+    let (status, _) = app
+        .call("DELETE", &rec_path(&empty), Some(&app.key_a), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .call(
+            "DELETE",
+            &format!("{}?remove_file=true", rec_path(&empty)),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        !app._dir.path().join("empty.mp4").exists(),
+        "the file was removed on request"
+    );
+    assert!(app._dir.path().join("bus.mp4").exists());
+    let (status, _) = app.call("GET", &rec_path(&empty), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The new camera (no recordings) and the empty city go; city A (cameras, searches) stays.
+    let (status, _) = app.call("DELETE", &cam_path, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.call("GET", &cam_path, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, reused) = app
+        .call(
+            "POST",
+            "/api/v1/cameras",
+            Some(ADMIN),
+            Some(json!({"city_id": app.city_a, "name": "cam-nova", "mediamtx_path": "cam_nova2"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a deleted camera's folder is free again: {reused}"
+    );
+    let (status, answer) = app
+        .call(
+            "DELETE",
+            &format!("/api/v1/cities/{}", app.city_a),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, _) = app.call("DELETE", &location, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.call("GET", &location, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // API keys: expiry in the future only; renamed; last use recorded; expired and revoked
+    // keys answer 401 saying which.
+    let (status, answer) = app
+        .call(
+            "POST",
+            "/api/v1/api-keys",
+            Some(ADMIN),
+            Some(json!({"name": "k", "user_id": "u", "city_id": app.city_a, "expires_at": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("expires_at"))
+    );
+    let (status, created) = app
+        .call(
+            "POST",
+            "/api/v1/api-keys",
+            Some(ADMIN),
+            Some(json!({"name": "k", "user_id": "u", "city_id": app.city_a, "expires_at": "2099-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let key_path = format!("/api/v1/api-keys/{}", created["key"]["id"]);
+    let (status, _) = app.call("GET", "/api/v1/cities", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, renamed) = app
+        .call(
+            "PATCH",
+            &key_path,
+            Some(ADMIN),
+            Some(json!({"name": "turno da noite"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(renamed["name"], "turno da noite");
+    assert!(
+        renamed["last_used_at"].is_string(),
+        "last use recorded: {renamed}"
+    );
+    assert_eq!(
+        DateTime::parse_from_rfc3339(renamed["expires_at"].as_str().unwrap()).unwrap(),
+        Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap()
+    );
+    sentinela_core::repo::api_keys::update(
+        &app.test.db,
+        created["key"]["id"].as_i64().unwrap(),
+        sentinela_core::repo::api_keys::KeyChanges {
+            name: None,
+            expires_at: Some(Some(Utc::now() - Span::seconds(1))),
+        },
+    )
+    .await
+    .unwrap();
+    let (status, answer) = app.call("GET", "/api/v1/cities", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer["detail"].as_str().unwrap().contains("expired"),
+        "{answer}"
+    );
+    let (status, _) = app
+        .call(
+            "PATCH",
+            &key_path,
+            Some(ADMIN),
+            Some(json!({"expires_at": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call("GET", "/api/v1/cities", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::OK, "no expiry any more");
+    let (status, _) = app.call("DELETE", &key_path, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, answer) = app.call("GET", "/api/v1/cities", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer["detail"].as_str().unwrap().contains("revoked"),
+        "{answer}"
+    );
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = app
+            .call(
+                "GET",
+                &format!("/api/v1/api-keys?limit=2{cursor}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        ids.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["id"].as_i64().unwrap()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "ascending, no repeats");
+    assert_eq!(
+        ids.len(),
+        4,
+        "admin, two city keys and the new one: {ids:?}"
     );
     app.finish().await;
 }

@@ -437,7 +437,10 @@ async fn the_trajectory_is_evidence_an_operator_can_check() {
     let (_, rest) = app
         .json(
             "GET",
-            &format!("/api/v1/searches/{id}/tasks?after={}", page["next_after"]),
+            &format!(
+                "/api/v1/searches/{id}/tasks?cursor={}",
+                page["next_cursor"].as_str().unwrap()
+            ),
             None,
         )
         .await;

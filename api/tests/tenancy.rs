@@ -237,7 +237,7 @@ async fn each_city_on_its_own_database_and_one_down_does_not_stop_the_other() {
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
         assert_eq!(body["field"], "database_url", "{body}");
-        assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+        assert!(body["detail"].as_str().unwrap().contains(why), "{body}");
     }
 
     let city_a = client

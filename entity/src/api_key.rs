@@ -21,6 +21,10 @@ pub struct Model {
     pub user_id: String,
     pub created_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
+    /// After this instant the key is refused (`None`: it does not expire).
+    pub expires_at: Option<DateTimeUtc>,
+    /// The last request the key authenticated (updated at most once a minute).
+    pub last_used_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

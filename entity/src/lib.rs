@@ -28,6 +28,7 @@ pub mod camera_directory;
 pub mod city;
 pub mod city_usage;
 pub mod frame_analysis;
+pub mod idempotency_key;
 pub mod recording;
 pub mod search_directory;
 pub mod search_task;

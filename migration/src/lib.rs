@@ -12,6 +12,7 @@
 //! - `m20261201_000001_city_databases`: where each city's data lives, and the camera and search
 //!   id directories that keep ids unique across databases.
 //! - `m20261201_000002_search_webhooks`: a search's completion webhook and its delivery state.
+//! - `m20261201_000003_api_contract`: API key expiry and last use, search `Idempotency-Key`s.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -19,6 +20,7 @@ mod m20261129_000001_create_schema;
 mod m20261130_000001_search_bounds;
 mod m20261201_000001_city_databases;
 mod m20261201_000002_search_webhooks;
+mod m20261201_000003_api_contract;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -31,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_search_bounds::Migration),
             Box::new(m20261201_000001_city_databases::Migration),
             Box::new(m20261201_000002_search_webhooks::Migration),
+            Box::new(m20261201_000003_api_contract::Migration),
         ]
     }
 }

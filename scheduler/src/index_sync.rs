@@ -92,7 +92,7 @@ impl IndexSync {
             tracing::debug!(dir = %self.recordings_dir.display(), "no RECORDINGS_DIR yet");
             return Ok(report);
         };
-        let cameras = cameras::with_folder(db).await?;
+        let cameras = cameras::enabled_with_folder(db).await?;
         for camera in cameras {
             let Some(path) = camera.mediamtx_path.clone() else {
                 continue;

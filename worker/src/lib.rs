@@ -336,7 +336,7 @@ async fn plan_search(
         }
     };
     let cameras = searches::camera_filter(&search);
-    let found = recordings::overlapping(db, search.city_id, &window, cameras.as_deref()).await?;
+    let found = recordings::searchable(db, search.city_id, &window, cameras.as_deref()).await?;
     if found.is_empty() {
         searches::complete_empty(db, search.id).await?;
         tracing::info!(

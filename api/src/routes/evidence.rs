@@ -66,9 +66,38 @@ pub enum GeoJsonFile {
     /// The cameras that saw the vehicle as points, and its path as a LineString in visit order.
     #[oai(status = 200, content_type = "application/geo+json")]
     Ok(
-        Binary<Vec<u8>>,
+        Json<serde_json::Value>,
         #[oai(header = "Content-Disposition")] String,
     ),
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for a worker.
+    Pending,
+    /// A worker is analysing it.
+    Processing,
+    /// Analysed.
+    Done,
+    /// Could not be analysed (see `error`).
+    Failed,
+    /// Its search was cancelled.
+    Cancelled,
+}
+
+impl From<entity::status::TaskStatus> for TaskState {
+    fn from(s: entity::status::TaskStatus) -> Self {
+        use entity::status::TaskStatus;
+        match s {
+            TaskStatus::Pending => Self::Pending,
+            TaskStatus::Processing => Self::Processing,
+            TaskStatus::Done => Self::Done,
+            TaskStatus::Failed => Self::Failed,
+            TaskStatus::Cancelled => Self::Cancelled,
+        }
+    }
 }
 
 /// One task of a search: a recording (the part of it inside the window) and how its analysis
@@ -82,8 +111,8 @@ pub struct TaskView {
     pub recording_id: i64,
     /// Its camera.
     pub camera_id: Option<i64>,
-    /// pending, processing, done, failed.
-    pub status: String,
+    /// Where it is.
+    pub status: TaskState,
     /// Runs so far.
     pub attempts: i32,
     /// Why it failed.
@@ -110,8 +139,8 @@ pub struct TaskView {
 pub struct TaskPage {
     /// Tasks by id.
     pub items: Vec<TaskView>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<i64>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A sighting of a visible search, with the database holding it.
@@ -194,7 +223,11 @@ pub struct EvidenceApi;
 #[OpenApi(prefix_path = "/api/v1", tag = "SearchTags::Searches")]
 impl EvidenceApi {
     /// A sighting's snapshot with the vehicle's box drawn (red), as JPEG.
-    #[oai(path = "/searches/:id/sightings/:sighting/image", method = "get")]
+    #[oai(
+        path = "/searches/:id/sightings/:sighting/image",
+        method = "get",
+        operation_id = "get_sighting_image"
+    )]
     async fn image(
         &self,
         state: Data<&AppState>,
@@ -212,7 +245,11 @@ impl EvidenceApi {
     }
 
     /// The vehicle cut out of a sighting's snapshot, as JPEG.
-    #[oai(path = "/searches/:id/sightings/:sighting/crop", method = "get")]
+    #[oai(
+        path = "/searches/:id/sightings/:sighting/crop",
+        method = "get",
+        operation_id = "get_sighting_crop"
+    )]
     async fn crop(
         &self,
         state: Data<&AppState>,
@@ -231,7 +268,11 @@ impl EvidenceApi {
     /// A short MP4 of the recording around a sighting: `before` and `after` seconds (0–30,
     /// default 5 each), cut to the recording's ends. Remuxed without re-encoding when a keyframe
     /// sits at the start, re-encoded otherwise.
-    #[oai(path = "/searches/:id/sightings/:sighting/clip", method = "get")]
+    #[oai(
+        path = "/searches/:id/sightings/:sighting/clip",
+        method = "get",
+        operation_id = "get_sighting_clip"
+    )]
     async fn clip(
         &self,
         state: Data<&AppState>,
@@ -293,7 +334,11 @@ impl EvidenceApi {
     }
 
     /// The trajectory as CSV: one row per sighting in time order, with its visit.
-    #[oai(path = "/searches/:id/export.csv", method = "get")]
+    #[oai(
+        path = "/searches/:id/export.csv",
+        method = "get",
+        operation_id = "export_search_csv"
+    )]
     async fn export_csv(
         &self,
         state: Data<&AppState>,
@@ -347,7 +392,11 @@ impl EvidenceApi {
     /// The trajectory as GeoJSON (RFC 7946): each camera that saw the vehicle and has
     /// coordinates as a Point (with its sightings), and the path as a LineString through the
     /// visits' cameras in order (when at least two visits have coordinates).
-    #[oai(path = "/searches/:id/export.geojson", method = "get")]
+    #[oai(
+        path = "/searches/:id/export.geojson",
+        method = "get",
+        operation_id = "export_search_geojson"
+    )]
     async fn export_geojson(
         &self,
         state: Data<&AppState>,
@@ -400,14 +449,18 @@ impl EvidenceApi {
         }
         let document = json!({"type": "FeatureCollection", "features": features});
         Ok(GeoJsonFile::Ok(
-            Binary(document.to_string().into_bytes()),
+            Json(document),
             format!("attachment; filename=\"search-{}.geojson\"", search.id),
         ))
     }
 
-    /// A search's tasks, a page at a time (`limit`, then `after` = the previous page's
-    /// `next_after`): recording, camera, status, attempts, error and timings.
-    #[oai(path = "/searches/:id/tasks", method = "get")]
+    /// A search's tasks, a page at a time (`limit`, then `cursor` = the previous page's
+    /// `next_cursor`): recording, camera, status, attempts, error and timings.
+    #[oai(
+        path = "/searches/:id/tasks",
+        method = "get",
+        operation_id = "list_search_tasks"
+    )]
     async fn tasks(
         &self,
         state: Data<&AppState>,
@@ -416,13 +469,14 @@ impl EvidenceApi {
         /// Tasks per page (1–500, default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
-        /// The previous page's `next_after`.
-        #[oai(validator(minimum(value = "0")))]
-        after: Query<Option<i64>>,
+        /// The previous page's `next_cursor`.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
     ) -> Result<Json<TaskPage>, ApiError> {
         let (search, db) = visible_search(&state, &auth, id.0).await?;
         let limit = limit.0.unwrap_or(100).clamp(1, 500).unsigned_abs();
-        let mut rows = tasks::page_for_search(&db, search.id, after.0, limit + 1).await?;
+        let after = super::id_cursor(cursor.0.as_deref())?;
+        let mut rows = tasks::page_for_search(&db, search.id, after, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         let ids: Vec<i64> = rows.iter().map(|t| t.recording_id).collect();
@@ -431,14 +485,16 @@ impl EvidenceApi {
             .into_iter()
             .map(|r| (r.id, r.camera_id))
             .collect();
-        let next_after = more.then(|| rows.last().map(|t| t.id)).flatten();
+        let next_cursor = more
+            .then(|| rows.last().map(|t| t.id.to_string()))
+            .flatten();
         let items = rows
             .into_iter()
             .map(|t| TaskView {
                 id: t.id,
                 recording_id: t.recording_id,
                 camera_id: camera_of.get(&t.recording_id).copied(),
-                status: t.status.as_str().to_owned(),
+                status: t.status.into(),
                 attempts: t.attempts,
                 error: t.error,
                 window_start: t.window_start,
@@ -450,13 +506,17 @@ impl EvidenceApi {
                 finished_at: t.finished_at,
             })
             .collect();
-        Ok(Json(TaskPage { items, next_after }))
+        Ok(Json(TaskPage { items, next_cursor }))
     }
 
     /// Run a finished search's failed tasks again (after their files were restored, say): the
     /// search goes back to `processing` and finalises again; counters stay exact and sightings
     /// are not duplicated. 409 when it has no failed task or has not finished.
-    #[oai(path = "/searches/:id/retry", method = "post")]
+    #[oai(
+        path = "/searches/:id/retry",
+        method = "post",
+        operation_id = "retry_search"
+    )]
     async fn retry(
         &self,
         state: Data<&AppState>,

@@ -47,7 +47,7 @@ pub struct HealthApi;
 #[OpenApi(tag = "HealthTags::Health")]
 impl HealthApi {
     /// The process is up.
-    #[oai(path = "/health/live", method = "get")]
+    #[oai(path = "/health/live", method = "get", operation_id = "health_live")]
     async fn live(&self) -> Json<HealthBody> {
         Json(HealthBody {
             status: "ok".into(),
@@ -59,7 +59,7 @@ impl HealthApi {
 
     /// The database and the queue answer. Anyone sees which dependency is down; the errors
     /// themselves only with an admin API key.
-    #[oai(path = "/health/ready", method = "get")]
+    #[oai(path = "/health/ready", method = "get", operation_id = "health_ready")]
     async fn ready(&self, state: Data<&AppState>, request: &Request) -> ReadyResponse {
         let mut failing = Vec::new();
         let mut details = Vec::new();

@@ -4,22 +4,23 @@
 use chrono::{DateTime, Utc};
 use entity::{camera, recording};
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 use sentinela_core::domain::TimeRange;
 use sentinela_core::files::{Root, is_within};
 use sentinela_core::repo::recordings;
 
-use super::Created;
 use super::cameras::visible_camera;
+use super::{Created, Deleted};
 use crate::AppState;
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
 
 #[derive(Tags)]
 enum Tag {
-    /// Recordings.
+    /// Recordings: registered by index sync or by hand (confined to `RECORDINGS_DIR`), listed
+    /// per camera, corrected or deleted by an admin while no search or sighting holds them.
     Recordings,
 }
 
@@ -124,10 +125,70 @@ fn confined_recording(
 /// Recording endpoints.
 pub struct RecordingsApi;
 
-#[OpenApi(prefix_path = "/api/v1")]
+/// A page of recordings.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RecordingPage {
+    /// Recordings in start order.
+    pub items: Vec<RecordingView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A recording's corrected span: absent fields stay as they are.
+#[derive(Debug, Object)]
+pub struct UpdateRecording {
+    /// Wall-clock time of the first frame (RFC 3339).
+    pub started_at: Option<DateTime<Utc>>,
+    /// Wall-clock time after the last frame (RFC 3339), after `started_at`.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Recording `id` of camera `camera_id` if the key sees the camera, with its city's database.
+/// (Recording ids are unique within one database, so a recording is addressed under its camera,
+/// whose id names the database.) Another city's recording answers 404, like a missing one.
+async fn visible_recording(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    camera_id: i64,
+    id: i64,
+) -> Result<(recording::Model, sea_orm::DatabaseConnection), ApiError> {
+    let not_found = || ApiError::not_found("recording", id);
+    let (camera, db) = visible_camera(state, auth, camera_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => not_found(),
+            other => other,
+        })?;
+    match recordings::get(&db, id).await? {
+        Some(r) if r.camera_id == camera.id => Ok((r, db)),
+        _ => Err(not_found()),
+    }
+}
+
+/// 409 while a search in flight reads the recording or a stored sighting holds it.
+async fn refuse_held(db: &sea_orm::DatabaseConnection, id: i64) -> Result<(), ApiError> {
+    let held = recordings::holders(db, id).await?;
+    if held.searches_in_flight > 0 || held.sightings > 0 {
+        return Err(ApiError::conflict(
+            format!(
+                "recording {id} is held by {} searches in flight and {} stored sightings; delete those searches first (or wait for them to end)",
+                held.searches_in_flight, held.sightings
+            ),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Recordings")]
 impl RecordingsApi {
     /// Register a recording file of a camera (idempotent per camera and start time).
-    #[oai(path = "/recordings", method = "post", tag = "Tag::Recordings")]
+    #[oai(
+        path = "/recordings",
+        method = "post",
+        operation_id = "register_recording"
+    )]
     async fn register_recording(
         &self,
         state: Data<&AppState>,
@@ -176,28 +237,152 @@ impl RecordingsApi {
             },
         )
         .await?;
-        Ok(Created::Created(Json(row.into())))
+        let location = format!("/api/v1/cameras/{}/recordings/{}", row.camera_id, row.id);
+        Ok(Created::Created(Json(row.into()), location))
     }
 
-    /// Recordings of a camera overlapping a window.
-    #[oai(path = "/recordings", method = "get", tag = "Tag::Recordings")]
+    /// A camera's recordings in start order, a page at a time, optionally only those
+    /// overlapping a window (`from` and `to` together).
+    // Each query parameter is its own argument, as poem-openapi documents them.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/recordings", method = "get", operation_id = "list_recordings")]
     async fn list_recordings(
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        /// Camera.
+        /// The camera.
         #[oai(validator(minimum(value = "1")))]
         camera_id: Query<i64>,
-        /// Window start (RFC 3339).
-        from: Query<DateTime<Utc>>,
-        /// Window end (RFC 3339).
-        to: Query<DateTime<Utc>>,
-    ) -> Result<Json<Vec<RecordingView>>, ApiError> {
+        /// Window start (RFC 3339); with `to`.
+        from: Query<Option<DateTime<Utc>>>,
+        /// Window end (RFC 3339), after `from`.
+        to: Query<Option<DateTime<Utc>>>,
+        /// Page size (1–1000, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<i64>>,
+        /// The previous page's `next_cursor`.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<RecordingPage>, ApiError> {
         let (camera, db) = visible_camera(&state, &auth, camera_id.0).await?;
-        let window =
-            TimeRange::new(from.0, to.0).map_err(|e| ApiError::invalid(e.message, "to"))?;
-        let rows =
-            recordings::overlapping(&db, camera.city_id, &window, Some(&[camera.id])).await?;
-        Ok(Json(rows.into_iter().map(Into::into).collect()))
+        let window = match (from.0, to.0) {
+            (Some(from), Some(to)) => {
+                Some(TimeRange::new(from, to).map_err(|e| ApiError::invalid(e.message, "to"))?)
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(ApiError::invalid("to is required with from", "to")),
+            (None, Some(_)) => {
+                return Err(ApiError::invalid("from is required with to", "from"));
+            }
+        };
+        let limit = super::page_size(limit.0);
+        let after = super::time_cursor(cursor.0.as_deref())?;
+        let rows = recordings::camera_page(&db, camera.id, window.as_ref(), after, limit).await?;
+        let next_cursor = super::next_cursor(&rows, limit, |r| {
+            super::format_time_cursor(r.started_at, r.id)
+        });
+        Ok(Json(RecordingPage {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        }))
+    }
+
+    /// One recording.
+    #[oai(
+        path = "/cameras/:camera_id/recordings/:id",
+        method = "get",
+        operation_id = "get_recording"
+    )]
+    async fn get_recording(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        #[oai(validator(minimum(value = "1")))] camera_id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
+    ) -> Result<Json<RecordingView>, ApiError> {
+        Ok(Json(
+            visible_recording(&state, &auth, camera_id.0, id.0)
+                .await?
+                .0
+                .into(),
+        ))
+    }
+
+    /// Correct a recording's wall-clock span (admin). Refused (409) while a search in flight
+    /// reads it or a stored sighting was found in it (its evidence would move).
+    #[oai(
+        path = "/cameras/:camera_id/recordings/:id",
+        method = "patch",
+        operation_id = "update_recording"
+    )]
+    async fn update_recording(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        #[oai(validator(minimum(value = "1")))] camera_id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
+        body: Json<UpdateRecording>,
+    ) -> Result<Json<RecordingView>, ApiError> {
+        auth.0.require_admin()?;
+        let (recording, db) = visible_recording(&state, &auth, camera_id.0, id.0).await?;
+        let body = body.0;
+        let span = TimeRange::new(
+            body.started_at.unwrap_or(recording.started_at),
+            body.ended_at.unwrap_or(recording.ended_at),
+        )
+        .map_err(|e| ApiError::invalid(e.message, "ended_at"))?;
+        refuse_held(&db, recording.id).await?;
+        let updated = recordings::set_span(&db, recording, &span)
+            .await
+            .map_err(|e| match ApiError::from(e) {
+                ApiError::Conflict(_) => ApiError::conflict(
+                    "the camera already has a recording starting at started_at",
+                    Some("started_at"),
+                ),
+                other => other,
+            })?;
+        Ok(Json(updated.into()))
+    }
+
+    /// Delete a recording (admin). Refused (409) while a search in flight reads it or a stored
+    /// sighting was found in it. Its file stays unless `remove_file=true`; the row goes first,
+    /// so a failure never leaves a row without its file.
+    #[oai(
+        path = "/cameras/:camera_id/recordings/:id",
+        method = "delete",
+        operation_id = "delete_recording"
+    )]
+    async fn delete_recording(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        #[oai(validator(minimum(value = "1")))] camera_id: Path<i64>,
+        #[oai(validator(minimum(value = "1")))] id: Path<i64>,
+        /// Also remove the file from `RECORDINGS_DIR`.
+        remove_file: Query<Option<bool>>,
+    ) -> Result<Deleted, ApiError> {
+        auth.0.require_admin()?;
+        let (recording, db) = visible_recording(&state, &auth, camera_id.0, id.0).await?;
+        refuse_held(&db, recording.id).await?;
+        recordings::delete(&db, recording.id).await?;
+        if remove_file.0.unwrap_or(false) {
+            let root = Root::open(&state.recordings_dir).map_err(|e| {
+                tracing::error!(error = %e, "RECORDINGS_DIR cannot be opened");
+                ApiError::unavailable("the recordings directory is not available")
+            })?;
+            match root.resolve(&recording.file_path) {
+                Ok(path) => match tokio::fs::remove_file(&path).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, recording = recording.id, "recording file not removed");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, recording = recording.id, "recording file not removed");
+                }
+            }
+        }
+        Ok(Deleted::Deleted)
     }
 }

@@ -9,7 +9,7 @@ use entity::{camera, vehicle_search};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -18,6 +18,7 @@ use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
 use sentinela_core::estimate::{self, Estimate, EstimateRequest};
 use sentinela_core::files::Root;
 use sentinela_core::jobs::SearchVehicle;
+use sentinela_core::repo::idempotency::{self, Reservation};
 use sentinela_core::repo::{cameras, cities, directory, points, searches, usage};
 
 use super::cameras::listed_databases;
@@ -34,21 +35,26 @@ pub(crate) enum SearchTags {
 
 /// A new search.
 #[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct CreateSearch {
-    /// City whose recordings are searched (required).
-    pub city_id: Option<i64>,
+    /// City whose recordings are searched.
+    #[oai(validator(minimum(value = "1")))]
+    pub city_id: i64,
     /// Brazilian plate (`ABC-1234`, `ABC1D23`), wildcards `*` and `?` allowed.
+    #[oai(validator(max_length = 16))]
     pub plate: Option<String>,
     /// Colour, English or Portuguese (`red`, `vermelho`…).
+    #[oai(validator(max_length = 32))]
     pub color: Option<String>,
     /// Vehicle type, English or Portuguese (`bus`, `ônibus`, `carro`…).
+    #[oai(validator(max_length = 32))]
     pub vehicle_type: Option<String>,
-    /// Window start, RFC 3339 (required).
-    pub start_date: Option<String>,
-    /// Window end, RFC 3339, after the start (required).
-    pub end_date: Option<String>,
+    /// Window start, RFC 3339 with an offset (`2026-11-29T08:00:00-03:00`).
+    pub start_date: DateTime<Utc>,
+    /// Window end, RFC 3339 with an offset, after the start.
+    pub end_date: DateTime<Utc>,
     /// Only these cameras of the city.
+    #[oai(validator(min_items = 1, max_items = 1000))]
     pub camera_ids: Option<Vec<i64>>,
     /// Completion webhook: POSTed (signed JSON) once the search finishes. Public hosts only,
     /// unless the installation allows internal ones.
@@ -58,6 +64,94 @@ pub struct CreateSearch {
     /// with `webhook_url`. Write-only.
     #[oai(validator(min_length = 16, max_length = 200), write_only)]
     pub webhook_secret: Option<String>,
+}
+
+impl poem_openapi::types::Example for CreateSearch {
+    fn example() -> Self {
+        let at = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        Self {
+            city_id: 1,
+            plate: Some("ABC1D23".into()),
+            color: Some("vermelho".into()),
+            vehicle_type: Some("carro".into()),
+            start_date: at("2026-11-29T08:00:00-03:00"),
+            end_date: at("2026-11-29T12:00:00-03:00"),
+            camera_ids: None,
+            webhook_url: None,
+            webhook_secret: None,
+        }
+    }
+}
+
+impl CreateSearch {
+    /// Hex SHA-256 of the request as parsed (the secret included), for `Idempotency-Key`.
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::json!([
+            self.city_id,
+            self.plate,
+            self.color,
+            self.vehicle_type,
+            self.start_date.timestamp_micros(),
+            self.end_date.timestamp_micros(),
+            self.camera_ids,
+            self.webhook_url,
+            self.webhook_secret,
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// Where a search is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SearchState {
+    /// Waiting to be planned.
+    Pending,
+    /// Its recordings are being analysed.
+    Processing,
+    /// Every recording analysed.
+    Completed,
+    /// Ended; some recordings could not be analysed (see its tasks).
+    CompletedWithErrors,
+    /// Could not run.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+    /// Stopped at its city's daily detector budget.
+    BudgetExhausted,
+}
+
+impl From<SearchStatus> for SearchState {
+    fn from(s: SearchStatus) -> Self {
+        match s {
+            SearchStatus::Pending => Self::Pending,
+            SearchStatus::Processing => Self::Processing,
+            SearchStatus::Completed => Self::Completed,
+            SearchStatus::CompletedWithErrors => Self::CompletedWithErrors,
+            SearchStatus::Failed => Self::Failed,
+            SearchStatus::Cancelled => Self::Cancelled,
+            SearchStatus::BudgetExhausted => Self::BudgetExhausted,
+        }
+    }
+}
+
+impl From<SearchState> for SearchStatus {
+    fn from(s: SearchState) -> Self {
+        match s {
+            SearchState::Pending => Self::Pending,
+            SearchState::Processing => Self::Processing,
+            SearchState::Completed => Self::Completed,
+            SearchState::CompletedWithErrors => Self::CompletedWithErrors,
+            SearchState::Failed => Self::Failed,
+            SearchState::Cancelled => Self::Cancelled,
+            SearchState::BudgetExhausted => Self::BudgetExhausted,
+        }
+    }
 }
 
 /// Progress counters.
@@ -78,14 +172,14 @@ pub struct Progress {
 
 /// A search.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct SearchView {
     /// Id.
     pub id: i64,
     /// City.
     pub city_id: i64,
-    /// pending, processing, completed, completed_with_errors, failed, cancelled, budget_exhausted.
-    pub status: String,
+    /// Where it is.
+    pub status: SearchState,
     /// Normalised plate pattern.
     pub plate: Option<String>,
     /// Canonical colour.
@@ -119,6 +213,39 @@ pub struct SearchView {
     pub webhook: Option<WebhookView>,
 }
 
+impl poem_openapi::types::Example for SearchView {
+    fn example() -> Self {
+        let request = CreateSearch::example();
+        let created = request.start_date + chrono::Duration::hours(5);
+        Self {
+            id: 42,
+            city_id: request.city_id,
+            status: SearchState::Processing,
+            plate: request.plate,
+            color: Some("red".into()),
+            vehicle_type: Some("car".into()),
+            start_date: request.start_date,
+            end_date: request.end_date,
+            camera_ids: None,
+            progress: Progress {
+                tasks_total: 240,
+                tasks_done: 96,
+                tasks_failed: 0,
+                frames_analyzed: 23_040,
+                detector_calls: 812,
+            },
+            error_message: None,
+            created_at: created,
+            started_at: Some(created + chrono::Duration::seconds(1)),
+            completed_at: None,
+            estimate: None,
+            snapshot_bytes: 1_843_200,
+            snapshots_skipped: 0,
+            webhook: None,
+        }
+    }
+}
+
 /// A completion webhook's delivery (its URL and secret are not shown).
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -137,7 +264,7 @@ impl From<vehicle_search::Model> for SearchView {
             camera_ids: searches::camera_filter(&s),
             id: s.id,
             city_id: s.city_id,
-            status: s.status.as_str().to_owned(),
+            status: s.status.into(),
             plate: s.plate,
             color: s.color,
             vehicle_type: s.vehicle_type,
@@ -225,8 +352,10 @@ pub struct EstimateAnswer {
 pub struct SearchPage {
     /// The searches, newest first.
     pub items: Vec<SearchView>,
-    /// How many match the filters.
+    /// How many match the filters (on every page).
     pub total: u64,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A sighting.
@@ -342,7 +471,7 @@ pub struct Trajectory {
     /// The search.
     pub search_id: i64,
     /// The search's status (the trajectory grows while it is processing).
-    pub status: String,
+    pub status: SearchState,
     /// Sightings in time order: this page.
     pub points: Vec<PointView>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -449,12 +578,12 @@ pub struct SearchesApi;
 fn criterion<T>(
     value: Option<&str>,
     parse: impl Fn(&str) -> Result<T, sentinela_core::domain::ParseError>,
-) -> Result<Option<T>, ApiError> {
-    Ok(value
+) -> Result<Option<T>, sentinela_core::domain::ParseError> {
+    value
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(parse)
-        .transpose()?)
+        .transpose()
 }
 
 /// The search `id` if the key sees its city, with the database holding that city's data. Another
@@ -475,10 +604,6 @@ pub(crate) async fn visible_search(
         _ => Err(not_found()),
     }
 }
-
-/// Deepest `offset` a list over several databases accepts (each database is read up to
-/// `offset + limit` rows and the pages merged).
-const MAX_MERGED_OFFSET: u64 = 10_000;
 
 /// MediaMTX's playback URL for 10 s around `at` on camera folder `path` (its `/get` endpoint).
 fn playback(base: Option<&str>, path: Option<&str>, at: DateTime<Utc>) -> Option<String> {
@@ -516,44 +641,55 @@ async fn validate(
     auth: &ApiKeyAuth,
     body: CreateSearch,
 ) -> Result<Validated, ApiError> {
-    let plate = criterion(body.plate.as_deref(), PlatePattern::parse)?;
-    let color = criterion(body.color.as_deref(), Color::parse)?;
-    let vehicle_type = criterion(body.vehicle_type.as_deref(), VehicleType::parse)?;
-    if plate.is_none() && color.is_none() && vehicle_type.is_none() {
-        return Err(ApiError::invalid(
-            "give at least one criterion: plate, color or vehicle_type",
-            "plate",
+    // Every fault of the request itself is reported at once; the city and its cameras after.
+    let mut faults: Vec<(String, String)> = Vec::new();
+    let mut fault = |e: sentinela_core::domain::ParseError| {
+        faults.push((e.field.to_owned(), e.message));
+    };
+    let plate = criterion(body.plate.as_deref(), PlatePattern::parse).unwrap_or_else(|e| {
+        fault(e);
+        None
+    });
+    let color = criterion(body.color.as_deref(), Color::parse).unwrap_or_else(|e| {
+        fault(e);
+        None
+    });
+    let vehicle_type =
+        criterion(body.vehicle_type.as_deref(), VehicleType::parse).unwrap_or_else(|e| {
+            fault(e);
+            None
+        });
+    let window = TimeRange::new(body.start_date, body.end_date)
+        .and_then(|w| w.limit(chrono::Duration::hours(i64::from(state.max_window_hours))))
+        .map_err(&mut fault)
+        .ok();
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    if !given(&body.plate) && !given(&body.color) && !given(&body.vehicle_type) {
+        faults.push((
+            "plate".into(),
+            "give at least one criterion: plate, color or vehicle_type".into(),
         ));
     }
     match (&body.webhook_url, &body.webhook_secret) {
-        (Some(url), Some(_)) => sentinela_core::webhook::check_url(url.trim())
-            .map_err(|e| ApiError::invalid(format!("webhook_url {e}"), "webhook_url"))?,
-        (Some(_), None) => {
-            return Err(ApiError::invalid(
-                "webhook_secret is required with webhook_url (the payload is signed with it)",
-                "webhook_secret",
-            ));
+        (Some(url), Some(_)) => {
+            if let Err(e) = sentinela_core::webhook::check_url(url.trim()) {
+                faults.push(("webhook_url".into(), format!("webhook_url {e}")));
+            }
         }
-        (None, Some(_)) => {
-            return Err(ApiError::invalid(
-                "webhook_secret was given without webhook_url",
-                "webhook_url",
-            ));
-        }
+        (Some(_), None) => faults.push((
+            "webhook_secret".into(),
+            "webhook_secret is required with webhook_url (the payload is signed with it)".into(),
+        )),
+        (None, Some(_)) => faults.push((
+            "webhook_url".into(),
+            "webhook_secret was given without webhook_url".into(),
+        )),
         (None, None) => {}
     }
-    let required = |field: &str| ApiError::invalid(format!("{field} is required"), field);
-    let city_id = body.city_id.ok_or_else(|| required("city_id"))?;
-    let start_date = body
-        .start_date
-        .as_deref()
-        .ok_or_else(|| required("start_date"))?;
-    let end_date = body
-        .end_date
-        .as_deref()
-        .ok_or_else(|| required("end_date"))?;
-    let window = TimeRange::parse(start_date, end_date)?
-        .limit(chrono::Duration::hours(i64::from(state.max_window_hours)))?;
+    let Some(window) = window.filter(|_| faults.is_empty()) else {
+        return Err(ApiError::invalid_fields(faults));
+    };
+    let city_id = body.city_id;
     let unknown_city = || ApiError::invalid(format!("unknown city {city_id}"), "city_id");
     let city = cities::get(state.control(), city_id)
         .await?
@@ -563,12 +699,6 @@ async fn validate(
     }
     let db = state.city_db(city.id).await?;
     if let Some(ids) = &body.camera_ids {
-        if ids.is_empty() {
-            return Err(ApiError::invalid(
-                "camera_ids is empty; omit it for every camera",
-                "camera_ids",
-            ));
-        }
         let mut distinct = ids.clone();
         distinct.sort_unstable();
         distinct.dedup();
@@ -663,99 +793,165 @@ async fn within_caps(state: &AppState, v: &Validated) -> Result<Estimate, ApiErr
     Ok(estimate)
 }
 
+/// Starts a validated search: the city's quota, caps and daily budget, then the row and its
+/// plan job.
+async fn start(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    v: Validated,
+) -> Result<vehicle_search::Model, ApiError> {
+    let in_flight = searches::in_flight(&v.db, v.city.id).await?;
+    let quota = v
+        .city
+        .max_searches_in_flight
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(u64::from(state.bounds.max_in_flight));
+    if in_flight >= quota {
+        return Err(ApiError::too_many(
+            format!(
+                "city {} already has {in_flight} searches pending or processing (quota {quota}); try again when one ends",
+                v.city.id
+            ),
+            30,
+        ));
+    }
+    // The quota first: it is one count, the estimate reads every recording of the window.
+    let estimate = within_caps(state, &v).await?;
+    if let Some(budget) = v.city.daily_detector_calls.or(state.bounds.daily_budget) {
+        let now = Utc::now();
+        let used = usage::calls_on(&v.db, v.city.id, now).await?;
+        let expected = i64::try_from(estimate.detector_calls).unwrap_or(i64::MAX);
+        if used.saturating_add(expected) > budget {
+            return Err(ApiError::too_many(
+                format!(
+                    "city {} has used {used} of its {budget} detector calls today and this search expects {expected}; narrow it or wait for 00:00 UTC",
+                    v.city.id
+                ),
+                usage::seconds_to_next_day(now),
+            ));
+        }
+    }
+    let (city, db, plate, color, vehicle_type, window) =
+        (v.city, v.db, v.plate, v.color, v.vehicle_type, v.window);
+    let body = v.body;
+    let search = searches::create(
+        state.control(),
+        &db,
+        searches::NewSearch {
+            city_id: city.id,
+            user_id: Some(auth.0.user_id.clone()),
+            plate,
+            color,
+            vehicle_type,
+            window,
+            camera_ids: body.camera_ids,
+            estimate: serde_json::to_value(&estimate).ok(),
+            webhook: body
+                .webhook_url
+                .map(|u| u.trim().to_owned())
+                .zip(body.webhook_secret),
+        },
+    )
+    .await?;
+    if let Err(e) = state
+        .queue
+        .push_search(SearchVehicle {
+            search_id: search.id,
+            city_id: Some(city.id),
+        })
+        .await
+    {
+        // Nothing will ever plan it: say so on the search rather than leave it pending.
+        searches::fail(&db, search.id, "the job queue was unavailable")
+            .await
+            .ok();
+        tracing::error!(search_id = search.id, error = %format!("{e:#}"), "failed to enqueue a search");
+        return Err(ApiError::unavailable(
+            "the job queue is unavailable; try again",
+        ));
+    }
+    Ok(search)
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "SearchTags::Searches")]
 impl SearchesApi {
     /// Start a search. At least one of plate, colour or vehicle type is required. The search is
     /// estimated first (see `POST /searches/estimate`): over its city's recordings or frames cap
     /// it is refused (422 with the estimate, the cap and a hint); with the city's searches in
     /// flight at their quota it is refused (429 with `Retry-After`). The estimate is stored with
-    /// the search.
-    #[oai(path = "/searches", method = "post")]
+    /// the search. With an `Idempotency-Key`, a retry of the same request within 24 hours answers
+    /// with the search the first one created (the same key with another body is 422).
+    #[oai(path = "/searches", method = "post", operation_id = "create_search")]
     async fn create(
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
         body: Json<CreateSearch>,
+        /// Any unique string (a UUID, say) naming this request, so a retry after a timeout or a
+        /// lost answer does not start a second search. Kept 24 hours per API key.
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 200))]
+        idempotency_key: Header<Option<String>>,
     ) -> Result<CreatedSearch, ApiError> {
-        let v = validate(&state, &auth, body.0).await?;
-        let in_flight = searches::in_flight(&v.db, v.city.id).await?;
-        let quota = v
-            .city
-            .max_searches_in_flight
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(u64::from(state.bounds.max_in_flight));
-        if in_flight >= quota {
-            return Err(ApiError::too_many(
-                format!(
-                    "city {} already has {in_flight} searches pending or processing (quota {quota}); try again when one ends",
-                    v.city.id
-                ),
-                30,
-            ));
-        }
-        // The quota first: it is one count, the estimate reads every recording of the window.
-        let estimate = within_caps(&state, &v).await?;
-        if let Some(budget) = v.city.daily_detector_calls.or(state.bounds.daily_budget) {
-            let now = Utc::now();
-            let used = usage::calls_on(&v.db, v.city.id, now).await?;
-            let expected = i64::try_from(estimate.detector_calls).unwrap_or(i64::MAX);
-            if used.saturating_add(expected) > budget {
-                return Err(ApiError::too_many(
-                    format!(
-                        "city {} has used {used} of its {budget} detector calls today and this search expects {expected}; narrow it or wait for 00:00 UTC",
-                        v.city.id
-                    ),
-                    usage::seconds_to_next_day(now),
-                ));
+        let accepted = |search: vehicle_search::Model| {
+            let location = format!("/api/v1/searches/{}", search.id);
+            CreatedSearch::Accepted(Json(search.into()), location)
+        };
+        let reservation = match idempotency_key.0 {
+            None => None,
+            Some(key) => {
+                let fingerprint = body.0.fingerprint();
+                match idempotency::reserve(
+                    state.control(),
+                    auth.0.key_id,
+                    &key,
+                    &fingerprint,
+                    Utc::now(),
+                )
+                .await?
+                {
+                    Reservation::Reserved(id) => Some(id),
+                    Reservation::Replay(search) => {
+                        return Ok(accepted(visible_search(&state, &auth, search).await?.0));
+                    }
+                    Reservation::InProgress => {
+                        return Err(ApiError::conflict(
+                            "a request with this Idempotency-Key is still being answered; retry in a moment",
+                            Some("Idempotency-Key"),
+                        ));
+                    }
+                    Reservation::Mismatch => {
+                        return Err(ApiError::invalid(
+                            "this Idempotency-Key was used with another request body in the last 24 hours; use a new key for a new request",
+                            "Idempotency-Key",
+                        ));
+                    }
+                }
+            }
+        };
+        let started = match validate(&state, &auth, body.0).await {
+            Ok(v) => start(&state, &auth, v).await,
+            Err(e) => Err(e),
+        };
+        if let Some(reservation) = reservation {
+            let kept = match &started {
+                Ok(search) => idempotency::complete(state.control(), reservation, search.id).await,
+                Err(_) => idempotency::release(state.control(), reservation).await,
+            };
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, "could not record an Idempotency-Key");
             }
         }
-        let (city, db, plate, color, vehicle_type, window) =
-            (v.city, v.db, v.plate, v.color, v.vehicle_type, v.window);
-        let body = v.body;
-        let search = searches::create(
-            state.control(),
-            &db,
-            searches::NewSearch {
-                city_id: city.id,
-                user_id: Some(auth.0.user_id.clone()),
-                plate,
-                color,
-                vehicle_type,
-                window,
-                camera_ids: body.camera_ids,
-                estimate: serde_json::to_value(&estimate).ok(),
-                webhook: body
-                    .webhook_url
-                    .map(|u| u.trim().to_owned())
-                    .zip(body.webhook_secret),
-            },
-        )
-        .await?;
-        if let Err(e) = state
-            .queue
-            .push_search(SearchVehicle {
-                search_id: search.id,
-                city_id: Some(city.id),
-            })
-            .await
-        {
-            // Nothing will ever plan it: say so on the search rather than leave it pending.
-            searches::fail(&db, search.id, "the job queue was unavailable")
-                .await
-                .ok();
-            tracing::error!(search_id = search.id, error = %format!("{e:#}"), "failed to enqueue a search");
-            return Err(ApiError::unavailable(
-                "the job queue is unavailable; try again",
-            ));
-        }
-        let location = format!("/api/v1/searches/{}", search.id);
-        Ok(CreatedSearch::Accepted(Json(search.into()), location))
+        started.map(accepted)
     }
 
     /// What a search would cost, without starting it: the recordings it covers, the seconds of
     /// video, the frames the sampler would decode (exact), how many the frame-analysis cache
     /// already answers, the detector calls to expect and their price, and the caps it must fit.
-    #[oai(path = "/searches/estimate", method = "post")]
+    #[oai(
+        path = "/searches/estimate",
+        method = "post",
+        operation_id = "estimate_search"
+    )]
     async fn estimate(
         &self,
         state: Data<&AppState>,
@@ -773,10 +969,11 @@ impl SearchesApi {
         }))
     }
 
-    /// List searches of the key's city (all cities for admin keys), newest first.
+    /// List searches of the key's city (all cities for admin keys), newest first, a page at a
+    /// time (`limit`, then `cursor` = the previous page's `next_cursor` until it is absent).
     // Each query parameter is its own argument, as poem-openapi documents them.
     #[allow(clippy::too_many_arguments)]
-    #[oai(path = "/searches", method = "get")]
+    #[oai(path = "/searches", method = "get", operation_id = "list_searches")]
     async fn list(
         &self,
         state: Data<&AppState>,
@@ -784,8 +981,14 @@ impl SearchesApi {
         /// Only this city's searches (a city key sees only its own city's anyway).
         #[oai(validator(minimum(value = "1")))]
         city_id: Query<Option<i64>>,
-        /// Filter by status.
-        status: Query<Option<String>>,
+        /// Only searches in this status.
+        status: Query<Option<SearchState>>,
+        /// Only searches whose plate pattern contains this (`ABC`, `1D23`).
+        #[oai(validator(min_length = 1, max_length = 16))]
+        plate: Query<Option<String>>,
+        /// Only searches started by this user.
+        #[oai(validator(min_length = 1, max_length = 200))]
+        user_id: Query<Option<String>>,
         /// Created at or after (RFC 3339).
         created_after: Query<Option<DateTime<Utc>>>,
         /// Created before (RFC 3339).
@@ -793,65 +996,48 @@ impl SearchesApi {
         /// Page size (1–200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
-        /// Items to skip.
-        #[oai(validator(minimum(value = "0")))]
-        offset: Query<Option<i64>>,
+        /// The previous page's `next_cursor`.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
     ) -> Result<Json<SearchPage>, ApiError> {
-        let status = match status.0.as_deref() {
-            Some(wanted) => Some(
-                SearchStatus::ALL
-                    .into_iter()
-                    .find(|s| s.as_str() == wanted)
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!("unknown status {wanted:?}"), "status")
-                    })?,
-            ),
-            None => None,
-        };
-        // Both bounded by their validators (422 naming the parameter otherwise).
+        // Bounded by its validator (422 naming the parameter otherwise).
         let limit = limit.0.unwrap_or(50).clamp(1, 200).unsigned_abs();
-        let offset = offset.0.unwrap_or(0).max(0).unsigned_abs();
+        let before = super::time_cursor(cursor.0.as_deref())?;
         let filter = searches::SearchFilter {
             city: auth.0.city_scope().or(city_id.0),
-            status,
+            status: status.0.map(Into::into),
             created_after: created_after.0,
             created_before: created_before.0,
+            plate: plate
+                .0
+                .map(|p| p.trim().to_uppercase().replace('-', ""))
+                .filter(|p| !p.is_empty()),
+            user_id: user_id.0,
         };
-        let databases = listed_databases(&state, &auth, city_id.0).await?;
-        if let [db] = databases.as_slice() {
-            let (total, rows) = searches::list(db, &filter, limit, offset).await?;
-            let items = rows.into_iter().map(SearchView::from).collect();
-            return Ok(Json(SearchPage { items, total }));
-        }
-        // Several databases (an admin key listing every city): each gives its first
-        // `offset + limit`, merged newest first.
-        if offset > MAX_MERGED_OFFSET {
-            return Err(ApiError::invalid(
-                format!(
-                    "offset over {MAX_MERGED_OFFSET} across every city; pass city_id or created_before to page further"
-                ),
-                "offset",
-            ));
-        }
+        // One database, or an admin key listing every city: each database gives its first
+        // `limit` after the cursor, merged newest first.
         let mut total = 0;
         let mut rows = Vec::new();
-        for db in &databases {
-            let (n, page) = searches::list(db, &filter, offset + limit, 0).await?;
+        for db in listed_databases(&state, &auth, city_id.0).await? {
+            let (n, page) = searches::list(&db, &filter, limit, before).await?;
             total += n;
             rows.extend(page);
         }
         rows.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
-        let items = rows
-            .into_iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .map(SearchView::from)
-            .collect();
-        Ok(Json(SearchPage { items, total }))
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_cursor = super::next_cursor(&rows, limit, |s| {
+            super::format_time_cursor(s.created_at, s.id)
+        });
+        let items = rows.into_iter().map(SearchView::from).collect();
+        Ok(Json(SearchPage {
+            items,
+            total,
+            next_cursor,
+        }))
     }
 
     /// A search with its progress.
-    #[oai(path = "/searches/:id", method = "get")]
+    #[oai(path = "/searches/:id", method = "get", operation_id = "get_search")]
     async fn get(
         &self,
         state: Data<&AppState>,
@@ -862,7 +1048,11 @@ impl SearchesApi {
     }
 
     /// Cancel a search that has not ended; its remaining jobs stop without detector calls.
-    #[oai(path = "/searches/:id/cancel", method = "post")]
+    #[oai(
+        path = "/searches/:id/cancel",
+        method = "post",
+        operation_id = "cancel_search"
+    )]
     async fn cancel(
         &self,
         state: Data<&AppState>,
@@ -886,7 +1076,11 @@ impl SearchesApi {
     /// Where the vehicle went: sightings in time order, a page at a time (`limit`, then
     /// `cursor` = the previous page's `next_cursor` until it is absent), and the cameras visited
     /// (every camera, on every page).
-    #[oai(path = "/searches/:id/trajectory", method = "get")]
+    #[oai(
+        path = "/searches/:id/trajectory",
+        method = "get",
+        operation_id = "get_trajectory"
+    )]
     async fn trajectory(
         &self,
         state: Data<&AppState>,
@@ -1009,7 +1203,7 @@ impl SearchesApi {
             .collect();
         Ok(Json(Trajectory {
             search_id: search.id,
-            status: search.status.as_str().to_owned(),
+            status: search.status.into(),
             points: out,
             next_cursor,
             visits: path,
@@ -1023,7 +1217,11 @@ impl SearchesApi {
     /// otherwise reconnect). Comments keep idle proxies from closing the stream. Each API key may
     /// hold `api.max_streams_per_key` streams open (429 beyond), and a stream ends within a
     /// second of its key's revocation.
-    #[oai(path = "/searches/:id/events", method = "get")]
+    #[oai(
+        path = "/searches/:id/events",
+        method = "get",
+        operation_id = "search_events"
+    )]
     async fn events(
         &self,
         state: Data<&AppState>,
@@ -1081,7 +1279,11 @@ impl SearchesApi {
 
     /// A matched frame as stored (JPEG, without the box); only for keys of the search's city.
     /// The trajectory's `image_url` (the box drawn) supersedes it.
-    #[oai(path = "/snapshots/:search_id/:file", method = "get")]
+    #[oai(
+        path = "/snapshots/:search_id/:file",
+        method = "get",
+        operation_id = "get_snapshot"
+    )]
     async fn snapshot(
         &self,
         state: Data<&AppState>,

@@ -1,10 +1,10 @@
 //! API keys: stored as SHA-256 hashes of their secrets, scoped to one city or admin.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::api_key;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 
@@ -27,7 +27,18 @@ pub async fn find_key(
         .await
 }
 
-/// Whether the key with this id exists and is not revoked.
+/// Why a stored key may not be used, if it may not.
+pub fn refusal(key: &api_key::Model, now: DateTime<Utc>) -> Option<&'static str> {
+    if key.revoked_at.is_some() {
+        Some("this API key has been revoked")
+    } else if key.expires_at.is_some_and(|at| at <= now) {
+        Some("this API key has expired")
+    } else {
+        None
+    }
+}
+
+/// Whether the key with this id exists, is not revoked and has not expired.
 ///
 /// # Errors
 /// The database error.
@@ -35,7 +46,65 @@ pub async fn key_active(db: &impl ConnectionTrait, key_id: i64) -> Result<bool, 
     Ok(api_key::Entity::find_by_id(key_id)
         .one(db)
         .await?
-        .is_some_and(|k| k.revoked_at.is_none()))
+        .is_some_and(|k| refusal(&k, Utc::now()).is_none()))
+}
+
+/// Records that the key authenticated a request at `now`, at most once a minute per key (one
+/// write per key per minute, not one per request).
+///
+/// # Errors
+/// The database error.
+pub async fn touch(
+    db: &impl ConnectionTrait,
+    key: &api_key::Model,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if key
+        .last_used_at
+        .is_some_and(|at| now - at < chrono::Duration::seconds(60))
+    {
+        return Ok(());
+    }
+    api_key::Entity::update_many()
+        .col_expr(
+            api_key::Column::LastUsedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(api_key::Column::Id.eq(key.id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// What an admin may change on a key: its name and its expiry (`Some(None)` removes it).
+#[derive(Debug, Default)]
+pub struct KeyChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New expiry.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Applies `changes` to the key. Returns the key, `None` when there is none.
+///
+/// # Errors
+/// The database error.
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: i64,
+    changes: KeyChanges,
+) -> Result<Option<api_key::Model>, DbErr> {
+    let Some(key) = get(db, id).await? else {
+        return Ok(None);
+    };
+    let mut active: api_key::ActiveModel = key.into();
+    if let Some(name) = changes.name {
+        active.name = Set(name);
+    }
+    if let Some(expires_at) = changes.expires_at {
+        active.expires_at = Set(expires_at);
+    }
+    active.update(db).await.map(Some)
 }
 
 /// Stores a key for `secret`.
@@ -58,19 +127,34 @@ pub async fn create_key(
         user_id: Set(user_id.to_owned()),
         created_at: Set(Utc::now()),
         revoked_at: Set(None),
+        expires_at: Set(None),
+        last_used_at: Set(None),
         ..Default::default()
     }
     .insert(db)
     .await
 }
 
-/// Every key, by id.
+/// Up to `limit` keys with ids after `after`, by id, optionally only `city`'s.
 ///
 /// # Errors
 /// The database error.
-pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<api_key::Model>, DbErr> {
-    api_key::Entity::find()
+pub async fn page(
+    db: &impl ConnectionTrait,
+    city: Option<i64>,
+    after: Option<i64>,
+    limit: u64,
+) -> Result<Vec<api_key::Model>, DbErr> {
+    let mut query = api_key::Entity::find();
+    if let Some(city) = city {
+        query = query.filter(api_key::Column::CityId.eq(city));
+    }
+    if let Some(after) = after {
+        query = query.filter(api_key::Column::Id.gt(after));
+    }
+    query
         .order_by_asc(api_key::Column::Id)
+        .limit(limit)
         .all(db)
         .await
 }

@@ -122,7 +122,21 @@ pub async fn find_by_mediamtx_path(
         .await
 }
 
-/// Every camera that has a MediaMTX folder, by id (what index sync scans).
+/// Every enabled camera that has a MediaMTX folder, by id: what index sync scans (a disabled
+/// camera's new segments are not registered).
+///
+/// # Errors
+/// The database error.
+pub async fn enabled_with_folder(db: &impl ConnectionTrait) -> Result<Vec<camera::Model>, DbErr> {
+    camera::Entity::find()
+        .filter(camera::Column::MediamtxPath.is_not_null())
+        .filter(camera::Column::Enabled.eq(true))
+        .order_by_asc(camera::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Every camera that has a MediaMTX folder, by id.
 ///
 /// # Errors
 /// The database error.
@@ -132,23 +146,6 @@ pub async fn with_folder(db: &impl ConnectionTrait) -> Result<Vec<camera::Model>
         .order_by_asc(camera::Column::Id)
         .all(db)
         .await
-}
-
-/// Cameras a key may list: of `scope` (a city key's city; `None` for admin keys), further
-/// restricted to `city` when asked, by id.
-///
-/// # Errors
-/// The database error.
-pub async fn list_visible(
-    db: &impl ConnectionTrait,
-    scope: Option<i64>,
-    city: Option<i64>,
-) -> Result<Vec<camera::Model>, DbErr> {
-    let mut query = camera::Entity::find();
-    for id in [scope, city].into_iter().flatten() {
-        query = query.filter(camera::Column::CityId.eq(id));
-    }
-    query.order_by_asc(camera::Column::Id).all(db).await
 }
 
 /// How many of `ids` (deduplicated) are cameras of `city_id`.
@@ -165,5 +162,118 @@ pub async fn count_in_city(
         .filter(camera::Column::CityId.eq(city_id))
         .filter(camera::Column::Id.is_in(ids.iter().copied()))
         .count(db)
+        .await
+}
+
+/// What an admin may change on a camera. `None`: unchanged; `Some(None)` clears an optional field.
+#[derive(Debug, Clone, Default)]
+pub struct CameraChanges {
+    /// New name (unique in the city).
+    pub name: Option<String>,
+    /// Where it points.
+    pub location: Option<Option<String>>,
+    /// WGS84 latitude.
+    pub latitude: Option<Option<f64>>,
+    /// WGS84 longitude.
+    pub longitude: Option<Option<f64>>,
+    /// MediaMTX folder (unique across every database).
+    pub mediamtx_path: Option<Option<String>>,
+    /// Whether new searches and index sync use the camera.
+    pub enabled: Option<bool>,
+}
+
+/// Applies `changes` to `camera` in its city's database; a new MediaMTX folder is claimed in the
+/// `control` database's directory first (and given back when the camera's row cannot be written).
+///
+/// # Errors
+/// The database error; a duplicate name or folder is a unique violation.
+pub async fn update(
+    control: &impl ConnectionTrait,
+    db: &impl ConnectionTrait,
+    camera: camera::Model,
+    changes: CameraChanges,
+) -> Result<camera::Model, DbErr> {
+    let (id, old_path) = (camera.id, camera.mediamtx_path.clone());
+    let new_path = changes.mediamtx_path.clone().filter(|p| *p != old_path);
+    if let Some(path) = &new_path {
+        super::directory::set_camera_path(control, id, path.as_deref()).await?;
+    }
+    let mut row: camera::ActiveModel = camera.into();
+    if let Some(v) = changes.name {
+        row.name = Set(v);
+    }
+    if let Some(v) = changes.location {
+        row.location = Set(v);
+    }
+    if let Some(v) = changes.latitude {
+        row.latitude = Set(v);
+    }
+    if let Some(v) = changes.longitude {
+        row.longitude = Set(v);
+    }
+    if let Some(v) = new_path.clone() {
+        row.mediamtx_path = Set(v);
+    }
+    if let Some(v) = changes.enabled {
+        row.enabled = Set(v);
+    }
+    let updated = row.update(db).await;
+    if updated.is_err() && new_path.is_some() {
+        super::directory::set_camera_path(control, id, old_path.as_deref())
+            .await
+            .ok();
+    }
+    updated
+}
+
+/// How many recordings the camera has.
+///
+/// # Errors
+/// The database error.
+pub async fn recording_count(db: &impl ConnectionTrait, id: i64) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    entity::recording::Entity::find()
+        .filter(entity::recording::Column::CameraId.eq(id))
+        .count(db)
+        .await
+}
+
+/// Deletes a camera's row from its city's database, then its id from the `control` directory.
+///
+/// # Errors
+/// The database error.
+pub async fn delete(
+    control: &impl ConnectionTrait,
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<(), DbErr> {
+    camera::Entity::delete_by_id(id).exec(db).await?;
+    super::directory::release_camera(control, id).await
+}
+
+/// Up to `limit` cameras a key may list — of `scope` (a city key's city; `None` for admin keys),
+/// further restricted to `city` when asked — with ids after `after`, by id.
+///
+/// # Errors
+/// The database error.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    scope: Option<i64>,
+    city: Option<i64>,
+    after: Option<i64>,
+    limit: u64,
+) -> Result<Vec<camera::Model>, DbErr> {
+    use sea_orm::QuerySelect;
+    let mut query = camera::Entity::find();
+    for id in [scope, city].into_iter().flatten() {
+        query = query.filter(camera::Column::CityId.eq(id));
+    }
+    if let Some(after) = after {
+        query = query.filter(camera::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(camera::Column::Id)
+        .limit(limit)
+        .all(db)
         .await
 }

@@ -192,3 +192,96 @@ pub async fn mirror(city_db: &impl ConnectionTrait, city: &city::Model) -> Resul
 pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
     city::Entity::delete_by_id(id).exec(db).await.map(drop)
 }
+
+/// What an admin may change on a city. `None`: unchanged; for the optional limits `Some(None)`
+/// removes the city's own value (the installation's default applies again).
+#[derive(Debug, Clone, Default)]
+pub struct CityChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New IANA time zone.
+    pub timezone: Option<String>,
+    /// New retention, days.
+    pub recording_retention_days: Option<i32>,
+    /// Storage cap, bytes.
+    pub max_storage_bytes: Option<Option<i64>>,
+    /// Recordings per search.
+    pub max_search_recordings: Option<Option<i64>>,
+    /// Frames per search.
+    pub max_search_frames: Option<Option<i64>>,
+    /// Searches pending or processing at once.
+    pub max_searches_in_flight: Option<Option<i32>>,
+    /// Detector calls per UTC day.
+    pub daily_detector_calls: Option<Option<i64>>,
+    /// Snapshot bytes.
+    pub max_snapshot_bytes: Option<Option<i64>>,
+}
+
+/// Applies `changes` to `city` in the control database and returns the updated row (the caller
+/// mirrors it into the city's own database, if it has one).
+///
+/// # Errors
+/// The database error; a duplicate name is a unique violation.
+pub async fn update(
+    db: &impl ConnectionTrait,
+    city: city::Model,
+    changes: CityChanges,
+) -> Result<city::Model, DbErr> {
+    let mut row: city::ActiveModel = city.into();
+    if let Some(v) = changes.name {
+        row.name = Set(v);
+    }
+    if let Some(v) = changes.timezone {
+        row.timezone = Set(v);
+    }
+    if let Some(v) = changes.recording_retention_days {
+        row.recording_retention_days = Set(v);
+    }
+    if let Some(v) = changes.max_storage_bytes {
+        row.max_storage_bytes = Set(v);
+    }
+    if let Some(v) = changes.max_search_recordings {
+        row.max_search_recordings = Set(v);
+    }
+    if let Some(v) = changes.max_search_frames {
+        row.max_search_frames = Set(v);
+    }
+    if let Some(v) = changes.max_searches_in_flight {
+        row.max_searches_in_flight = Set(v);
+    }
+    if let Some(v) = changes.daily_detector_calls {
+        row.daily_detector_calls = Set(v);
+    }
+    if let Some(v) = changes.max_snapshot_bytes {
+        row.max_snapshot_bytes = Set(v);
+    }
+    row.update(db).await
+}
+
+/// What still holds a city: (cameras, searches) in its data database and active API keys in the
+/// control database. A city is deleted only when all three are zero.
+///
+/// # Errors
+/// The database error.
+pub async fn holdings(
+    control: &impl ConnectionTrait,
+    data: &impl ConnectionTrait,
+    id: i64,
+) -> Result<(u64, u64, u64), DbErr> {
+    use entity::{api_key, camera, vehicle_search};
+    use sea_orm::PaginatorTrait;
+    let cameras = camera::Entity::find()
+        .filter(camera::Column::CityId.eq(id))
+        .count(data)
+        .await?;
+    let searches = vehicle_search::Entity::find()
+        .filter(vehicle_search::Column::CityId.eq(id))
+        .count(data)
+        .await?;
+    let keys = api_key::Entity::find()
+        .filter(api_key::Column::CityId.eq(id))
+        .filter(api_key::Column::RevokedAt.is_null())
+        .count(control)
+        .await?;
+    Ok((cameras, searches, keys))
+}

@@ -3,7 +3,9 @@
 //! across every city database, and an id alone is enough to find the database that holds it.
 
 use entity::{camera_directory, search_directory};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+};
 
 /// Allocates a search id for `city_id`.
 ///
@@ -78,6 +80,27 @@ pub async fn release_search(control: &impl ConnectionTrait, id: i64) -> Result<(
 /// The database error.
 pub async fn release_camera(control: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
     camera_directory::Entity::delete_by_id(id)
+        .exec(control)
+        .await
+        .map(drop)
+}
+
+/// Moves camera `id`'s MediaMTX folder in the directory (where folders are unique across every
+/// database).
+///
+/// # Errors
+/// The database error; a folder another camera has is a unique violation.
+pub async fn set_camera_path(
+    control: &impl ConnectionTrait,
+    id: i64,
+    mediamtx_path: Option<&str>,
+) -> Result<(), DbErr> {
+    camera_directory::Entity::update_many()
+        .col_expr(
+            camera_directory::Column::MediamtxPath,
+            sea_orm::sea_query::Expr::value(mediamtx_path.map(str::to_owned)),
+        )
+        .filter(camera_directory::Column::Id.eq(id))
         .exec(control)
         .await
         .map(drop)

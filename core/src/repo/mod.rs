@@ -14,12 +14,14 @@
 //! - [`points`]: trajectory points, inserted idempotently.
 //! - [`frames`]: the frame-analysis cache.
 //! - [`usage`]: detector calls per city and day (the daily budget).
+//! - [`idempotency`]: the `Idempotency-Key`s of search requests.
 
 pub mod api_keys;
 pub mod cameras;
 pub mod cities;
 pub mod directory;
 pub mod frames;
+pub mod idempotency;
 pub mod points;
 pub mod recordings;
 pub mod searches;

@@ -126,7 +126,39 @@ pub async fn overlapping(
     overlapping_query(city_id, window, camera_ids).all(db).await
 }
 
-/// `(id, started_at, ended_at)` of the same recordings: what estimating needs, without the rows.
+/// Restricts a recording query to enabled cameras: what a new search plans and estimates (a
+/// disabled camera's recordings stay listed and stored, but are not searched).
+fn of_enabled_cameras(
+    query: sea_orm::Select<recording::Entity>,
+) -> sea_orm::Select<recording::Entity> {
+    query.filter(
+        recording::Column::CameraId.in_subquery(
+            sea_orm::sea_query::Query::select()
+                .column(entity::camera::Column::Id)
+                .from(entity::camera::Entity)
+                .and_where(entity::camera::Column::Enabled.eq(true))
+                .to_owned(),
+        ),
+    )
+}
+
+/// The recordings a new search covers: those of [`overlapping`] whose camera is enabled.
+///
+/// # Errors
+/// The database error.
+pub async fn searchable(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+    window: &TimeRange,
+    camera_ids: Option<&[i64]>,
+) -> Result<Vec<recording::Model>, DbErr> {
+    of_enabled_cameras(overlapping_query(city_id, window, camera_ids))
+        .all(db)
+        .await
+}
+
+/// `(id, started_at, ended_at)` of the [`searchable`] recordings: what estimating needs, without
+/// the rows.
 ///
 /// # Errors
 /// The database error.
@@ -136,7 +168,7 @@ pub async fn overlapping_spans(
     window: &TimeRange,
     camera_ids: Option<&[i64]>,
 ) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>)>, DbErr> {
-    overlapping_query(city_id, window, camera_ids)
+    of_enabled_cameras(overlapping_query(city_id, window, camera_ids))
         .select_only()
         .column(recording::Column::Id)
         .column(recording::Column::StartedAt)
@@ -324,6 +356,97 @@ pub async fn by_ids(
     }
     recording::Entity::find()
         .filter(recording::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await
+}
+
+/// What holds a recording against deletion or change: tasks of searches still pending or
+/// processing, and stored sightings (evidence) of any search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holders {
+    /// Searches in flight with a task on it.
+    pub searches_in_flight: u64,
+    /// Sightings stored on it.
+    pub sightings: u64,
+}
+
+/// What holds recording `id`.
+///
+/// # Errors
+/// The database error.
+pub async fn holders(db: &impl ConnectionTrait, id: i64) -> Result<Holders, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let searches_in_flight = search_task::Entity::find()
+        .join(
+            JoinType::InnerJoin,
+            search_task::Relation::VehicleSearch.def(),
+        )
+        .filter(search_task::Column::RecordingId.eq(id))
+        .filter(vehicle_search::Column::Status.is_in([
+            SearchStatus::Pending.as_str(),
+            SearchStatus::Processing.as_str(),
+        ]))
+        .count(db)
+        .await?;
+    let sightings = trajectory_point::Entity::find()
+        .filter(trajectory_point::Column::RecordingId.eq(id))
+        .count(db)
+        .await?;
+    Ok(Holders {
+        searches_in_flight,
+        sightings,
+    })
+}
+
+/// Corrects a recording's wall-clock span.
+///
+/// # Errors
+/// The database error; a start another recording of the camera has is a unique violation.
+pub async fn set_span(
+    db: &impl ConnectionTrait,
+    recording: recording::Model,
+    span: &TimeRange,
+) -> Result<recording::Model, DbErr> {
+    use sea_orm::ActiveModelTrait;
+    let mut row: recording::ActiveModel = recording.into();
+    row.started_at = Set(span.start());
+    row.ended_at = Set(span.end());
+    row.update(db).await
+}
+
+/// Up to `limit` of a camera's recordings in (start, id) order after `after`, optionally only
+/// those overlapping `window`.
+///
+/// # Errors
+/// The database error.
+pub async fn camera_page(
+    db: &impl ConnectionTrait,
+    camera_id: i64,
+    window: Option<&TimeRange>,
+    after: Option<(DateTime<Utc>, i64)>,
+    limit: u64,
+) -> Result<Vec<recording::Model>, DbErr> {
+    let mut query = recording::Entity::find().filter(recording::Column::CameraId.eq(camera_id));
+    if let Some(window) = window {
+        query = query
+            .filter(recording::Column::StartedAt.lt(window.end()))
+            .filter(recording::Column::EndedAt.gt(window.start()));
+    }
+    if let Some((started, id)) = after {
+        query = query.filter(
+            Condition::any()
+                .add(recording::Column::StartedAt.gt(started))
+                .add(
+                    Condition::all()
+                        .add(recording::Column::StartedAt.eq(started))
+                        .add(recording::Column::Id.gt(id)),
+                ),
+        );
+    }
+    query
+        .order_by_asc(recording::Column::StartedAt)
+        .order_by_asc(recording::Column::Id)
+        .limit(limit)
         .all(db)
         .await
 }

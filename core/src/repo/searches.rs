@@ -279,9 +279,14 @@ pub struct SearchFilter {
     pub created_after: Option<chrono::DateTime<Utc>>,
     /// Created before.
     pub created_before: Option<chrono::DateTime<Utc>>,
+    /// Whose plate pattern contains this text (upper case).
+    pub plate: Option<String>,
+    /// Only this user's.
+    pub user_id: Option<String>,
 }
 
-/// A page of the searches matching `filter`, newest first, and how many match in all.
+/// Up to `limit` of the searches matching `filter`, newest first, starting after `before` (the
+/// previous page's last `(created_at, id)`), and how many match in all.
 ///
 /// # Errors
 /// The database error.
@@ -289,9 +294,9 @@ pub async fn list(
     db: &impl ConnectionTrait,
     filter: &SearchFilter,
     limit: u64,
-    offset: u64,
+    before: Option<(chrono::DateTime<Utc>, i64)>,
 ) -> Result<(u64, Vec<vehicle_search::Model>), DbErr> {
-    use sea_orm::{PaginatorTrait, QuerySelect};
+    use sea_orm::{Condition, PaginatorTrait, QuerySelect};
     let mut query = vehicle_search::Entity::find();
     if let Some(city) = filter.city {
         query = query.filter(vehicle_search::Column::CityId.eq(city));
@@ -305,12 +310,28 @@ pub async fn list(
     if let Some(before) = filter.created_before {
         query = query.filter(vehicle_search::Column::CreatedAt.lt(before));
     }
+    if let Some(plate) = &filter.plate {
+        query = query.filter(vehicle_search::Column::Plate.contains(plate));
+    }
+    if let Some(user) = &filter.user_id {
+        query = query.filter(vehicle_search::Column::UserId.eq(user.as_str()));
+    }
     let total = query.clone().count(db).await?;
+    if let Some((at, id)) = before {
+        query = query.filter(
+            Condition::any()
+                .add(vehicle_search::Column::CreatedAt.lt(at))
+                .add(
+                    Condition::all()
+                        .add(vehicle_search::Column::CreatedAt.eq(at))
+                        .add(vehicle_search::Column::Id.lt(id)),
+                ),
+        );
+    }
     let items = query
         .order_by_desc(vehicle_search::Column::CreatedAt)
         .order_by_desc(vehicle_search::Column::Id)
         .limit(limit)
-        .offset(offset)
         .all(db)
         .await?;
     Ok((total, items))
