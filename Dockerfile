@@ -16,10 +16,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-      -p sentinela-api -p sentinela-worker -p sentinela-scheduler -p migration \
+      -p sentinela-api -p sentinela-worker -p sentinela-scheduler -p migration -p sentinela-cli \
  && mkdir -p /out \
  && cp target/release/sentinela-api target/release/sentinela-worker \
-       target/release/sentinela-scheduler target/release/migration /out/
+       target/release/sentinela-scheduler target/release/migration target/release/sentinela /out/
 
 FROM debian:bookworm-slim AS runtime
 COPY deps/apt-runtime.txt /tmp/apt-runtime.txt

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use sentinela_api::{Application, Mode, auth};
-use sentinela_core::repo::{cameras, cities, recordings};
+use sentinela_core::repo::{cameras, recordings};
 use sentinela_core::settings::Settings;
 use sentinela_testkit::{KillOnDrop, TestDb, workspace_binary};
 use serde_json::{Value, json};
@@ -72,56 +72,6 @@ fn settings(test: &TestDb, redis: Option<&str>, dir: &Path) -> Settings {
     Settings::from_sources(None, &env).unwrap()
 }
 
-/// Two cities; city A has a camera with two one-minute recordings, the bus crossing the second.
-async fn fixtures(test: &TestDb, dir: &Path) -> (i64, i64, i64) {
-    let new_city = |name: &str| cities::NewCity {
-        name: name.into(),
-        timezone: "America/Sao_Paulo".into(),
-        recording_retention_days: 30,
-        max_storage_bytes: None,
-        database_url: None,
-    };
-    let a = cities::create(&test.db, new_city("Cidade A"))
-        .await
-        .unwrap();
-    let b = cities::create(&test.db, new_city("Cidade B"))
-        .await
-        .unwrap();
-    let cam = cameras::create(
-        &test.db,
-        &test.db,
-        cameras::NewCamera {
-            city_id: a.id,
-            name: "cam-a".into(),
-            location: Some("Av. A".into()),
-            latitude: Some(-23.5),
-            longitude: Some(-46.6),
-            mediamtx_path: None,
-        },
-    )
-    .await
-    .unwrap();
-    sentinela_testkit::render_bus_pair(dir, 6.0, 2.0);
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
-    for (i, file) in ["empty.mp4", "bus.mp4"].iter().enumerate() {
-        let start = t0 + Span::seconds(6 * i as i64);
-        recordings::register(
-            &test.db,
-            recordings::NewRecording {
-                camera_id: cam.id,
-                city_id: a.id,
-                file_path: file.to_string(),
-                started_at: start,
-                ended_at: start + Span::seconds(6),
-                size_bytes: 1,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    (a.id, b.id, cam.id)
-}
-
 /// `redis`: `None` for the embedded mode (SQLite + in-process workers), else PostgreSQL + Redis
 /// with a separate `sentinela-worker` process.
 async fn spawn_app(redis: Option<&str>) -> TestApp {
@@ -131,7 +81,11 @@ async fn spawn_app(redis: Option<&str>) -> TestApp {
         Some(_) => TestDb::postgres().await,
     };
     let settings = settings(&test, redis, dir.path());
-    let (city_a, city_b, camera_a) = fixtures(&test, dir.path()).await;
+    let sentinela_testkit::BusCities {
+        city_a,
+        city_b,
+        camera_a,
+    } = sentinela_testkit::bus_cities(&test.db, dir.path()).await;
     let key_a = "snt_test_city_a".to_owned();
     let key_b = "snt_test_city_b".to_owned();
     auth::create_key(&test.db, &key_a, "a", "operator-a", Some(city_a))
@@ -2071,5 +2025,44 @@ async fn administration_changes_and_removes_what_it_created() {
         4,
         "admin, two city keys and the new one: {ids:?}"
     );
+
+    // The queue as the databases see it: a search whose two tasks wait (nothing queued them).
+    let waiting = pending_search(&app, 1).await;
+    let (_, recs) = app
+        .call(
+            "GET",
+            &format!("/api/v1/recordings?camera_id={}", app.camera_a),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    let tasks: Vec<_> = recs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| sentinela_core::repo::tasks::NewTask {
+            recording_id: r["id"].as_i64().unwrap(),
+            window: sentinela_core::domain::TimeRange::new(t0, t0 + Span::seconds(6)).unwrap(),
+        })
+        .collect();
+    sentinela_core::repo::tasks::create_for_search(&app.test.db, waiting.id, &tasks)
+        .await
+        .unwrap();
+    let (status, stats) = app
+        .call("GET", "/api/v1/admin/queue", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["queues"].as_array().map(Vec::len), Some(3), "{stats}");
+    assert_eq!(
+        stats["cities"],
+        json!([{"city_id": app.city_a, "pending": tasks.len(), "processing": 0, "oldest_at": stats["oldest_at"]}]),
+        "{stats}"
+    );
+    assert!(stats["oldest_at"].is_string(), "{stats}");
+    let (status, _) = app
+        .call("GET", "/api/v1/admin/queue", Some(&app.key_a), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     app.finish().await;
 }

@@ -67,18 +67,80 @@ pub async fn run(
         return Ok(report);
     };
     for city in cities {
-        city_retention(db, &root, city, now, &mut report).await?;
+        city_retention(db, &root, city, now, &mut report, None).await?;
     }
     Ok(report)
 }
 
+/// A recording retention would delete, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doomed {
+    /// The recording.
+    pub recording: recording::Model,
+    /// `age` (older than the city's retention) or `storage_cap` (the oldest while the city is
+    /// over its cap).
+    pub reason: &'static str,
+}
+
+/// What [`run`] would do at `now`, doing nothing: the recordings it would delete (in the order
+/// it would) and its report with the counts it would give (`files_deleted`, `files_missing` and
+/// `file_errors` stay zero: no file is touched).
+///
+/// # Errors
+/// Database errors.
+pub async fn preview(
+    db: &DatabaseConnection,
+    cities: &[entity::city::Model],
+    recordings_dir: &Path,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Report, Vec<Doomed>)> {
+    let mut report = Report::new(
+        PeriodicJob::Retention,
+        &[
+            "recordings_deleted",
+            "bytes_freed",
+            "kept_in_use",
+            "kept_evidence",
+            "over_cap_bytes",
+        ],
+    );
+    let mut doomed = Vec::new();
+    let root = Root::open_if_exists(recordings_dir).ok().flatten();
+    for city in cities {
+        city_retention(db, root.as_ref(), city, now, &mut report, Some(&mut doomed)).await?;
+    }
+    Ok((report, doomed))
+}
+
+/// One city's retention; with `preview`, nothing is deleted and what would be is pushed there
+/// instead (and `root` is not needed).
 async fn city_retention(
     db: &DatabaseConnection,
-    root: &Root,
+    root: impl Into<Option<&Root>>,
     city: &city::Model,
     now: DateTime<Utc>,
     report: &mut Report,
+    mut preview: Option<&mut Vec<Doomed>>,
 ) -> anyhow::Result<()> {
+    let root: Option<&Root> = root.into();
+    // Deletes `r` (or, previewing, records it); whether it is gone.
+    macro_rules! remove {
+        ($r:expr, $reason:expr) => {
+            match (preview.as_deref_mut(), root) {
+                (Some(doomed), _) => {
+                    report.add("recordings_deleted", 1);
+                    report.add("bytes_freed", $r.size_bytes.max(0) as u64);
+                    doomed.push(Doomed {
+                        recording: $r.clone(),
+                        reason: $reason,
+                    });
+                    true
+                }
+                (None, Some(root)) => delete(db, root, $r, report).await?,
+                (None, None) => false,
+            }
+        };
+    }
     let (in_use, evidence) = recordings::locked_for_retention(db, city.id).await?;
     let mut kept: HashSet<i64> = HashSet::new();
     // Recordings whose file could not be deleted in this run: not tried twice.
@@ -99,6 +161,10 @@ async fn city_retention(
         lock.is_some()
     };
 
+    // Recordings the age pass removed (or, previewing, would remove), and their bytes.
+    let mut gone: HashSet<i64> = HashSet::new();
+    let mut gone_bytes = 0i64;
+
     // Age: everything that ended before the cut-off.
     if city.recording_retention_days > 0 {
         let cutoff = now - Duration::days(i64::from(city.recording_retention_days));
@@ -108,7 +174,13 @@ async fn city_retention(
             let Some(last) = page.last() else { break };
             after = Some((last.started_at, last.id));
             for r in &page {
-                if !keep(r, report) && !delete(db, root, r, report).await? {
+                if keep(r, report) {
+                    continue;
+                }
+                if remove!(r, "age") {
+                    gone.insert(r.id);
+                    gone_bytes += r.size_bytes;
+                } else {
                     failed.insert(r.id);
                 }
             }
@@ -117,7 +189,9 @@ async fn city_retention(
 
     // Cap: the oldest first until the city's recordings fit.
     if let Some(cap) = city.max_storage_bytes {
-        let mut total = recordings::stored_bytes(db, city.id).await?;
+        // (Previewing, the rows the age pass would have deleted are still there: not counted.)
+        let mut total = recordings::stored_bytes(db, city.id).await?
+            - if preview.is_some() { gone_bytes } else { 0 };
         let mut after: Option<(DateTime<Utc>, i64)> = None;
         'pages: while total > cap {
             let page = recordings::oldest_page(db, city.id, None, after, PAGE).await?;
@@ -127,10 +201,10 @@ async fn city_retention(
                 if total <= cap {
                     break 'pages;
                 }
-                if keep(r, report) || failed.contains(&r.id) {
+                if keep(r, report) || failed.contains(&r.id) || gone.contains(&r.id) {
                     continue;
                 }
-                if delete(db, root, r, report).await? {
+                if remove!(r, "storage_cap") {
                     total -= r.size_bytes;
                 } else {
                     failed.insert(r.id);

@@ -36,6 +36,76 @@ pub fn redis_db(index: u8) -> String {
     url
 }
 
+/// What [`bus_cities`] creates.
+#[derive(Debug, Clone, Copy)]
+pub struct BusCities {
+    /// "Cidade A", with the camera.
+    pub city_a: i64,
+    /// "Cidade B", empty.
+    pub city_b: i64,
+    /// City A's camera `cam-a` (at Av. A, -23.5, -46.6), with two six-second recordings from
+    /// 2026-11-29 11:00:00 UTC: `empty.mp4`, then `bus.mp4`, where the red bus is in view from
+    /// 2 s on.
+    pub camera_a: i64,
+}
+
+/// Two cities in the shared database `db`; city A has one camera whose two recordings (rendered
+/// into `dir`, see [`render_bus_pair`]) show the red bus in the second.
+///
+/// # Panics
+/// On a database error or when the recordings cannot be rendered.
+pub async fn bus_cities(db: &DatabaseConnection, dir: &std::path::Path) -> BusCities {
+    use sentinela_core::repo::{cameras, cities, recordings};
+    let new_city = |name: &str| cities::NewCity {
+        name: name.into(),
+        timezone: "America/Sao_Paulo".into(),
+        recording_retention_days: 30,
+        max_storage_bytes: None,
+        database_url: None,
+    };
+    let a = cities::create(db, new_city("Cidade A")).await.unwrap();
+    let b = cities::create(db, new_city("Cidade B")).await.unwrap();
+    let cam = cameras::create(
+        db,
+        db,
+        cameras::NewCamera {
+            city_id: a.id,
+            name: "cam-a".into(),
+            location: Some("Av. A".into()),
+            latitude: Some(-23.5),
+            longitude: Some(-46.6),
+            mediamtx_path: None,
+        },
+    )
+    .await
+    .unwrap();
+    render_bus_pair(dir, 6.0, 2.0);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-29T11:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    for (i, file) in ["empty.mp4", "bus.mp4"].iter().enumerate() {
+        let start = t0 + chrono::Duration::seconds(6 * i as i64);
+        recordings::register(
+            db,
+            recordings::NewRecording {
+                camera_id: cam.id,
+                city_id: a.id,
+                file_path: (*file).to_owned(),
+                started_at: start,
+                ended_at: start + chrono::Duration::seconds(6),
+                size_bytes: 1,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    BusCities {
+        city_a: a.id,
+        city_b: b.id,
+        camera_a: cam.id,
+    }
+}
+
 /// Renders two small 416x320 10 fps recordings into `dir`: `bus.mp4`, where the red bus (the
 /// real photo) stands in view from `bus_from_s` to the end, and `empty.mp4`, the same street
 /// without it. Returns `(bus, empty)`.

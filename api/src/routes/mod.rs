@@ -1,5 +1,6 @@
 //! One module per resource, each with its own `#[OpenApi]` impl; [`api`] composes them.
 
+pub mod admin;
 pub mod api_keys;
 pub mod cameras;
 pub mod cities;
@@ -111,6 +112,7 @@ pub fn api() -> (
     cameras::CamerasApi,
     recordings::RecordingsApi,
     api_keys::ApiKeysApi,
+    admin::AdminApi,
     health::HealthApi,
 ) {
     (
@@ -120,6 +122,7 @@ pub fn api() -> (
         cameras::CamerasApi,
         recordings::RecordingsApi,
         api_keys::ApiKeysApi,
+        admin::AdminApi,
         health::HealthApi,
     )
 }

@@ -469,3 +469,61 @@ pub async fn retry_failed(db: &DatabaseConnection, search_id: i64) -> Result<u64
     txn.commit().await?;
     Ok(reset)
 }
+
+/// One city's unfinished tasks in one status: how many, and since when the oldest waits (its
+/// `enqueued_at`, or its creation when it was never queued).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CityBacklog {
+    /// The city.
+    pub city_id: i64,
+    /// `pending` or `processing`.
+    pub status: TaskStatus,
+    /// How many.
+    pub tasks: i64,
+    /// When the oldest of them was queued (or created).
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// The unfinished tasks (pending, processing) per city and status in `db`: the job queue's
+/// backlog as the database knows it (each task is one analysis job).
+///
+/// # Errors
+/// The database error.
+pub async fn backlog_by_city(db: &impl ConnectionTrait) -> Result<Vec<CityBacklog>, DbErr> {
+    use sea_orm::{JoinType, QuerySelect, RelationTrait};
+    // (city, status, tasks, oldest enqueued_at, oldest created_at)
+    type Row = (
+        i64,
+        TaskStatus,
+        i64,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Row> = search_task::Entity::find()
+        .select_only()
+        .column(vehicle_search::Column::CityId)
+        .column(search_task::Column::Status)
+        .column_as(search_task::Column::Id.count(), "tasks")
+        .column_as(search_task::Column::EnqueuedAt.min(), "oldest_enqueued")
+        .column_as(search_task::Column::CreatedAt.min(), "oldest_created")
+        .join(
+            JoinType::InnerJoin,
+            search_task::Relation::VehicleSearch.def(),
+        )
+        .filter(search_task::Column::Status.is_in([TaskStatus::Pending, TaskStatus::Processing]))
+        .group_by(vehicle_search::Column::CityId)
+        .group_by(search_task::Column::Status)
+        .order_by_asc(vehicle_search::Column::CityId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(city_id, status, tasks, enqueued, created)| CityBacklog {
+            city_id,
+            status,
+            tasks,
+            oldest: enqueued.or(created),
+        })
+        .collect())
+}
