@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the README's run command the way a newcomer uses it: starts `scripts/run.sh` in a scratch
 # copy of the working tree, waits for the demo banner, opens Swagger UI, then runs the printed
-# search commands and expects a trajectory with the red bus.
+# search commands and expects a trajectory with the red bus. Then an integrator's way: a client
+# generated from the committed docs/openapi.json (openapi-python-client) runs the same search.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,3 +43,11 @@ cams = [c["camera_name"] for c in t["cameras_visited"]]
 assert len(cams) == 3, cams
 print(f"run command OK: {len(points)} sightings of the red bus across {cams}")
 '
+
+# The same search through a generated client: the key and the body the banner printed.
+key=$(grep -o "Bearer [^']*" run.out | head -n 1 | cut -d' ' -f2)
+body=$(python3 -c "import re,sys; print(re.search(r\"-d '(\\{.*\\})'\", open('run.out').read()).group(1))")
+openapi-python-client generate --path docs/openapi.json --meta none \
+  --output-path "$work/gen/sentinela_client" > "$work/gen.log" 2>&1 \
+  || { cat "$work/gen.log" >&2; exit 1; }
+timeout 300 python3 scripts/generated_client.py "$work/gen" "http://127.0.0.1:$port" "$key" "$body"

@@ -215,7 +215,44 @@ pub fn openapi_document() -> String {
     add_links(&mut doc);
     mark_nullable(&mut doc);
     describe_event_streams(&mut doc);
+    let enums: Vec<String> = doc["components"]["schemas"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, schema)| schema.get("enum").is_some())
+        .map(|(name, _)| format!("#/components/schemas/{name}"))
+        .collect();
+    plain_enum_refs(&mut doc, &enums);
     serde_json::to_string_pretty(&doc).unwrap_or(spec)
+}
+
+/// poem-openapi gives a described field of an enum type as `allOf: [{$ref}, {description}]`,
+/// which generators refuse ("cannot take allOf a non-object"); such a field becomes the plain
+/// `$ref` (the enum's own schema carries its description).
+fn plain_enum_refs(value: &mut serde_json::Value, enums: &[String]) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let enum_ref = map
+                .get("allOf")
+                .and_then(Value::as_array)
+                .and_then(|all| all.first())
+                .and_then(|first| first.get("$ref"))
+                .and_then(Value::as_str)
+                .filter(|r| enums.iter().any(|e| e == r))
+                .map(str::to_owned);
+            if let Some(r) = enum_ref {
+                map.clear();
+                map.insert("$ref".into(), Value::String(r));
+                return;
+            }
+            for v in map.values_mut() {
+                plain_enum_refs(v, enums);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| plain_enum_refs(v, enums)),
+        _ => {}
+    }
 }
 
 /// poem-openapi describes a `text/event-stream` answer as an array of its events, which no event
