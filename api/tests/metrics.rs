@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use secrecy::ExposeSecret;
-use sentinela_core::repo::{cameras, cities, recordings, searches};
+use sentinela_core::repo::{cameras, cities, searches};
 use sentinela_testkit::{KillOnDrop, TestDb, free_port, workspace_binary};
 
 const ADMIN: &str = "snt_metrics_admin_key";
@@ -198,24 +197,14 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
     .await
     .unwrap();
     sentinela_testkit::render_bus_pair(dir.path(), 6.0, 2.0);
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
     // The third file does not exist: its task fails for good (a failed job, not a retried one).
-    for (i, file) in ["empty.mp4", "bus.mp4", "missing.mp4"].iter().enumerate() {
-        let start = t0 + chrono::Duration::seconds(6 * i as i64);
-        recordings::register(
-            &test.db,
-            recordings::NewRecording {
-                camera_id: camera.id,
-                city_id: city.id,
-                file_path: (*file).to_owned(),
-                started_at: start,
-                ended_at: start + chrono::Duration::seconds(6),
-                size_bytes: 1,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    sentinela_testkit::register_clips(
+        &test.db,
+        city.id,
+        camera.id,
+        &["empty.mp4", "bus.mp4", "missing.mp4"],
+    )
+    .await;
 
     let (api_port, api_metrics_port, worker_port, scheduler_port) =
         (free_port(), free_port(), free_port(), free_port());

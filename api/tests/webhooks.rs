@@ -6,14 +6,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{Duration as Span, TimeZone, Utc};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
 use poem::{EndpointExt, Request, Route, Server, handler, post};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use sentinela_api::{Application, Mode};
-use sentinela_core::repo::{cameras, cities, recordings};
+use sentinela_core::repo::{cameras, cities};
 use sentinela_core::settings::Settings;
 use sentinela_testkit::{TestDb, free_port};
 use serde_json::{Value, json};
@@ -91,20 +90,7 @@ async fn a_finished_search_is_announced_once_signed_and_a_dead_receiver_is_given
     )
     .await
     .unwrap();
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
-    recordings::register(
-        &test.db,
-        recordings::NewRecording {
-            camera_id: camera.id,
-            city_id: city.id,
-            file_path: "bus.mp4".into(),
-            started_at: t0,
-            ended_at: t0 + Span::seconds(6),
-            size_bytes: 1,
-        },
-    )
-    .await
-    .unwrap();
+    sentinela_testkit::register_clips(&test.db, city.id, camera.id, &["bus.mp4"]).await;
     let _ = cities::get(&test.db, city.id).await.unwrap().unwrap();
 
     // The receiver.

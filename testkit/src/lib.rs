@@ -55,7 +55,7 @@ pub struct BusCities {
 /// # Panics
 /// On a database error or when the recordings cannot be rendered.
 pub async fn bus_cities(db: &DatabaseConnection, dir: &std::path::Path) -> BusCities {
-    use sentinela_core::repo::{cameras, cities, recordings};
+    use sentinela_core::repo::{cameras, cities};
     let new_city = |name: &str| cities::NewCity {
         name: name.into(),
         timezone: "America/Sao_Paulo".into(),
@@ -80,16 +80,31 @@ pub async fn bus_cities(db: &DatabaseConnection, dir: &std::path::Path) -> BusCi
     .await
     .unwrap();
     render_bus_pair(dir, 6.0, 2.0);
+    register_clips(db, a.id, cam.id, &["empty.mp4", "bus.mp4"]).await;
+    BusCities {
+        city_a: a.id,
+        city_b: b.id,
+        camera_a: cam.id,
+    }
+}
+
+/// Registers `files` (under `RECORDINGS_DIR`) as camera `camera_id`'s consecutive six-second
+/// recordings from 2026-11-29 11:00:00 UTC (the clips [`render_bus_pair`] renders).
+///
+/// # Panics
+/// On a database error.
+pub async fn register_clips(db: &DatabaseConnection, city_id: i64, camera_id: i64, files: &[&str]) {
+    use sentinela_core::repo::recordings;
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-29T11:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    for (i, file) in ["empty.mp4", "bus.mp4"].iter().enumerate() {
+    for (i, file) in files.iter().enumerate() {
         let start = t0 + chrono::Duration::seconds(6 * i as i64);
         recordings::register(
             db,
             recordings::NewRecording {
-                camera_id: cam.id,
-                city_id: a.id,
+                camera_id,
+                city_id,
                 file_path: (*file).to_owned(),
                 started_at: start,
                 ended_at: start + chrono::Duration::seconds(6),
@@ -98,11 +113,6 @@ pub async fn bus_cities(db: &DatabaseConnection, dir: &std::path::Path) -> BusCi
         )
         .await
         .unwrap();
-    }
-    BusCities {
-        city_a: a.id,
-        city_b: b.id,
-        camera_a: cam.id,
     }
 }
 

@@ -75,7 +75,7 @@ impl poem_openapi::types::Example for UpdateApiKey {
 
 /// An API key (never its secret).
 #[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct ApiKeyView {
     /// Id.
     pub id: i64,
@@ -109,6 +109,25 @@ impl From<api_key::Model> for ApiKeyView {
             expires_at: k.expires_at,
             last_used_at: k.last_used_at,
             revoked_at: k.revoked_at,
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ApiKeyView {
+    fn example() -> Self {
+        let created = DateTime::parse_from_rfc3339("2026-11-30T14:00:00-03:00")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        Self {
+            id: 12,
+            prefix: "snt_3f9a0c1b".into(),
+            name: "central de operações".into(),
+            user_id: "maria.silva".into(),
+            city_id: Some(1),
+            created_at: created,
+            expires_at: None,
+            last_used_at: Some(created + chrono::Duration::hours(3)),
+            revoked_at: None,
         }
     }
 }
@@ -216,11 +235,8 @@ impl ApiKeysApi {
         let limit = super::page_size(limit.0);
         let after = super::id_cursor(cursor.0.as_deref())?;
         let rows = api_keys::page(state.control(), city_id.0, after, limit).await?;
-        let next_cursor = super::next_cursor(&rows, limit, |k| k.id.to_string());
-        Ok(Json(ApiKeyPage {
-            items: rows.into_iter().map(Into::into).collect(),
-            next_cursor,
-        }))
+        let (items, next_cursor) = super::paged(rows, limit, |k| k.id.to_string());
+        Ok(Json(ApiKeyPage { items, next_cursor }))
     }
 
     /// One API key (admin).
@@ -232,10 +248,9 @@ impl ApiKeysApi {
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<ApiKeyView>, ApiError> {
         auth.0.require_admin()?;
-        match api_keys::get(state.control(), id.0).await? {
-            Some(key) => Ok(Json(key.into())),
-            None => Err(ApiError::not_found("API key", id.0)),
-        }
+        let key = api_keys::get(state.control(), id.0).await?;
+        key.map(|k| Json(k.into()))
+            .ok_or_else(|| ApiError::not_found("API key", id.0))
     }
 
     /// Rename an API key or set its expiry (admin).
@@ -261,10 +276,9 @@ impl ApiKeysApi {
             name: body.name.map(|n| n.trim().to_owned()),
             expires_at,
         };
-        match api_keys::update(state.control(), id.0, changes).await? {
-            Some(key) => Ok(Json(key.into())),
-            None => Err(ApiError::not_found("API key", id.0)),
-        }
+        let key = api_keys::update(state.control(), id.0, changes).await?;
+        key.map(|k| Json(k.into()))
+            .ok_or_else(|| ApiError::not_found("API key", id.0))
     }
 
     /// Revoke an API key (admin); it answers 401 from then on. Its row stays for the record.
@@ -280,10 +294,9 @@ impl ApiKeysApi {
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Deleted, ApiError> {
         auth.0.require_admin()?;
-        match api_keys::revoke(state.control(), id.0).await? {
-            Some(_) => Ok(Deleted::Deleted),
-            None => Err(ApiError::not_found("API key", id.0)),
-        }
+        let key = api_keys::revoke(state.control(), id.0).await?;
+        key.map(|_| Deleted::Deleted)
+            .ok_or_else(|| ApiError::not_found("API key", id.0))
     }
 
     /// Revoke an API key (admin), answering with the revoked key; the same as `DELETE`.
@@ -299,9 +312,8 @@ impl ApiKeysApi {
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<ApiKeyView>, ApiError> {
         auth.0.require_admin()?;
-        match api_keys::revoke(state.control(), id.0).await? {
-            Some(key) => Ok(Json(key.into())),
-            None => Err(ApiError::not_found("API key", id.0)),
-        }
+        let key = api_keys::revoke(state.control(), id.0).await?;
+        key.map(|k| Json(k.into()))
+            .ok_or_else(|| ApiError::not_found("API key", id.0))
     }
 }

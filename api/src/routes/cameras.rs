@@ -244,11 +244,8 @@ impl CamerasApi {
         }
         rows.sort_by_key(|c| c.id);
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_cursor = super::next_cursor(&rows, limit, |c| c.id.to_string());
-        Ok(Json(CameraPage {
-            items: rows.into_iter().map(Into::into).collect(),
-            next_cursor,
-        }))
+        let (items, next_cursor) = super::paged(rows, limit, |c| c.id.to_string());
+        Ok(Json(CameraPage { items, next_cursor }))
     }
 
     /// One camera.

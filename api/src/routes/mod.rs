@@ -104,6 +104,16 @@ pub(crate) fn next_cursor<T>(
         .flatten()
 }
 
+/// A page's rows as views, and the next page's cursor (see [`next_cursor`]).
+pub(crate) fn paged<T, V: From<T>>(
+    rows: Vec<T>,
+    limit: u64,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<V>, Option<String>) {
+    let next = next_cursor(&rows, limit, cursor);
+    (rows.into_iter().map(V::from).collect(), next)
+}
+
 /// Every API resource, for `OpenApiService::new`.
 pub fn api() -> (
     searches::SearchesApi,

@@ -26,7 +26,7 @@ enum Tag {
 
 /// A recording.
 #[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct RecordingView {
     /// Id.
     pub id: i64,
@@ -60,18 +60,60 @@ impl From<recording::Model> for RecordingView {
 
 /// A recording to register.
 #[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct RegisterRecording {
     /// Camera.
+    #[oai(validator(minimum(value = "1")))]
     pub camera_id: i64,
     /// File path relative to RECORDINGS_DIR (an absolute path must lie under it; it is stored
     /// relative). A city key may register only files under the camera's `mediamtx_path`.
     #[oai(validator(min_length = 1, max_length = 1024))]
     pub file_path: String,
-    /// First frame, RFC 3339.
-    pub started_at: String,
-    /// After the last frame, RFC 3339.
-    pub ended_at: String,
+    /// First frame, RFC 3339 with an offset.
+    pub started_at: DateTime<Utc>,
+    /// After the last frame, RFC 3339 with an offset, after `started_at`.
+    pub ended_at: DateTime<Utc>,
+}
+
+fn at(t: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(t)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+impl poem_openapi::types::Example for RegisterRecording {
+    fn example() -> Self {
+        Self {
+            camera_id: 7,
+            file_path: "cam_paulista_augusta/2026-11-29_08-00-00-000000.mp4".into(),
+            started_at: at("2026-11-29T08:00:00-03:00"),
+            ended_at: at("2026-11-29T08:01:00-03:00"),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for RecordingView {
+    fn example() -> Self {
+        let r = RegisterRecording::example();
+        Self {
+            id: 1234,
+            camera_id: r.camera_id,
+            city_id: 1,
+            file_path: r.file_path,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            size_bytes: 9_437_184,
+        }
+    }
+}
+
+impl poem_openapi::types::Example for UpdateRecording {
+    fn example() -> Self {
+        Self {
+            started_at: None,
+            ended_at: Some(at("2026-11-29T08:00:59-03:00")),
+        }
+    }
 }
 
 /// The one answer for a file that cannot be used, whether it is missing, not a regular file or
@@ -137,6 +179,7 @@ pub struct RecordingPage {
 
 /// A recording's corrected span: absent fields stay as they are.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct UpdateRecording {
     /// Wall-clock time of the first frame (RFC 3339).
     pub started_at: Option<DateTime<Utc>>,
@@ -201,14 +244,8 @@ impl RecordingsApi {
             .map_err(|_| {
                 ApiError::invalid(format!("unknown camera {}", body.camera_id), "camera_id")
             })?;
-        let span = TimeRange::parse(&body.started_at, &body.ended_at).map_err(|e| {
-            let field = if e.field == "start_date" {
-                "started_at"
-            } else {
-                "ended_at"
-            };
-            ApiError::invalid(e.message, field)
-        })?;
+        let span = TimeRange::new(body.started_at, body.ended_at)
+            .map_err(|e| ApiError::invalid(e.message, "ended_at"))?;
         let file_path = confined_recording(&state, &auth, &camera, &body.file_path)?;
         let size = match tokio::fs::metadata(&file_path.1).await {
             Ok(m) if m.is_file() => i64::try_from(m.len()).unwrap_or(i64::MAX),
@@ -278,13 +315,10 @@ impl RecordingsApi {
         let limit = super::page_size(limit.0);
         let after = super::time_cursor(cursor.0.as_deref())?;
         let rows = recordings::camera_page(&db, camera.id, window.as_ref(), after, limit).await?;
-        let next_cursor = super::next_cursor(&rows, limit, |r| {
+        let (items, next_cursor) = super::paged(rows, limit, |r| {
             super::format_time_cursor(r.started_at, r.id)
         });
-        Ok(Json(RecordingPage {
-            items: rows.into_iter().map(Into::into).collect(),
-            next_cursor,
-        }))
+        Ok(Json(RecordingPage { items, next_cursor }))
     }
 
     /// One recording.

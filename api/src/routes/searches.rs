@@ -793,6 +793,36 @@ async fn within_caps(state: &AppState, v: &Validated) -> Result<Estimate, ApiErr
     Ok(estimate)
 }
 
+/// Validates and starts a search (see `POST /searches`, without its `Idempotency-Key`).
+pub(crate) async fn create_search(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    body: CreateSearch,
+) -> Result<vehicle_search::Model, ApiError> {
+    let v = validate(state, auth, body).await?;
+    start(state, auth, v).await
+}
+
+/// Cancels a search that has not ended (409 when it has); the search as it is then.
+pub(crate) async fn cancel_search(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    id: i64,
+) -> Result<vehicle_search::Model, ApiError> {
+    let (search, db) = visible_search(state, auth, id).await?;
+    if !searches::cancel(&db, search.id).await? {
+        return Err(ApiError::conflict(
+            format!(
+                "search {} has already ended ({})",
+                search.id,
+                search.status.as_str()
+            ),
+            None,
+        ));
+    }
+    Ok(visible_search(state, auth, id).await?.0)
+}
+
 /// Starts a validated search: the city's quota, caps and daily budget, then the row and its
 /// plan job.
 async fn start(
@@ -928,10 +958,7 @@ impl SearchesApi {
                 }
             }
         };
-        let started = match validate(&state, &auth, body.0).await {
-            Ok(v) => start(&state, &auth, v).await,
-            Err(e) => Err(e),
-        };
+        let started = create_search(&state, &auth, body.0).await;
         if let Some(reservation) = reservation {
             let kept = match &started {
                 Ok(search) => idempotency::complete(state.control(), reservation, search.id).await,
@@ -1025,10 +1052,9 @@ impl SearchesApi {
         }
         rows.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_cursor = super::next_cursor(&rows, limit, |s| {
+        let (items, next_cursor) = super::paged(rows, limit, |s| {
             super::format_time_cursor(s.created_at, s.id)
         });
-        let items = rows.into_iter().map(SearchView::from).collect();
         Ok(Json(SearchPage {
             items,
             total,
@@ -1059,18 +1085,7 @@ impl SearchesApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<SearchView>, ApiError> {
-        let (search, db) = visible_search(&state, &auth, id.0).await?;
-        if !searches::cancel(&db, search.id).await? {
-            return Err(ApiError::conflict(
-                format!(
-                    "search {} has already ended ({})",
-                    search.id,
-                    search.status.as_str()
-                ),
-                None,
-            ));
-        }
-        Ok(Json(visible_search(&state, &auth, id.0).await?.0.into()))
+        Ok(Json(cancel_search(&state, &auth, id.0).await?.into()))
     }
 
     /// Where the vehicle went: sightings in time order, a page at a time (`limit`, then

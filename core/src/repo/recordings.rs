@@ -218,6 +218,28 @@ pub async fn locked_for_retention(
     Ok((in_use.into_iter().collect(), evidence.into_iter().collect()))
 }
 
+/// `query` in (start, id) order, from after `after` (a previous page's last start and id).
+fn in_start_order(
+    query: sea_orm::Select<recording::Entity>,
+    after: Option<(DateTime<Utc>, i64)>,
+) -> sea_orm::Select<recording::Entity> {
+    let query = match after {
+        Some((started, id)) => query.filter(
+            Condition::any()
+                .add(recording::Column::StartedAt.gt(started))
+                .add(
+                    Condition::all()
+                        .add(recording::Column::StartedAt.eq(started))
+                        .add(recording::Column::Id.gt(id)),
+                ),
+        ),
+        None => query,
+    };
+    query
+        .order_by_asc(recording::Column::StartedAt)
+        .order_by_asc(recording::Column::Id)
+}
+
 /// A page of the city's recordings in (start, id) order after `after`, optionally only those that
 /// ended before `ended_before`.
 ///
@@ -234,23 +256,7 @@ pub async fn oldest_page(
     if let Some(cutoff) = ended_before {
         query = query.filter(recording::Column::EndedAt.lt(cutoff));
     }
-    if let Some((started, id)) = after {
-        query = query.filter(
-            Condition::any()
-                .add(recording::Column::StartedAt.gt(started))
-                .add(
-                    Condition::all()
-                        .add(recording::Column::StartedAt.eq(started))
-                        .add(recording::Column::Id.gt(id)),
-                ),
-        );
-    }
-    query
-        .order_by_asc(recording::Column::StartedAt)
-        .order_by_asc(recording::Column::Id)
-        .limit(page)
-        .all(db)
-        .await
+    in_start_order(query, after).limit(page).all(db).await
 }
 
 /// Bytes of the city's registered recordings.
@@ -432,21 +438,5 @@ pub async fn camera_page(
             .filter(recording::Column::StartedAt.lt(window.end()))
             .filter(recording::Column::EndedAt.gt(window.start()));
     }
-    if let Some((started, id)) = after {
-        query = query.filter(
-            Condition::any()
-                .add(recording::Column::StartedAt.gt(started))
-                .add(
-                    Condition::all()
-                        .add(recording::Column::StartedAt.eq(started))
-                        .add(recording::Column::Id.gt(id)),
-                ),
-        );
-    }
-    query
-        .order_by_asc(recording::Column::StartedAt)
-        .order_by_asc(recording::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await
+    in_start_order(query, after).limit(limit).all(db).await
 }
