@@ -26,6 +26,9 @@ for _ in $(seq 1 900); do
   sleep 1
 done
 grep -q "Swagger UI: http://127.0.0.1:$port/docs" run.out
+grep -q "Console (pt-BR): http://127.0.0.1:$port/console" run.out
+console=$(curl -sfL "http://127.0.0.1:$port/console")
+grep -q '<html lang="pt-BR"' <<<"$console"
 docs=$(curl -sf "http://127.0.0.1:$port/docs")
 grep -qi swagger <<<"$docs"
 

@@ -68,34 +68,101 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let state = req
         .data::<AppState>()
         .ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
+    let now = chrono::Utc::now();
+    // A web console session reads through the API (images, clips, exports, progress) with its
+    // cookie, which [`session_reads`] turns into this bearer; it never writes through it.
+    if let Some(token) = bearer.token.strip_prefix(SESSION_BEARER) {
+        if !matches!(
+            *req.method(),
+            poem::http::Method::GET | poem::http::Method::HEAD
+        ) {
+            return Err(ApiError::unauthorized(
+                "a console session only reads through the API; use an API key",
+            )
+            .into());
+        }
+        let session = sentinela_core::repo::sessions::find(state.control(), token, now)
+            .await
+            .map_err(|e| poem::Error::from(ApiError::from(e)))?
+            .ok_or_else(|| {
+                ApiError::unauthorized("the console session has ended; sign in again")
+            })?;
+        let key = sentinela_core::repo::api_keys::get(state.control(), session.api_key_id)
+            .await
+            .map_err(|e| poem::Error::from(ApiError::from(e)))?;
+        return principal_of(state, key, now).await.map_err(Into::into);
+    }
     let found = find_key(state.control(), &bearer.token)
         .await
         .map_err(|e| poem::Error::from(ApiError::internal(e)))?;
-    let now = chrono::Utc::now();
-    match found {
-        Some(key) if sentinela_core::repo::api_keys::refusal(&key, now).is_none() => {
-            if let Err(over) = state.quota.hit(key.id).await {
-                return Err(ApiError::over_request_quota(over.limit, over.reset_secs).into());
-            }
-            // Bookkeeping only: a failed write must not refuse the request.
-            if let Err(e) = sentinela_core::repo::api_keys::touch(state.control(), &key, now).await
-            {
-                tracing::warn!(error = %e, key_id = key.id, "could not record the key's last use");
-            }
-            Ok(Principal {
-                key_id: key.id,
-                user_id: key.user_id,
-                city_id: key.city_id,
-                admin: key.is_admin,
-            })
-        }
-        Some(key) => Err(ApiError::unauthorized(
-            sentinela_core::repo::api_keys::refusal(&key, now)
-                .unwrap_or("this API key is not usable"),
-        )
-        .into()),
-        None => Err(ApiError::unauthorized("unknown API key").into()),
+    principal_of(state, found, now).await.map_err(Into::into)
+}
+
+/// The bearer a console session's cookie stands for on the API's read operations.
+pub const SESSION_BEARER: &str = "session:";
+
+/// The name of the console's session cookie.
+pub const SESSION_COOKIE: &str = "sentinela_session";
+
+/// Middleware: a read (`GET`, `HEAD`) of the API without `Authorization` but with the console's
+/// session cookie is authenticated as that session (so the console's images, clips, exports and
+/// progress stream need no key in any URL). Writes always need an API key; the console's own
+/// forms carry a CSRF token instead.
+pub async fn session_reads<E: poem::Endpoint>(
+    endpoint: std::sync::Arc<E>,
+    mut request: Request,
+) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    use poem::http::{HeaderValue, Method, header};
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if reads
+        && request.uri().path().starts_with("/api/")
+        && !request.headers().contains_key(header::AUTHORIZATION)
+        && let Some(token) = cookie(&request, SESSION_COOKIE)
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {SESSION_BEARER}{token}"))
+    {
+        request.headers_mut().insert(header::AUTHORIZATION, value);
     }
+    Ok(endpoint.call(request).await?.into_response())
+}
+
+/// A cookie's value.
+pub fn cookie(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+}
+
+/// The principal of a stored key, if it may be used now (quota counted, last use recorded).
+pub async fn principal_of(
+    state: &AppState,
+    key: Option<sentinela_core::entity::api_key::Model>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Principal, ApiError> {
+    let key = key.ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    if let Some(refusal) = sentinela_core::repo::api_keys::refusal(&key, now) {
+        return Err(ApiError::unauthorized(refusal));
+    }
+    if let Err(over) = state.quota.hit(key.id).await {
+        return Err(ApiError::over_request_quota(over.limit, over.reset_secs));
+    }
+    // Bookkeeping only: a failed write must not refuse the request.
+    if let Err(e) = sentinela_core::repo::api_keys::touch(state.control(), &key, now).await {
+        tracing::warn!(error = %e, key_id = key.id, "could not record the key's last use");
+    }
+    Ok(Principal {
+        key_id: key.id,
+        user_id: key.user_id,
+        city_id: key.city_id,
+        admin: key.is_admin,
+    })
 }
 
 /// A new random secret: `snt_` and 32 random bytes in hex.

@@ -12,9 +12,11 @@
 //! - [`auth`]: API keys.
 //! - [`routes`]: one module per resource.
 //! - [`demo`]: the demo city and its generated recordings.
+//! - [`console`]: the web console at `/console` (Portuguese first).
 
 pub mod auth;
 pub mod body_check;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod metrics;
@@ -451,10 +453,12 @@ pub fn app(state: AppState, body_limit: usize) -> impl Endpoint {
             "/redoc",
             poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone())),
         )
+        .nest("/console", console::routes())
         .around(move |endpoint, request| {
             error::param_errors(endpoint, request, param_routes.clone(), bodies.clone())
         })
         .around(move |endpoint, request| limit_body(endpoint, request, body_limit))
+        .around(auth::session_reads)
         .around(move |endpoint, request| metrics::track(endpoint, request, routes.clone()))
         // A panic in a handler answers 500 as JSON instead of dropping the connection.
         .with(CatchPanic::new().with_handler(error::panic_response))
@@ -781,6 +785,7 @@ fn print_demo(addr: &str, city_id: i64, key: &str) {
     let host = addr.replace("0.0.0.0", "127.0.0.1");
     println!();
     println!("Sentinela demo is ready.");
+    println!("  Console (pt-BR): http://{host}/console  (sign in with the admin API key)");
     println!("  Swagger UI: http://{host}/docs");
     println!("  Admin API key: {key}");
     println!();

@@ -5,7 +5,7 @@
 //!
 //! Every label value comes from a fixed set, so no caller can grow the series: the route is the
 //! template of the OpenAPI path the request matched (`/api/v1/searches/{id}`), `/docs` for Swagger
-//! UI, or `unmatched`; the method is a standard one or `OTHER`.
+//! UI, `/console` for the web console, or `unmatched`; the method is a standard one or `OTHER`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,6 +59,9 @@ impl Routes {
     pub fn label(&self, path: &str) -> &str {
         if path == "/docs" || path.starts_with("/docs/") {
             return "/docs";
+        }
+        if path == "/console" || path.starts_with("/console/") {
+            return "/console";
         }
         let segments: Vec<&str> = path.split('/').collect();
         // A literal match wins over a parameter (`/searches/estimate` over `/searches/{id}`).

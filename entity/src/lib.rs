@@ -27,6 +27,7 @@ pub mod camera;
 pub mod camera_directory;
 pub mod city;
 pub mod city_usage;
+pub mod console_session;
 pub mod frame_analysis;
 pub mod idempotency_key;
 pub mod recording;

@@ -13,6 +13,7 @@
 //!   id directories that keep ids unique across databases.
 //! - `m20261201_000002_search_webhooks`: a search's completion webhook and its delivery state.
 //! - `m20261201_000003_api_contract`: API key expiry and last use, search `Idempotency-Key`s.
+//! - `m20261201_000004_console_sessions`: the web console's server-side sessions.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -21,6 +22,7 @@ mod m20261130_000001_search_bounds;
 mod m20261201_000001_city_databases;
 mod m20261201_000002_search_webhooks;
 mod m20261201_000003_api_contract;
+mod m20261201_000004_console_sessions;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -34,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_city_databases::Migration),
             Box::new(m20261201_000002_search_webhooks::Migration),
             Box::new(m20261201_000003_api_contract::Migration),
+            Box::new(m20261201_000004_console_sessions::Migration),
         ]
     }
 }

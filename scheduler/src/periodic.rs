@@ -266,7 +266,20 @@ impl JobContext {
             };
             runs.record(&database, result);
         }
-        runs.finish()
+        let mut report = runs.finish()?;
+        if job == PeriodicJob::Cleanup {
+            // The control database's own expiring rows: console sessions and Idempotency-Keys.
+            let control = self.dbs.control();
+            report.add(
+                "console_sessions_expired",
+                sentinela_core::repo::sessions::sweep(control, now).await?,
+            );
+            report.add(
+                "idempotency_keys_expired",
+                sentinela_core::repo::idempotency::sweep(control, now).await?,
+            );
+        }
+        Ok(report)
     }
 
     /// Runs one job unless its previous run is still going (here or, on Redis, on any replica).

@@ -104,6 +104,60 @@ pub struct RetentionPreview {
     pub items: Vec<DoomedRecording>,
 }
 
+/// The job queue now (see `GET /api/v1/admin/queue`).
+pub(crate) async fn queue_stats(state: &AppState) -> Result<QueueStats, ApiError> {
+    let depth = state.queue.depth().await.map_err(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "queue depth unavailable");
+        ApiError::unavailable("the job queue is unavailable")
+    })?;
+    let queues = depth
+        .into_iter()
+        .map(|(name, d)| QueueView {
+            name: name.to_owned(),
+            pending: d.pending,
+            scheduled: d.scheduled,
+            running: d.running,
+            done: d.done,
+            dead: d.dead,
+        })
+        .collect();
+    let mut cities: BTreeMap<i64, CityQueueView> = BTreeMap::new();
+    let mut unavailable_databases = Vec::new();
+    for database in state.dbs.all().await? {
+        let rows = match tasks::backlog_by_city(&database.conn).await {
+            Ok(rows) => rows,
+            Err(e) if sentinela_core::repo::is_unavailable(&e) => {
+                unavailable_databases.push(database.label);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for row in rows {
+            let city = cities.entry(row.city_id).or_insert(CityQueueView {
+                city_id: row.city_id,
+                pending: 0,
+                processing: 0,
+                oldest_at: None,
+            });
+            match row.status {
+                entity::status::TaskStatus::Pending => city.pending += row.tasks,
+                _ => city.processing += row.tasks,
+            }
+            city.oldest_at = match (city.oldest_at, row.oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    let oldest_at = cities.values().filter_map(|c| c.oldest_at).min();
+    Ok(QueueStats {
+        queues,
+        cities: cities.into_values().collect(),
+        oldest_at,
+        unavailable_databases,
+    })
+}
+
 /// Operations endpoints.
 pub struct AdminApi;
 
@@ -118,56 +172,7 @@ impl AdminApi {
         auth: ApiKeyAuth,
     ) -> Result<Json<QueueStats>, ApiError> {
         auth.0.require_admin()?;
-        let depth = state.queue.depth().await.map_err(|e| {
-            tracing::warn!(error = %format!("{e:#}"), "queue depth unavailable");
-            ApiError::unavailable("the job queue is unavailable")
-        })?;
-        let queues = depth
-            .into_iter()
-            .map(|(name, d)| QueueView {
-                name: name.to_owned(),
-                pending: d.pending,
-                scheduled: d.scheduled,
-                running: d.running,
-                done: d.done,
-                dead: d.dead,
-            })
-            .collect();
-        let mut cities: BTreeMap<i64, CityQueueView> = BTreeMap::new();
-        let mut unavailable_databases = Vec::new();
-        for database in state.dbs.all().await? {
-            let rows = match tasks::backlog_by_city(&database.conn).await {
-                Ok(rows) => rows,
-                Err(e) if sentinela_core::repo::is_unavailable(&e) => {
-                    unavailable_databases.push(database.label);
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            for row in rows {
-                let city = cities.entry(row.city_id).or_insert(CityQueueView {
-                    city_id: row.city_id,
-                    pending: 0,
-                    processing: 0,
-                    oldest_at: None,
-                });
-                match row.status {
-                    entity::status::TaskStatus::Pending => city.pending += row.tasks,
-                    _ => city.processing += row.tasks,
-                }
-                city.oldest_at = match (city.oldest_at, row.oldest) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-        }
-        let oldest_at = cities.values().filter_map(|c| c.oldest_at).min();
-        Ok(Json(QueueStats {
-            queues,
-            cities: cities.into_values().collect(),
-            oldest_at,
-            unavailable_databases,
-        }))
+        Ok(Json(queue_stats(&state).await?))
     }
 
     /// What recording retention would delete now (admin), deleting nothing: per city the

@@ -144,7 +144,7 @@ pub struct TaskPage {
 }
 
 /// A sighting of a visible search, with the database holding it.
-async fn sighting(
+pub(crate) async fn sighting(
     state: &AppState,
     auth: &ApiKeyAuth,
     search_id: i64,
@@ -523,34 +523,44 @@ impl EvidenceApi {
         auth: ApiKeyAuth,
         #[oai(validator(minimum(value = "1")))] id: Path<i64>,
     ) -> Result<Json<SearchView>, ApiError> {
-        let (search, db) = visible_search(&state, &auth, id.0).await?;
-        let reset = tasks::retry_failed(&db, search.id).await?;
-        if reset == 0 {
-            return Err(ApiError::conflict(
-                format!(
-                    "search {} has no failed task to retry ({}, {} failed)",
-                    search.id,
-                    search.status.as_str(),
-                    search.tasks_failed
-                ),
-                None,
-            ));
-        }
-        let claimed = tasks::refill(&db, search.id, state.queue_window).await?;
-        let jobs: Vec<_> = claimed
-            .iter()
-            .map(|t| sentinela_core::jobs::AnalyzeRecording::of_task(t, Some(search.city_id)))
-            .collect();
-        if let Err(e) = state.queue.push_analyze(jobs).await {
-            // The tasks stay pending and unqueued: the scheduler's recovery queues them.
-            let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
-            tasks::unclaim(&db, &ids).await.ok();
-            tracing::error!(search_id = search.id, error = %format!("{e:#}"), "retry: queue unavailable");
-        }
-        tracing::info!(search_id = search.id, tasks = reset, "failed tasks retried");
-        let (search, _) = visible_search(&state, &auth, id.0).await?;
-        Ok(Json(search.into()))
+        Ok(Json(retry_search(&state, &auth, id.0).await?.into()))
     }
+}
+
+/// Runs a finished search's failed tasks again (see `POST /searches/{id}/retry`); the search
+/// as it is then.
+pub(crate) async fn retry_search(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    id: i64,
+) -> Result<vehicle_search::Model, ApiError> {
+    let (search, db) = visible_search(state, auth, id).await?;
+    let reset = tasks::retry_failed(&db, search.id).await?;
+    if reset == 0 {
+        return Err(ApiError::conflict(
+            format!(
+                "search {} has no failed task to retry ({}, {} failed)",
+                search.id,
+                search.status.as_str(),
+                search.tasks_failed
+            ),
+            None,
+        ));
+    }
+    let claimed = tasks::refill(&db, search.id, state.queue_window).await?;
+    let jobs: Vec<_> = claimed
+        .iter()
+        .map(|t| sentinela_core::jobs::AnalyzeRecording::of_task(t, Some(search.city_id)))
+        .collect();
+    if let Err(e) = state.queue.push_analyze(jobs).await {
+        // The tasks stay pending and unqueued: the scheduler's recovery queues them.
+        let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
+        tasks::unclaim(&db, &ids).await.ok();
+        tracing::error!(search_id = search.id, error = %format!("{e:#}"), "retry: queue unavailable");
+    }
+    tracing::info!(search_id = search.id, tasks = reset, "failed tasks retried");
+    let (search, _) = visible_search(state, auth, id).await?;
+    Ok(search)
 }
 
 async fn camera_map(

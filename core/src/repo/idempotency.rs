@@ -116,3 +116,15 @@ pub async fn release(control: &impl ConnectionTrait, reservation: i64) -> Result
         .await
         .map(|_| ())
 }
+
+/// Forgets every key older than [`KEPT`] at `now`, of every API key; how many.
+///
+/// # Errors
+/// The database error.
+pub async fn sweep(control: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    Ok(idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::CreatedAt.lt(now - KEPT))
+        .exec(control)
+        .await?
+        .rows_affected)
+}

@@ -15,6 +15,7 @@
 //! - [`frames`]: the frame-analysis cache.
 //! - [`usage`]: detector calls per city and day (the daily budget).
 //! - [`idempotency`]: the `Idempotency-Key`s of search requests.
+//! - [`sessions`]: the web console's sign-ins.
 
 pub mod api_keys;
 pub mod cameras;
@@ -25,6 +26,7 @@ pub mod idempotency;
 pub mod points;
 pub mod recordings;
 pub mod searches;
+pub mod sessions;
 pub mod tasks;
 pub mod usage;
 

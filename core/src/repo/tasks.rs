@@ -527,3 +527,27 @@ pub async fn backlog_by_city(db: &impl ConnectionTrait) -> Result<Vec<CityBacklo
         })
         .collect())
 }
+
+/// Up to `limit` tasks in `status` (newest first) with their search's city: what the console's
+/// jobs page lists (running tasks, failed ones with their errors).
+///
+/// # Errors
+/// The database error.
+pub async fn recent_in_status(
+    db: &impl ConnectionTrait,
+    status: TaskStatus,
+    limit: u64,
+) -> Result<Vec<(search_task::Model, i64)>, DbErr> {
+    use sea_orm::QuerySelect;
+    let rows = search_task::Entity::find()
+        .find_also_related(vehicle_search::Entity)
+        .filter(search_task::Column::Status.eq(status))
+        .order_by_desc(search_task::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(task, search)| search.map(|s| (task, s.city_id)))
+        .collect())
+}
