@@ -103,6 +103,8 @@ pub struct AppState {
     pub visit_gap: chrono::Duration,
     /// MediaMTX's playback server for operators, when configured.
     pub playback_url: Option<String>,
+    /// The console map's tile server, when configured.
+    pub map_tile_url: Option<String>,
     /// JPEG quality of the evidence images.
     pub jpeg_quality: i32,
 }
@@ -170,6 +172,7 @@ impl AppState {
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .filter(|u| !u.is_empty()),
+            map_tile_url: settings.api.map_tile_url.clone().filter(|u| !u.is_empty()),
             jpeg_quality: settings.sampler.jpeg_quality,
             recordings_dir: settings.storage.recordings_dir.clone(),
             max_window_hours: settings.api.max_search_window_hours,
@@ -453,7 +456,7 @@ pub fn app(state: AppState, body_limit: usize) -> impl Endpoint {
             "/redoc",
             poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone())),
         )
-        .nest("/console", console::routes())
+        .nest("/console", console::routes(state.map_tile_url.as_deref()))
         .around(move |endpoint, request| {
             error::param_errors(endpoint, request, param_routes.clone(), bodies.clone())
         })

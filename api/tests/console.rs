@@ -16,6 +16,39 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "snt_console_test_admin";
 
+/// A 1x1 PNG: what the test's tile server answers for every tile.
+const TILE: [u8; 69] = [
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0,
+    0, 0, 144, 119, 83, 222, 0, 0, 0, 12, 73, 68, 65, 84, 120, 156, 99, 56, 113, 105, 31, 0, 4,
+    190, 2, 89, 248, 185, 72, 198, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+/// A map tile server on loopback that counts the tiles it serves.
+async fn tile_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use poem::listener::{Acceptor, Listener};
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    let app = poem::Route::new().at(
+        "/tiles/*path",
+        poem::endpoint::make_sync(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            poem::Response::builder()
+                .content_type("image/png")
+                .body(TILE.to_vec())
+        }),
+    );
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let port = acceptor.local_addr()[0]
+        .as_socket_addr()
+        .map(std::net::SocketAddr::port)
+        .unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    (port, served)
+}
+
 fn screenshots() -> PathBuf {
     let dir = workspace_binary("sentinela-api")
         .parent()
@@ -74,13 +107,7 @@ async fn sign_in(browser: &Client, base: &str, key: &str) {
     );
     let field = browser.find(Locator::Id("api_key")).await.unwrap();
     field.send_keys(key).await.unwrap();
-    browser
-        .find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, "main form button[type=submit]").await;
     wait_until("the searches page", 10, || async {
         browser
             .current_url()
@@ -90,8 +117,29 @@ async fn sign_in(browser: &Client, base: &str, key: &str) {
     .await;
 }
 
+/// Runs `js` in the page; `null` when the page is between two documents (a form just posted).
 async fn script(browser: &Client, js: &str) -> Value {
-    browser.execute(js, vec![]).await.unwrap()
+    browser.execute(js, vec![]).await.unwrap_or(Value::Null)
+}
+
+async fn type_into(browser: &Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn fetch(browser: &Client, js: &str) -> Value {
@@ -103,8 +151,13 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let (tile_port, tiles_served) = tile_server().await;
     let mut api = Command::new(workspace_binary("sentinela-api"));
     api.args(["--standalone", "--demo"])
+        .env(
+            "SENTINELA__API__MAP_TILE_URL",
+            format!("http://127.0.0.1:{tile_port}/tiles/{{z}}/{{x}}/{{y}}.png"),
+        )
         .current_dir(dir.path())
         .envs(sentinela_testkit::process_env(
             &format!("sqlite://{}/console.db?mode=rwc", dir.path().display()),
@@ -196,26 +249,33 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
         "document.getElementById('vehicle_type').value = 'ônibus';
          document.getElementById('color').value = 'vermelho';
          document.getElementById('start').value = '2026-11-29T08:00:00';
-         document.getElementById('end').value = '2026-11-29T08:10:00';",
+         document.getElementById('end').value = '2026-11-29T08:10:00';
+         document.getElementById('new-search').dispatchEvent(new Event('change'));",
     )
+    .await;
+    // The estimate shows before submitting: 12 one-minute recordings of the three cameras.
+    wait_until("the estimate", 10, || async {
+        script(
+            &browser,
+            "return document.getElementById('estimate').textContent",
+        )
+        .await
+        .as_str()
+        .is_some_and(|t| t.starts_with("12 gravações") && t.contains("US$"))
+    })
     .await;
     std::fs::write(
         shots.join("new-search.png"),
         browser.screenshot().await.unwrap(),
     )
     .unwrap();
-    browser
-        .find(Locator::Css("#new-search button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#new-search button[type=submit]").await;
     wait_until("the search page", 10, || async {
-        browser
-            .current_url()
-            .await
-            .is_ok_and(|u| u.path().starts_with("/console/searches/"))
+        browser.current_url().await.is_ok_and(|u| {
+            u.path()
+                .strip_prefix("/console/searches/")
+                .is_some_and(|id| id.parse::<i64>().is_ok())
+        })
     })
     .await;
     let search_url = browser.current_url().await.unwrap();
@@ -254,6 +314,19 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
     let mut sorted = visits.clone();
     sorted.sort();
     assert_eq!(visits, sorted, "visits in time order");
+    // With a tile server configured, the map lies on its tiles.
+    wait_until("the map's tiles", 10, || async {
+        script(
+            &browser,
+            "return Number(document.getElementById('map').dataset.tilesLoaded || 0)",
+        )
+        .await
+        .as_u64()
+        .unwrap_or(0)
+            > 0
+    })
+    .await;
+    assert!(tiles_served.load(std::sync::atomic::Ordering::SeqCst) > 0);
     let drawn = script(
         &browser,
         "return document.getElementById('map').dataset.drawn",
@@ -315,13 +388,7 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
     assert_eq!(write, 401, "the session cookie only reads through the API");
 
     // A sighting: the boxed snapshot and its clip, which plays.
-    browser
-        .find(Locator::Css("#timeline li.visit a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#timeline li.visit a").await;
     wait_until("the clip to load", 60, || async {
         script(
             &browser,
@@ -360,13 +427,7 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
     assert_eq!(lang, "en");
 
     // Sign out; another city's key gets the not-found page for this search.
-    browser
-        .find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "header form button").await;
     sign_in(&browser, &base, &other).await;
     browser.goto(search_url.as_str()).await.unwrap();
     let heading = script(
@@ -387,13 +448,7 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
         .goto(&format!("{base}/console/login"))
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "header form button").await;
     sign_in(&browser, &base, ADMIN).await;
     browser
         .goto(&format!("{base}/console/lang/pt"))
@@ -403,26 +458,14 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
         .goto(&format!("{base}/console/admin/cameras"))
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("cam_name"))
-        .await
-        .unwrap()
-        .send_keys("Câmera nova")
-        .await
-        .unwrap();
+    type_into(&browser, "cam_name", "Câmera nova").await;
     script(
         &browser,
         "document.getElementById('cam_lat').value = '-23.55';
          document.getElementById('cam_lon').value = '-46.64';",
     )
     .await;
-    browser
-        .find(Locator::Css("#add-camera button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#add-camera button[type=submit]").await;
     wait_until("the new camera in the list", 10, || async {
         script(
             &browser,
@@ -431,6 +474,26 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
         .await
         .as_str()
         .is_some_and(|t| t.contains("Câmera nova") && t.contains("-23.55000, -46.64000"))
+    })
+    .await;
+    // Its coordinates corrected in place.
+    script(
+        &browser,
+        "const row = Array.from(document.querySelectorAll('#cameras tbody tr'))
+           .find(r => r.textContent.includes('Câmera nova'));
+         const f = row.querySelector('form.coords');
+         f.elements['latitude'].value = '-23.56';
+         f.submit();",
+    )
+    .await;
+    wait_until("the corrected coordinates", 10, || async {
+        script(
+            &browser,
+            "const t = document.getElementById('cameras'); return t ? t.textContent : '';",
+        )
+        .await
+        .as_str()
+        .is_some_and(|t| t.contains("-23.56000, -46.64000"))
     })
     .await;
     std::fs::write(
@@ -442,27 +505,9 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
         .goto(&format!("{base}/console/admin/keys"))
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("key_name"))
-        .await
-        .unwrap()
-        .send_keys("turno da noite")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("key_user"))
-        .await
-        .unwrap()
-        .send_keys("joao")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("#new-key button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, "key_name", "turno da noite").await;
+    type_into(&browser, "key_user", "joao").await;
+    click(&browser, "#new-key button[type=submit]").await;
     let secret = browser
         .find(Locator::Id("new-secret"))
         .await

@@ -99,6 +99,10 @@ pub struct ApiSettings {
     /// MediaMTX's playback server as operators reach it (`https://host:9996`); when set, each
     /// sighting of a recording from a MediaMTX path carries a playback URL. Unset: none.
     pub playback_url: Option<String>,
+    /// A map tile server for the web console's map (`https://tiles.example/{z}/{x}/{y}.png`,
+    /// the usual XYZ scheme). Unset: the map draws the cameras by their coordinates on a plain
+    /// canvas, which needs nothing from the network.
+    pub map_tile_url: Option<String>,
 }
 
 /// Worker settings.
@@ -507,6 +511,16 @@ impl Settings {
         }
         if self.api.max_search_window_hours == 0 {
             return invalid("api.max_search_window_hours", "must be at least 1".into());
+        }
+        if let Some(url) = &self.api.map_tile_url
+            && !((url.starts_with("https://") || url.starts_with("http://"))
+                && ["{z}", "{x}", "{y}"].iter().all(|p| url.contains(p))
+                && !url.contains(['"', '\'', ' ', ';']))
+        {
+            return invalid(
+                "api.map_tile_url",
+                format!("{url:?} must be an http(s) URL with {{z}}, {{x}} and {{y}}"),
+            );
         }
         Ok(())
     }

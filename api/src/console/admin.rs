@@ -25,6 +25,7 @@ pub(super) fn routes() -> Route {
         .at("/cities/:id", post(city_update))
         .at("/cameras", get(camera_list).post(camera_create))
         .at("/cameras/:id/enabled", post(camera_enabled))
+        .at("/cameras/:id/coordinates", post(camera_coordinates))
         .at("/cameras/:id/recordings", get(recording_list))
         .at(
             "/cameras/:id/recordings/:recording/delete",
@@ -253,7 +254,17 @@ async fn camera_page(
                 @for c in &rows {
                     tr data-camera=(c.id) {
                         td { (c.id) } td { (city_name(c.city_id)) } td { (c.name) }
-                        td { @if let (Some(lat), Some(lon)) = (c.latitude, c.longitude) { (format!("{lat:.5}, {lon:.5}")) } @else { "-" } }
+                        td {
+                            @if let (Some(lat), Some(lon)) = (c.latitude, c.longitude) { (format!("{lat:.5}, {lon:.5}")) } @else { "-" }
+                            form.coords method="post" action={ "/console/admin/cameras/" (c.id) "/coordinates" } {
+                                input type="hidden" name="csrf" value=(signed.csrf);
+                                input name="latitude" type="number" step="any" min="-90" max="90"
+                                    aria-label={ (lang.t("latitude")) " " (c.name) } value=(c.latitude.map(|v| v.to_string()).unwrap_or_default());
+                                input name="longitude" type="number" step="any" min="-180" max="180"
+                                    aria-label={ (lang.t("longitude")) " " (c.name) } value=(c.longitude.map(|v| v.to_string()).unwrap_or_default());
+                                button type="submit" { (lang.t("save")) }
+                            }
+                        }
                         td { (c.mediamtx_path.as_deref().unwrap_or("-")) }
                         td {
                             form.inline method="post" action={ "/console/admin/cameras/" (c.id) "/enabled" } {
@@ -308,29 +319,15 @@ async fn camera_create(
 ) -> Response {
     let signed = require_admin!(&state, request);
     require_csrf!(signed, form.csrf);
-    let number = |v: &Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::parse::<f64>)
-    };
     let mut errors = Vec::new();
-    let latitude = match number(&form.latitude) {
-        Some(Ok(v)) if (-90.0..=90.0).contains(&v) => Some(v),
-        None => None,
-        _ => {
-            errors.push(("latitude".to_owned(), "-90 to 90".to_owned()));
-            None
-        }
-    };
-    let longitude = match number(&form.longitude) {
-        Some(Ok(v)) if (-180.0..=180.0).contains(&v) => Some(v),
-        None => None,
-        _ => {
-            errors.push(("longitude".to_owned(), "-180 to 180".to_owned()));
-            None
-        }
-    };
+    let latitude = coordinate(&form.latitude, 90.0).unwrap_or_else(|()| {
+        errors.push(("latitude".to_owned(), "-90 to 90".to_owned()));
+        None
+    });
+    let longitude = coordinate(&form.longitude, 180.0).unwrap_or_else(|()| {
+        errors.push(("longitude".to_owned(), "-180 to 180".to_owned()));
+        None
+    });
     let name = form
         .name
         .as_deref()
@@ -395,6 +392,69 @@ async fn camera_create(
     camera_page(&state, &signed, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
+/// A coordinate from a form field: blank is none; else within ±`bound`.
+fn coordinate(value: &Option<String>, bound: f64) -> Result<Option<f64>, ()> {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<f64>() {
+            Ok(n) if n.is_finite() && n.abs() <= bound => Ok(Some(n)),
+            _ => Err(()),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+struct CoordinatesForm {
+    csrf: Option<String>,
+    latitude: Option<String>,
+    longitude: Option<String>,
+}
+
+#[handler]
+async fn camera_coordinates(
+    state: Data<&AppState>,
+    request: &Request,
+    Path(id): Path<i64>,
+    Form(form): Form<CoordinatesForm>,
+) -> Response {
+    let signed = require_admin!(&state, request);
+    require_csrf!(signed, form.csrf);
+    let (Ok(latitude), Ok(longitude)) = (
+        coordinate(&form.latitude, 90.0),
+        coordinate(&form.longitude, 180.0),
+    ) else {
+        let errors = [(
+            signed.lang.t("coordinates").to_owned(),
+            "latitude -90 to 90, longitude -180 to 180".to_owned(),
+        )];
+        return camera_page(&state, &signed, &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let changes = cameras::CameraChanges {
+        latitude: Some(latitude),
+        longitude: Some(longitude),
+        ..Default::default()
+    };
+    change_camera(&state, &signed, id, changes).await
+}
+
+/// Applies `changes` to camera `id` (as the API's PATCH does), back to the cameras page.
+async fn change_camera(
+    state: &AppState,
+    signed: &Signed,
+    id: i64,
+    changes: cameras::CameraChanges,
+) -> Response {
+    let auth = ApiKeyAuth(signed.principal.clone());
+    let (camera, db) = match crate::routes::cameras::visible_camera(state, &auth, id).await {
+        Ok(found) => found,
+        Err(e) => return error_page(signed.lang, Some(signed), e),
+    };
+    match cameras::update(state.control(), &db, camera, changes).await {
+        Ok(_) => redirect("/console/admin/cameras"),
+        Err(e) => error_page(signed.lang, Some(signed), e.into()),
+    }
+}
+
 #[derive(Deserialize)]
 struct EnabledForm {
     csrf: Option<String>,
@@ -410,19 +470,11 @@ async fn camera_enabled(
 ) -> Response {
     let signed = require_admin!(&state, request);
     require_csrf!(signed, form.csrf);
-    let auth = ApiKeyAuth(signed.principal.clone());
-    let (camera, db) = match crate::routes::cameras::visible_camera(&state, &auth, id).await {
-        Ok(found) => found,
-        Err(e) => return error_page(signed.lang, Some(&signed), e),
-    };
     let changes = cameras::CameraChanges {
         enabled: Some(form.enabled.as_deref() == Some("true")),
         ..Default::default()
     };
-    match cameras::update(state.control(), &db, camera, changes).await {
-        Ok(_) => redirect("/console/admin/cameras"),
-        Err(e) => error_page(signed.lang, Some(&signed), e.into()),
-    }
+    change_camera(&state, &signed, id, changes).await
 }
 
 #[derive(Deserialize)]

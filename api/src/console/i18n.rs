@@ -142,6 +142,10 @@ impl Lang {
             "budget_exhausted" => ("cota diária esgotada", "daily budget exhausted"),
             "cities" => ("Cidades", "Cities"),
             "search_n" => ("Busca", "Search"),
+            "over_cap" => (
+                " · acima do limite da cidade: reduza o período ou as câmeras",
+                " · over the city's cap: narrow the window or the cameras",
+            ),
             "frames" => ("quadros analisados", "frames analysed"),
             "calls" => ("chamadas ao detector", "detector calls"),
             "retention_days" => ("Retenção (dias)", "Retention (days)"),

@@ -21,15 +21,28 @@ use crate::AppState;
 use crate::auth::{ApiKeyAuth, Principal, SESSION_COOKIE, cookie, principal_of};
 use crate::error::ApiError;
 use crate::routes::cameras::listed_databases;
-use crate::routes::searches::{CreateSearch, cancel_search, create_search, visible_search};
+use crate::routes::searches::{
+    CreateSearch, cancel_search, create_search, estimate_search, visible_search,
+};
 use i18n::Lang;
 
 const LOGIN_COOKIE: &str = "sentinela_login";
 const CSS: &str = include_str!("../../assets/console.css");
 const JS: &str = include_str!("../../assets/console.js");
 
-/// The console's routes, to nest at `/console`.
-pub fn routes() -> impl Endpoint {
+/// The console's routes, to nest at `/console`; `tiles` is the map's tile server, if any (its
+/// origin is the one image source beside the console itself).
+pub fn routes(tiles: Option<&str>) -> impl Endpoint + use<> {
+    let tile_origin = tiles
+        .and_then(|u| {
+            let rest = u.split_once("://")?.1;
+            let host = rest.split('/').next()?;
+            Some(format!(" {}://{host}", u.split_once("://")?.0))
+        })
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; img-src 'self' data:{tile_origin}; media-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    );
     Route::new()
         .at("/", get(home))
         .at("/login", get(login_page).post(login))
@@ -37,6 +50,7 @@ pub fn routes() -> impl Endpoint {
         .at("/lang/:to", get(switch_lang))
         .at("/searches", get(search_list).post(search_create))
         .at("/searches/new", get(search_form))
+        .at("/searches/estimate", post(search_estimate))
         .at("/searches/:id", get(search_page))
         .at("/searches/:id/cancel", post(search_cancel))
         .at("/searches/:id/retry", post(search_retry))
@@ -44,13 +58,12 @@ pub fn routes() -> impl Endpoint {
         .at("/assets/console.css", get(css))
         .at("/assets/console.js", get(js))
         .nest("/admin", admin::routes())
-        .with(poem::middleware::SetHeader::new()
-            .overriding(header::X_FRAME_OPTIONS, "DENY")
-            .overriding(header::CACHE_CONTROL, "no-store")
-            .overriding(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
-            ))
+        .with(
+            poem::middleware::SetHeader::new()
+                .overriding(header::X_FRAME_OPTIONS, "DENY")
+                .overriding(header::CACHE_CONTROL, "no-store")
+                .overriding("Content-Security-Policy", policy),
+        )
 }
 
 /// A signed-in browser.
@@ -509,7 +522,8 @@ async fn city_zones(state: &AppState) -> std::collections::HashMap<i64, String> 
         .collect()
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The new-search form (read from its pairs: `camera_ids` repeats).
+#[derive(Debug, Default)]
 struct SearchForm {
     csrf: Option<String>,
     city_id: Option<String>,
@@ -518,6 +532,84 @@ struct SearchForm {
     vehicle_type: Option<String>,
     start: Option<String>,
     end: Option<String>,
+    camera_ids: Vec<String>,
+}
+
+impl SearchForm {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut form = Self::default();
+        for (key, value) in pairs {
+            let slot = match key.as_str() {
+                "csrf" => &mut form.csrf,
+                "city_id" => &mut form.city_id,
+                "plate" => &mut form.plate,
+                "color" => &mut form.color,
+                "vehicle_type" => &mut form.vehicle_type,
+                "start" => &mut form.start,
+                "end" => &mut form.end,
+                "camera_ids" => {
+                    form.camera_ids.push(value);
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        form
+    }
+}
+
+/// The search a form asks for, or what is wrong with it.
+async fn search_body(
+    state: &AppState,
+    signed: &Signed,
+    form: &SearchForm,
+) -> Result<CreateSearch, Vec<(String, String)>> {
+    let lang = signed.lang;
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let city = match form.city_id.as_deref().and_then(|c| c.parse::<i64>().ok()) {
+        Some(id) => cities::get(state.control(), id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| signed.principal.sees_city(c.id)),
+        None => None,
+    };
+    let zone: chrono_tz::Tz = city
+        .as_ref()
+        .and_then(|c| c.timezone.parse().ok())
+        .unwrap_or(chrono_tz::America::Sao_Paulo);
+    if city.is_none() {
+        errors.push((lang.t("city").into(), "?".into()));
+    }
+    let start = form.start.as_deref().and_then(|v| local_time(v, zone));
+    let end = form.end.as_deref().and_then(|v| local_time(v, zone));
+    if start.is_none() {
+        errors.push((lang.t("start").into(), "?".into()));
+    }
+    if end.is_none() {
+        errors.push((lang.t("end").into(), "?".into()));
+    }
+    let cameras: Vec<i64> = form
+        .camera_ids
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    match (city, start, end) {
+        (Some(city), Some(start), Some(end)) if errors.is_empty() => Ok(CreateSearch {
+            city_id: city.id,
+            plate: given(&form.plate),
+            color: given(&form.color),
+            vehicle_type: given(&form.vehicle_type),
+            start_date: start,
+            end_date: end,
+            camera_ids: (!cameras.is_empty()).then_some(cameras),
+            webhook_url: None,
+            webhook_secret: None,
+        }),
+        _ => Err(errors),
+    }
 }
 
 async fn form_markup(
@@ -542,6 +634,15 @@ async fn form_markup(
     let default_end = now.format("%Y-%m-%dT%H:%M").to_string();
     let default_start = now.format("%Y-%m-%dT00:00").to_string();
     let chosen = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
+    let mut cameras_by_city: Vec<(String, Vec<entity::camera::Model>)> = Vec::new();
+    for c in &visible {
+        if let Ok(db) = state.city_db(c.id).await {
+            let cams = cameras::list_by_city(&db, c.id).await.unwrap_or_default();
+            if !cams.is_empty() {
+                cameras_by_city.push((c.name.clone(), cams));
+            }
+        }
+    }
     html! {
         h1 { (lang.t("new_search")) }
         @if !errors.is_empty() {
@@ -583,6 +684,18 @@ async fn form_markup(
             input #end type="datetime-local" name="end" step="1" required
                 value=(form.end.clone().unwrap_or(default_end)) aria-describedby="window_help";
             p #window_help .help { (lang.t("window_help")) }
+            label for="camera_ids" { (lang.t("cameras")) }
+            select #camera_ids name="camera_ids" multiple size="5" aria-describedby="cameras_help" {
+                @for (city, cams) in &cameras_by_city {
+                    optgroup label=(city) {
+                        @for c in cams {
+                            option value=(c.id) selected[form.camera_ids.contains(&c.id.to_string())] { (c.name) }
+                        }
+                    }
+                }
+            }
+            p #cameras_help .help { (lang.t("cameras_help")) }
+            p #estimate .estimate aria-live="polite" {}
             button type="submit" { (lang.t("search")) }
         }
     }
@@ -618,60 +731,76 @@ fn local_time(value: &str, timezone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
 async fn search_create(
     state: Data<&AppState>,
     request: &Request,
-    Form(form): Form<SearchForm>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
     let signed = require_session!(&state, request);
     let lang = signed.lang;
+    let form = SearchForm::from_pairs(pairs);
     if !csrf_ok(&signed, form.csrf.as_deref().unwrap_or_default()) {
         return forbidden(lang, Some(&signed));
     }
-    let mut errors: Vec<(String, String)> = Vec::new();
-    let city = match form.city_id.as_deref().and_then(|c| c.parse::<i64>().ok()) {
-        Some(id) => cities::get(state.control(), id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|c| signed.principal.sees_city(c.id)),
-        None => None,
-    };
-    let zone: chrono_tz::Tz = city
-        .as_ref()
-        .and_then(|c| c.timezone.parse().ok())
-        .unwrap_or(chrono_tz::America::Sao_Paulo);
-    if city.is_none() {
-        errors.push((lang.t("city").into(), "?".into()));
-    }
-    let start = form.start.as_deref().and_then(|v| local_time(v, zone));
-    let end = form.end.as_deref().and_then(|v| local_time(v, zone));
-    if start.is_none() {
-        errors.push((lang.t("start").into(), "?".into()));
-    }
-    if end.is_none() {
-        errors.push((lang.t("end").into(), "?".into()));
-    }
-    let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
-    if let (Some(city), Some(start), Some(end)) = (&city, start, end) {
-        let body = CreateSearch {
-            city_id: city.id,
-            plate: given(&form.plate),
-            color: given(&form.color),
-            vehicle_type: given(&form.vehicle_type),
-            start_date: start,
-            end_date: end,
-            camera_ids: None,
-            webhook_url: None,
-            webhook_secret: None,
-        };
-        match create_search(&state, &ApiKeyAuth(signed.principal.clone()), body).await {
-            Ok(search) => return redirect(&format!("/console/searches/{}", search.id)),
-            Err(e) => errors.extend(problem_lines(e)),
+    let errors = match search_body(&state, &signed, &form).await {
+        Ok(body) => {
+            match create_search(&state, &ApiKeyAuth(signed.principal.clone()), body).await {
+                Ok(search) => return redirect(&format!("/console/searches/{}", search.id)),
+                Err(e) => problem_lines(e),
+            }
         }
-    }
+        Err(errors) => errors,
+    };
     let markup = form_markup(&state, &signed, &form, &errors).await;
     html_response(
         StatusCode::UNPROCESSABLE_ENTITY,
         page(lang, Some(&signed), lang.t("new_search"), markup),
     )
+}
+
+/// What the form's search would cost, as JSON for the form's live estimate.
+#[handler]
+async fn search_estimate(
+    state: Data<&AppState>,
+    request: &Request,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let signed = match signed_in(&state, request).await {
+        Ok(Some(signed)) => signed,
+        _ => return StatusCode::UNAUTHORIZED.into_response(),
+    };
+    let form = SearchForm::from_pairs(pairs);
+    if !csrf_ok(&signed, form.csrf.as_deref().unwrap_or_default()) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let lang = signed.lang;
+    let answer = match search_body(&state, &signed, &form).await {
+        Ok(body) => {
+            match estimate_search(&state, &ApiKeyAuth(signed.principal.clone()), body).await {
+                Ok(a) => {
+                    let text = format!(
+                        "{} {} · {} {} · ~{} {} · US$ {:.2}{}",
+                        a.estimate.recordings,
+                        lang.t("recordings").to_lowercase(),
+                        a.estimate.frames,
+                        lang.t("frames"),
+                        a.estimate.detector_calls,
+                        lang.t("calls"),
+                        a.estimate.cost_usd,
+                        if a.within_caps {
+                            ""
+                        } else {
+                            lang.t("over_cap")
+                        },
+                    );
+                    serde_json::json!({"ok": a.within_caps, "text": text})
+                }
+                Err(e) => serde_json::json!({"ok": false, "text": problem_lines(e)
+                    .into_iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ")}),
+            }
+        }
+        Err(_) => serde_json::json!({"ok": false, "text": ""}),
+    };
+    Response::builder()
+        .content_type("application/json")
+        .body(answer.to_string())
 }
 
 /// What an API error says, field by field, for the form.
@@ -761,7 +890,8 @@ async fn search_page(state: Data<&AppState>, request: &Request, Path(id): Path<i
                 h2 { (lang.t("map")) }
                 p.help { (lang.t("map_help")) }
                 canvas #map width="720" height="420" role="img" aria-label=(lang.t("map"))
-                    data-cameras=(cams_json.to_string()) {}
+                    data-cameras=(cams_json.to_string())
+                    data-tiles=(state.map_tile_url.clone().unwrap_or_default()) {}
             }
         }
     };

@@ -803,6 +803,23 @@ pub(crate) async fn create_search(
     start(state, auth, v).await
 }
 
+/// What a search would cost and the caps it must fit (see `POST /searches/estimate`).
+pub(crate) async fn estimate_search(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    body: CreateSearch,
+) -> Result<EstimateAnswer, ApiError> {
+    let v = validate(state, auth, body).await?;
+    let (max_recordings, max_frames) = caps(state, &v.city);
+    let estimate = estimate_of(state, &v, max_recordings).await?;
+    Ok(EstimateAnswer {
+        within_caps: estimate.recordings <= max_recordings && estimate.frames <= max_frames,
+        max_recordings,
+        max_frames,
+        estimate: estimate.into(),
+    })
+}
+
 /// Cancels a search that has not ended (409 when it has); the search as it is then.
 pub(crate) async fn cancel_search(
     state: &AppState,
@@ -985,15 +1002,7 @@ impl SearchesApi {
         auth: ApiKeyAuth,
         body: Json<CreateSearch>,
     ) -> Result<Json<EstimateAnswer>, ApiError> {
-        let v = validate(&state, &auth, body.0).await?;
-        let (max_recordings, max_frames) = caps(&state, &v.city);
-        let estimate = estimate_of(&state, &v, max_recordings).await?;
-        Ok(Json(EstimateAnswer {
-            within_caps: estimate.recordings <= max_recordings && estimate.frames <= max_frames,
-            max_recordings,
-            max_frames,
-            estimate: estimate.into(),
-        }))
+        Ok(Json(estimate_search(&state, &auth, body.0).await?))
     }
 
     /// List searches of the key's city (all cities for admin keys), newest first, a page at a
