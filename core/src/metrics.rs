@@ -42,7 +42,7 @@ pub struct CallLabels {
     pub provider: String,
     /// `DetectLabels`, `DetectText`, `nanodet`, `tesseract`.
     pub operation: String,
-    /// `ok`, `throttled`, `error`.
+    /// `ok`, `throttled`, `retried` (a transient failure tried again), `error`.
     pub outcome: String,
 }
 

@@ -96,3 +96,48 @@ fn the_red_bus_crossing_a_recording_matches_onibus_vermelho_and_not_carro_azul()
         "the bus is on screen from 2 s to 6 s"
     );
 }
+
+/// A stand-in for `tesseract` (a shell script), so the test controls what the child does.
+fn fake_tesseract(dir: &Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("tesseract");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_hung_tesseract_is_killed_after_its_time_limit() {
+    use sentinela_core::detect::BBox;
+    use sentinela_core::detect::local::read_text_with;
+    use std::time::{Duration, Instant};
+    let frame = Mat::new_rows_cols_with_default(
+        120,
+        200,
+        opencv::core::CV_8UC3,
+        opencv::core::Scalar::all(128.0),
+    )
+    .unwrap();
+    let bbox = BBox {
+        x: 0.1,
+        y: 0.1,
+        w: 0.5,
+        h: 0.5,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A child that reads its input and answers: its text comes back.
+    let answers = fake_tesseract(dir.path(), "cat >/dev/null; echo ABC1D23");
+    let texts = read_text_with(&answers, Duration::from_secs(10), &frame, &bbox).unwrap();
+    assert_eq!(texts, ["ABC1D23"]);
+    // A child that never ends: killed at the limit, an error, and the thread is free again.
+    let dir = tempfile::tempdir().unwrap();
+    let hangs = fake_tesseract(dir.path(), "exec sleep 600");
+    let started = Instant::now();
+    let err = read_text_with(&hangs, Duration::from_millis(500), &frame, &bbox).unwrap_err();
+    assert!(err.to_string().contains("killed"), "{err:#}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}

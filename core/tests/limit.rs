@@ -69,3 +69,39 @@ async fn the_in_flight_cap_bounds_concurrent_calls() {
     }
     assert_eq!(peak.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bucket_keeps_redis_time_not_a_workers_clock() {
+    // A bucket last written by a worker whose clock ran an hour ahead, empty: refills are counted
+    // from Redis' own clock, so the next call waits about one interval, not an hour.
+    let key = format!("sentinela:test:rate:{}", rand::random::<u64>());
+    let client = redis::Client::open(sentinela_testkit::redis_url()).unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 3_600_000;
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("tokens")
+        .arg(0)
+        .arg("ts")
+        .arg(ahead)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let limiter = limiter(&key, 10.0).await;
+    let started = Instant::now();
+    for _ in 0..3 {
+        let _permit = tokio::time::timeout(Duration::from_secs(5), limiter.acquire())
+            .await
+            .expect("a token within seconds, not after the skewed clock's hour")
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "three calls at 10/s took {:?}",
+        started.elapsed()
+    );
+}

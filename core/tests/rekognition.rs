@@ -22,6 +22,8 @@ struct Fake {
     throttle_every: u64,
     /// Answer every call with this error type.
     fail_with: Option<&'static str>,
+    /// Answer this many calls first with an HTTP 500 `InternalServerError` (a blip).
+    blips: AtomicU64,
     bad_requests: std::sync::Mutex<Vec<String>>,
 }
 
@@ -83,6 +85,16 @@ async fn endpoint(req: &Request, body: poem::Body, Data(fake): Data<&Arc<Fake>>)
         .to_owned();
     let body: Value =
         serde_json::from_slice(&body.into_vec().await.unwrap()).unwrap_or(Value::Null);
+    if fake
+        .blips
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+        .is_ok()
+    {
+        return aws_json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"__type": "InternalServerError", "message": "blip"}),
+        );
+    }
     if let Some(kind) = fake.fail_with {
         return aws_json(
             StatusCode::BAD_REQUEST,
@@ -255,4 +267,46 @@ async fn an_invalid_image_is_a_permanent_error_and_an_outage_a_transient_one() {
         matches!(err, DetectError::Failed(_)) && !err.is_permanent(),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_blip_is_retried_and_an_outage_still_fails() {
+    // Two 500s in a row: DetectLabels is retried and the frame still gets its analysis.
+    let fake = Arc::new(Fake {
+        blips: AtomicU64::new(2),
+        ..Default::default()
+    });
+    let url = serve(fake.clone()).await;
+    let analysis = detector(&url)
+        .detect(&frame(), true)
+        .await
+        .expect("after the blip");
+    assert_eq!(analysis.vehicles.len(), 2);
+    assert_eq!(
+        fake.calls.load(Ordering::SeqCst),
+        4,
+        "two failed DetectLabels, then DetectLabels and DetectText"
+    );
+
+    // A server that keeps failing: a bounded number of tries, then a retryable failure.
+    let fake = Arc::new(Fake {
+        blips: AtomicU64::new(u64::MAX),
+        ..Default::default()
+    });
+    let url = serve(fake.clone()).await;
+    let err = detector(&url).detect(&frame(), false).await.unwrap_err();
+    assert!(
+        matches!(err, DetectError::Failed(_)) && !err.is_permanent(),
+        "{err}"
+    );
+    assert_eq!(
+        fake.calls.load(Ordering::SeqCst),
+        4,
+        "one call and three retries"
+    );
+
+    // Nothing listening (a connection refused): retried, then failed.
+    let closed = format!("http://127.0.0.1:{}", sentinela_testkit::free_port());
+    let err = detector(&closed).detect(&frame(), false).await.unwrap_err();
+    assert!(matches!(err, DetectError::Failed(_)), "{err}");
 }

@@ -78,6 +78,8 @@ impl IndexSync {
                 "segments_registered",
                 "segments_in_progress",
                 "segments_unreadable",
+                "segments_conflicting",
+                "cameras_failed",
                 "folders_missing",
                 "outside_root",
             ],
@@ -98,8 +100,21 @@ impl IndexSync {
                 continue;
             };
             report.add("cameras_scanned", 1);
-            self.sync_camera(db, &root, &camera, &path, &mut report)
-                .await?;
+            // One camera's failure (an unreadable folder, a row it cannot write) is counted and
+            // the other cameras are still scanned; a database that is down stops the run.
+            if let Err(error) = self
+                .sync_camera(db, &root, &camera, &path, &mut report)
+                .await
+            {
+                if error
+                    .downcast_ref::<sea_orm::DbErr>()
+                    .is_some_and(sentinela_core::repo::is_unavailable)
+                {
+                    return Err(error);
+                }
+                report.add("cameras_failed", 1);
+                tracing::error!(camera_id = camera.id, error = %format!("{error:#}"), "index sync failed for a camera; the others go on");
+            }
         }
         Ok(report)
     }
@@ -204,7 +219,7 @@ impl IndexSync {
                 }
             };
             let duration = Duration::from_std(info.duration)?;
-            let (_, inserted) = recordings::register(
+            let registered = recordings::register(
                 db,
                 recordings::NewRecording {
                     camera_id: camera.id,
@@ -215,7 +230,24 @@ impl IndexSync {
                     size_bytes: i64::try_from(segment.size).unwrap_or(i64::MAX),
                 },
             )
-            .await?;
+            .await;
+            let inserted = match registered {
+                Ok((_, inserted)) => inserted,
+                // Its path is registered already under another start (a recording registered
+                // by hand, or names read in another time zone before RECORDINGS_TZ was
+                // corrected): this segment is skipped, the others go on.
+                Err(error) if sentinela_core::repo::is_unique_violation(&error) => {
+                    report.add("segments_conflicting", 1);
+                    tracing::warn!(
+                        camera_id = camera.id,
+                        file = %segment.relative,
+                        started_at = %segment.started_at,
+                        "segment's path is registered under another start time; not registered"
+                    );
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             if inserted {
                 report.add("segments_registered", 1);
                 tracing::info!(

@@ -697,6 +697,62 @@ async fn index_sync_registers_complete_mediamtx_segments_once_and_skips_a_partia
     let third = sync.run(&test.db).await.unwrap();
     assert_eq!(third.get("segments_registered"), 1, "{third}");
     assert_eq!(third.get("segments_in_progress"), 1, "{third}");
+
+    // A segment whose path is registered already under another start (by hand, or read in
+    // another time zone): counted and skipped; the camera's next segment is still registered.
+    std::fs::write(north_dir.join("2026-11-29_08-04-00-000000.mp4"), &bytes).unwrap();
+    std::fs::write(north_dir.join("2026-11-29_08-05-00-000000.mp4"), &bytes).unwrap();
+    std::fs::write(
+        north_dir.join("2026-11-29_08-06-00-000000.mp4"),
+        &bytes[..100],
+    )
+    .unwrap();
+    let day_before = chrono::DateTime::parse_from_rfc3339("2026-11-28T11:04:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    sentinela_core::repo::recordings::register(
+        &test.db,
+        sentinela_core::repo::recordings::NewRecording {
+            camera_id: north.id,
+            city_id: city.id,
+            file_path: "sp/north/2026-11-29_08-04-00-000000.mp4".into(),
+            started_at: day_before,
+            ended_at: day_before + chrono::Duration::seconds(2),
+            size_bytes: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let fourth = sync.run(&test.db).await.unwrap();
+    assert_eq!(fourth.get("segments_conflicting"), 1, "{fourth}");
+    assert_eq!(
+        fourth.get("segments_registered"),
+        1,
+        "the 08:05 one: {fourth}"
+    );
+    assert_eq!(fourth.get("cameras_failed"), 0, "{fourth}");
+
+    // A disabled camera is not scanned: its new segments wait.
+    cameras::update(
+        &test.db,
+        &test.db,
+        north.clone(),
+        cameras::CameraChanges {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    std::fs::write(north_dir.join("2026-11-29_08-06-00-000000.mp4"), &bytes).unwrap();
+    std::fs::write(
+        north_dir.join("2026-11-29_08-07-00-000000.mp4"),
+        &bytes[..100],
+    )
+    .unwrap();
+    let fifth = sync.run(&test.db).await.unwrap();
+    assert_eq!(fifth.get("segments_registered"), 0, "{fifth}");
+    assert_eq!(fifth.get("cameras_scanned"), 1, "only south: {fifth}");
     test.cleanup().await;
 }
 

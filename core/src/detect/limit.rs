@@ -8,15 +8,20 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// A token bucket in Redis: `KEYS[1]` holds `tokens` and `ts` (ms); refills at `ARGV[1]` tokens
-/// per second up to `ARGV[2]`; `ARGV[3]` is now (ms). Returns 0 when a token was taken, else the
-/// milliseconds to wait.
+/// per second up to `ARGV[2]`. Time is Redis' own (`TIME`), never a worker's clock, so workers
+/// whose clocks disagree share one bucket fairly; a `ts` from the future (a clock that was ahead)
+/// is taken as now. Returns 0 when a token was taken, else the milliseconds to wait.
 const TOKEN_BUCKET: &str = r"
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
+if ts > now then
+  ts = now
+end
 if now > ts then
   tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
   ts = now
@@ -85,16 +90,11 @@ impl RateLimit {
         loop {
             let wait_ms: u64 = match &self.bucket {
                 Bucket::Redis { conn, script, key } => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_millis() as u64;
                     let mut conn = conn.clone();
                     script
                         .key(key)
                         .arg(self.per_second)
                         .arg(burst)
-                        .arg(now)
                         .invoke_async(&mut conn)
                         .await?
                 }

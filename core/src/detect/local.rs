@@ -254,8 +254,25 @@ fn nms(mut candidates: Vec<(usize, f64, [f64; 4])>) -> Vec<(usize, f64, [f64; 4]
 /// and a crash inside OCR then cannot take the worker down.
 ///
 /// # Errors
-/// When the command is missing or fails.
+/// When the command is missing, fails, or runs longer than [`TESSERACT_TIMEOUT`] (it is then
+/// killed: a hung child must not hold a blocking thread forever).
 pub fn read_text(frame: &Mat, bbox: &BBox) -> anyhow::Result<Vec<String>> {
+    read_text_with(Path::new("tesseract"), TESSERACT_TIMEOUT, frame, bbox)
+}
+
+/// How long one Tesseract run may take (a crop of a plate takes well under a second).
+pub const TESSERACT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// [`read_text`] with another program and time limit (tests).
+///
+/// # Errors
+/// As [`read_text`].
+pub fn read_text_with(
+    program: &Path,
+    timeout: std::time::Duration,
+    frame: &Mat,
+    bbox: &BBox,
+) -> anyhow::Result<Vec<String>> {
     let (fw, fh) = (f64::from(frame.cols()), f64::from(frame.rows()));
     let rect = Rect::new(
         (bbox.x * fw) as i32,
@@ -282,7 +299,7 @@ pub fn read_text(frame: &Mat, bbox: &BBox) -> anyhow::Result<Vec<String>> {
     imgproc::cvt_color_def(&big, &mut gray, imgproc::COLOR_BGR2GRAY)?;
     let mut png = Vector::<u8>::new();
     imgcodecs::imencode(".png", &gray, &mut png, &Vector::new())?;
-    let mut child = Command::new("tesseract")
+    let mut child = Command::new(program)
         .args([
             "stdin",
             "stdout",
@@ -298,17 +315,46 @@ pub fn read_text(frame: &Mat, bbox: &BBox) -> anyhow::Result<Vec<String>> {
         .stderr(Stdio::null())
         .spawn()
         .context("failed to start tesseract (install Debian's tesseract-ocr)")?;
-    child
-        .stdin
-        .take()
-        .context("tesseract stdin")?
-        .write_all(png.as_slice())
+    // Its output is read on a thread of its own while this one watches the clock.
+    let mut stdout = child.stdout.take().context("tesseract stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
+    });
+    // The crop goes in on a thread too: a child that stops reading must not block this one.
+    let mut stdin = child.stdin.take().context("tesseract stdin")?;
+    let crop = png.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&crop));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("tesseract")? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            // Killed and reaped; its stdout closes, so the reader ends too.
+            child.kill().ok();
+            child.wait().ok();
+            reader.join().ok();
+            writer.join().ok();
+            bail!(
+                "tesseract ran longer than {} s and was killed",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("tesseract input writer panicked"))?
         .context("failed to send the crop to tesseract")?;
-    let output = child.wait_with_output().context("tesseract")?;
-    if !output.status.success() {
-        bail!("tesseract failed with {}", output.status);
+    let output = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("tesseract output reader panicked"))?
+        .context("tesseract output")?;
+    if !status.success() {
+        bail!("tesseract failed with {status}");
     }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    Ok(String::from_utf8_lossy(&output)
         .lines()
         .map(str::trim)
         .filter(|l| l.chars().filter(char::is_ascii_alphanumeric).count() >= 3)

@@ -28,6 +28,9 @@ const MAX_LABELS: i32 = 10;
 const MIN_CONFIDENCE: f32 = 75.0;
 /// Attempts per call when throttled.
 const MAX_ATTEMPTS: u32 = 8;
+/// Transient failures (5xx, a timeout, a connection reset) retried per call, with the same
+/// backoff, before the call fails: a blip does not fail the task, an outage does, quickly.
+const MAX_TRANSIENT_RETRIES: u32 = 3;
 /// DetectText accepts at most this many regions of interest.
 const MAX_REGIONS: usize = 10;
 
@@ -86,6 +89,7 @@ impl RekognitionDetector {
     {
         let metrics = crate::metrics::global();
         let mut attempt = 0;
+        let mut transient = 0;
         loop {
             match call().await {
                 Ok(v) => {
@@ -95,6 +99,17 @@ impl RekognitionDetector {
                 Err(err) => {
                     let error = classify(&err);
                     if !matches!(error, DetectError::Throttled(_)) {
+                        if is_transient(&err) && transient < MAX_TRANSIENT_RETRIES {
+                            transient += 1;
+                            metrics.detector_call("rekognition", operation, "retried");
+                            let sleep = self
+                                .base_backoff
+                                .saturating_mul(1 << transient)
+                                .mul_f64(rand::random::<f64>());
+                            tracing::warn!(operation, transient, error = %error, "Rekognition failed transiently; retrying");
+                            tokio::time::sleep(sleep).await;
+                            continue;
+                        }
                         metrics.detector_call("rekognition", operation, "error");
                         return Err(error);
                     }
@@ -114,6 +129,28 @@ impl RekognitionDetector {
                 }
             }
         }
+    }
+}
+
+/// Whether an error is worth a retry of the same call: no answer (a connection refused or reset,
+/// a timeout, an unreadable answer) or a server-side failure (5xx, `InternalServerError`,
+/// `ServiceUnavailableException`). Throttles are handled apart; client errors are not retried.
+fn is_transient<E>(err: &SdkError<E>) -> bool
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().as_u16() >= 500
+                || matches!(
+                    err.code(),
+                    Some("InternalServerError" | "ServiceUnavailableException")
+                )
+        }
+        _ => false,
     }
 }
 
