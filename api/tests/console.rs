@@ -117,6 +117,18 @@ async fn sign_in(browser: &Client, base: &str, key: &str) {
     .await;
 }
 
+/// Signs out with the header's button and waits for the sign-in page.
+async fn sign_out(browser: &Client) {
+    click(browser, "header form button").await;
+    wait_until("the sign-in page", 10, || async {
+        browser
+            .current_url()
+            .await
+            .is_ok_and(|u| u.path() == "/console/login")
+    })
+    .await;
+}
+
 /// Runs `js` in the page; `null` when the page is between two documents (a form just posted).
 async fn script(browser: &Client, js: &str) -> Value {
     browser.execute(js, vec![]).await.unwrap_or(Value::Null)
@@ -242,6 +254,11 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
         .await
         .unwrap()
         .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("new-search"))
         .await
         .unwrap();
     script(
@@ -423,11 +440,13 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
         .click()
         .await
         .unwrap();
-    let lang = script(&browser, "return document.documentElement.lang").await;
-    assert_eq!(lang, "en");
+    wait_until("the English page", 10, || async {
+        script(&browser, "return document.documentElement.lang").await == "en"
+    })
+    .await;
 
     // Sign out; another city's key gets the not-found page for this search.
-    click(&browser, "header form button").await;
+    sign_out(&browser).await;
     sign_in(&browser, &base, &other).await;
     browser.goto(search_url.as_str()).await.unwrap();
     let heading = script(
@@ -445,10 +464,10 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
 
     // An administrator adds a camera and a key (its secret shown once, and it works).
     browser
-        .goto(&format!("{base}/console/login"))
+        .goto(&format!("{base}/console/searches"))
         .await
         .unwrap();
-    click(&browser, "header form button").await;
+    sign_out(&browser).await;
     sign_in(&browser, &base, ADMIN).await;
     browser
         .goto(&format!("{base}/console/lang/pt"))
@@ -509,7 +528,8 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
     type_into(&browser, "key_user", "joao").await;
     click(&browser, "#new-key button[type=submit]").await;
     let secret = browser
-        .find(Locator::Id("new-secret"))
+        .wait()
+        .for_element(Locator::Id("new-secret"))
         .await
         .unwrap()
         .text()

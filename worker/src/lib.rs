@@ -77,6 +77,9 @@ pub struct WorkerState {
     pub daily_budget_default: Option<u64>,
     /// Price of one detector call (for the per-city cost metric).
     pub price_per_call: f64,
+    /// A task started more often than this without ending is not decoded again: its recording
+    /// is taken as poison (it crashed or stalled every worker that opened it).
+    pub poison_after: i32,
 }
 
 impl WorkerState {
@@ -123,6 +126,10 @@ impl WorkerState {
             queue_window: settings.worker.queued_tasks_per_search,
             daily_budget_default: settings.detector.daily_calls_per_city,
             price_per_call: settings.detector.price_per_call(),
+            poison_after: settings
+                .scheduler
+                .max_task_attempts
+                .saturating_add(i32::try_from(MAX_ATTEMPTS).unwrap_or(i32::MAX)),
         })
     }
 }
@@ -516,6 +523,23 @@ async fn analyze_recording(
         }
         Ok::<Handled, BoxDynError>(Handled::TaskFailed)
     };
+    // Every start is counted in the database, so a recording that kills its worker (a decoder
+    // abort, an out-of-memory kill) is seen across deliveries and workers: past the limit it is
+    // not opened again and its task fails saying why.
+    if task.attempts > state.poison_after {
+        tracing::error!(
+            search_id = search.id,
+            task_id = task.id,
+            recording_id = task.recording_id,
+            attempts = task.attempts,
+            "recording started too often without finishing; taken as poison, not decoded again"
+        );
+        return fail(format!(
+            "started {} times without finishing (a worker died each time: a file that crashes or exhausts the decoder?); not decoded again",
+            task.attempts - 1
+        ))
+        .await;
+    }
     let Some(recording) = recordings::get(db, task.recording_id).await? else {
         return fail(format!("recording {} no longer exists", task.recording_id)).await;
     };

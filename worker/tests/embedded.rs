@@ -174,3 +174,81 @@ async fn queue_depth_is_read_from_the_redis_keys() {
     assert_eq!((depth.pending, depth.running, depth.scheduled), (4, 2, 1));
     test.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_that_killed_every_worker_is_not_decoded_again() {
+    use sentinela_core::repo::tasks;
+    let test = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&test, None, dir.path());
+    let (city, recording_ids) = city_with_recordings(&test.db, dir.path(), 1, 1).await;
+    let search = bus_search(&test.db, city).await;
+    let recording = sentinela_core::repo::recordings::get(&test.db, recording_ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    let window =
+        sentinela_core::domain::TimeRange::new(recording.started_at, recording.ended_at).unwrap();
+    let task = tasks::create_for_search(
+        &test.db,
+        search,
+        &[tasks::NewTask {
+            recording_id: recording.id,
+            window,
+        }],
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    // Workers that each started it and died (their runs never ended): the starts are counted.
+    let limit = settings.scheduler.max_task_attempts
+        + i32::try_from(sentinela_worker::MAX_ATTEMPTS).unwrap();
+    for _ in 0..limit {
+        tasks::start(&test.db, task.id, "died").await.unwrap();
+    }
+    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
+    let state = Arc::new(
+        WorkerState::build(&settings, test.databases(&settings), queue.clone())
+            .await
+            .unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn({
+        let settings = settings.clone();
+        async move {
+            run_workers(state, &settings, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    // One more delivery: over the limit, it fails without decoding.
+    queue
+        .push_analyze(vec![AnalyzeRecording::of_task(&task, None)])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let ended = loop {
+        let row = tasks::get(&test.db, task.id).await.unwrap().unwrap();
+        if row.status.is_final() {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task still {:?}",
+            row.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop.send(());
+    workers.await.unwrap().unwrap();
+    assert_eq!(
+        ended.status,
+        sentinela_core::TaskStatus::Failed,
+        "{ended:?}"
+    );
+    let error = ended.error.unwrap_or_default();
+    assert!(error.contains("without finishing"), "{error}");
+    assert_eq!(ended.frames_analyzed, 0, "not decoded again");
+    test.cleanup().await;
+}
