@@ -156,6 +156,9 @@ pub struct Metrics {
     pub detector_throttles: Family<OperationLabels, Counter>,
     /// `vms_frames_sampled_total`: frames decoded out of recordings.
     pub frames_sampled: Counter,
+    /// `vms_tasks_poisoned_total`: tasks failed because their recording was started too often
+    /// without finishing (it kills or stalls the workers that open it).
+    pub tasks_poisoned: Counter,
     /// `vms_frames_gate_skipped_total`: frames the motion gate found unchanged.
     pub frames_gate_skipped: Counter,
     /// `vms_frames_cache_hits_total`: frames whose analysis came from the cache.
@@ -212,6 +215,7 @@ impl Metrics {
             detector_calls: Family::default(),
             detector_throttles: Family::default(),
             frames_sampled: Counter::default(),
+            tasks_poisoned: Counter::default(),
             frames_gate_skipped: Counter::default(),
             frames_cache_hits: Counter::default(),
             jobs_started: Family::default(),
@@ -265,6 +269,11 @@ impl Metrics {
             "vms_frames_sampled",
             "Frames decoded out of recordings",
             m.frames_sampled.clone(),
+        );
+        r.register(
+            "vms_tasks_poisoned",
+            "Tasks failed because their recording was started too often without finishing",
+            m.tasks_poisoned.clone(),
         );
         r.register(
             "vms_frames_gate_skipped",

@@ -527,6 +527,7 @@ async fn analyze_recording(
     // abort, an out-of-memory kill) is seen across deliveries and workers: past the limit it is
     // not opened again and its task fails saying why.
     if task.attempts > state.poison_after {
+        sentinela_core::metrics::global().tasks_poisoned.inc();
         tracing::error!(
             search_id = search.id,
             task_id = task.id,

@@ -250,5 +250,9 @@ async fn a_recording_that_killed_every_worker_is_not_decoded_again() {
     let error = ended.error.unwrap_or_default();
     assert!(error.contains("without finishing"), "{error}");
     assert_eq!(ended.frames_analyzed, 0, "not decoded again");
+    assert!(
+        sentinela_core::metrics::global().tasks_poisoned.get() >= 1,
+        "counted in vms_tasks_poisoned_total"
+    );
     test.cleanup().await;
 }
