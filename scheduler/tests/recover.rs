@@ -226,3 +226,67 @@ async fn a_search_whose_tasks_all_ended_is_finalised() {
     assert_eq!(row.status, SearchStatus::Completed);
     test.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_search_left_pending_past_the_lease_is_planned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = TestDb::postgres().await;
+    let redis = sentinela_testkit::redis_db(8);
+    let settings = settings(&test, &redis, dir.path());
+    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
+    let city = sentinela_testkit::city(&test.db, &format!("c{}", rand_id())).await;
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    let new_search = || searches::NewSearch {
+        city_id: city.id,
+        user_id: None,
+        plate: None,
+        color: Some(Color::Red),
+        vehicle_type: Some(VehicleType::Bus),
+        window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
+        camera_ids: None,
+        estimate: None,
+        webhook: None,
+    };
+    // Its plan job was lost an hour ago (a Redis without persistence restarted, say); another
+    // search was just created and its job is on its way.
+    let lost = searches::create(&test.db, &test.db, new_search())
+        .await
+        .unwrap();
+    entity::vehicle_search::Entity::update_many()
+        .col_expr(
+            entity::vehicle_search::Column::CreatedAt,
+            Expr::value(Utc::now() - chrono::Duration::hours(1)),
+        )
+        .filter(entity::vehicle_search::Column::Id.eq(lost.id))
+        .exec(&test.db)
+        .await
+        .unwrap();
+    let fresh = searches::create(&test.db, &test.db, new_search())
+        .await
+        .unwrap();
+    let report = recover_stuck(&test.db, &queue, chrono::Duration::minutes(10), 5, 8)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.replanned, 1,
+        "only the search pending past the lease"
+    );
+    let depth = queue.depth().await.unwrap();
+    let (_, search_queue) = depth
+        .iter()
+        .find(|(name, _)| name.ends_with("search"))
+        .unwrap();
+    assert_eq!(
+        search_queue.pending, 1,
+        "one plan job queued again: {depth:?}"
+    );
+    assert_eq!(
+        searches::get(&test.db, fresh.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        SearchStatus::Pending
+    );
+    test.cleanup().await;
+}
