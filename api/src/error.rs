@@ -161,6 +161,21 @@ fn body(
 }
 
 impl ApiError {
+    /// The problem detail this error answers with.
+    pub fn problem(&self) -> &Problem {
+        match self {
+            Self::BadRequest(p)
+            | Self::Unauthorized(p)
+            | Self::Forbidden(p)
+            | Self::NotFound(p)
+            | Self::Conflict(p)
+            | Self::Unprocessable(p)
+            | Self::Internal(p)
+            | Self::Unavailable(p)
+            | Self::TooManyRequests(p, ..) => &p.0,
+        }
+    }
+
     /// 400 naming a field.
     pub fn bad_request(message: impl Into<String>, field: Option<&str>) -> Self {
         Self::BadRequest(body("bad_request", 400, message, field))

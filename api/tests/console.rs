@@ -455,6 +455,13 @@ async fn an_operator_finds_the_red_bus_in_the_console() {
     )
     .await;
     assert_eq!(heading, "Not found", "another city's search is not there");
+    let status = fetch(
+        &browser,
+        "const done = arguments[arguments.length - 1];
+         fetch(window.location.href).then(r => done(r.status));",
+    )
+    .await;
+    assert_eq!(status, 404, "and answers 404");
     let anonymous = http.get(search_url.as_str()).send().await.unwrap();
     assert_eq!(
         anonymous.url().path(),

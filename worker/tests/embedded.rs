@@ -18,12 +18,17 @@ use sentinela_worker::{WorkerState, run_workers};
 
 /// Runs one search in-process on the queue the settings select; returns (camera, seconds since t0)
 /// of each point.
-async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -> Vec<(i64, i64)> {
-    let settings = settings(test, redis, dir);
-    let (city, _) = city_with_recordings(&test.db, dir, 12, 3).await;
-    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
+/// The worker loops of this process (embedded mode) until the returned sender is used.
+async fn in_process_workers(
+    test: &TestDb,
+    settings: &sentinela_core::settings::Settings,
+    queue: &JobQueue,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let state = Arc::new(
-        WorkerState::build(&settings, test.databases(&settings), queue.clone())
+        WorkerState::build(settings, test.databases(settings), queue.clone())
             .await
             .unwrap(),
     );
@@ -37,6 +42,14 @@ async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -
             .await
         }
     });
+    (stop, workers)
+}
+
+async fn run_search(test: &TestDb, redis: Option<&str>, dir: &std::path::Path) -> Vec<(i64, i64)> {
+    let settings = settings(test, redis, dir);
+    let (city, _) = city_with_recordings(&test.db, dir, 12, 3).await;
+    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
+    let (stop, workers) = in_process_workers(test, &settings, &queue).await;
     let search = bus_search(&test.db, city).await;
     queue
         .push_search(SearchVehicle {
@@ -207,21 +220,7 @@ async fn a_recording_that_killed_every_worker_is_not_decoded_again() {
         tasks::start(&test.db, task.id, "died").await.unwrap();
     }
     let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
-    let state = Arc::new(
-        WorkerState::build(&settings, test.databases(&settings), queue.clone())
-            .await
-            .unwrap(),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let workers = tokio::spawn({
-        let settings = settings.clone();
-        async move {
-            run_workers(state, &settings, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let (stop, workers) = in_process_workers(&test, &settings, &queue).await;
     // One more delivery: over the limit, it fails without decoding.
     queue
         .push_analyze(vec![AnalyzeRecording::of_task(&task, None)])

@@ -497,11 +497,7 @@ async fn recording_list(
         Ok(found) => found,
         Err(e) => return error_page(lang, Some(&signed), e),
     };
-    let zone_name = cities::get(state.control(), camera.city_id)
-        .await
-        .ok()
-        .flatten()
-        .map_or_else(|| "UTC".to_owned(), |c| c.timezone);
+    let zone_name = super::city_zone(&state, camera.city_id).await;
     let zone: chrono_tz::Tz = zone_name.parse().unwrap_or(chrono_tz::UTC);
     let from = window
         .from

@@ -61,6 +61,7 @@ impl Lang {
         let (pt, en) = match key {
             "title" => ("Sentinela", "Sentinela"),
             "sign_in" => ("Entrar", "Sign in"),
+            "skip" => ("Pular para o conteúdo", "Skip to the content"),
             "sign_out" => ("Sair", "Sign out"),
             "api_key" => ("Chave de API", "API key"),
             "sign_in_help" => (

@@ -20,9 +20,8 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::{ApiKeyAuth, Principal, SESSION_COOKIE, cookie, principal_of};
 use crate::error::ApiError;
-use crate::routes::cameras::listed_databases;
 use crate::routes::searches::{
-    CreateSearch, cancel_search, create_search, estimate_search, visible_search,
+    CreateSearch, cancel_search, create_search, estimate_search, list_searches, visible_search,
 };
 use i18n::Lang;
 
@@ -114,7 +113,7 @@ fn page(lang: Lang, signed: Option<&Signed>, title: &str, body: Markup) -> Marku
                 script src="/console/assets/console.js" defer {}
             }
             body {
-                a.skip href="#main" { "Pular para o conteúdo" }
+                a.skip href="#main" { (lang.t("skip")) }
                 header {
                     nav aria-label="Sentinela" {
                         a.brand href="/console/searches" { "Sentinela" }
@@ -436,19 +435,10 @@ async fn search_list(
         plate: None,
         user_id: None,
     };
-    let mut rows = Vec::new();
-    let databases = match listed_databases(&state, &auth, None).await {
-        Ok(d) => d,
+    let rows = match list_searches(&state, &auth, None, &filter, 50, None).await {
+        Ok((_, rows)) => rows,
         Err(e) => return error_page(lang, Some(&signed), e),
     };
-    for db in databases {
-        match searches::list(&db, &filter, 50, None).await {
-            Ok((_, page)) => rows.extend(page),
-            Err(e) => return error_page(lang, Some(&signed), e.into()),
-        }
-    }
-    rows.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
-    rows.truncate(50);
     let zones = city_zones(&state).await;
     let body = html! {
         h1 { (lang.t("searches")) }
@@ -805,16 +795,26 @@ async fn search_estimate(
 
 /// What an API error says, field by field, for the form.
 fn problem_lines(error: ApiError) -> Vec<(String, String)> {
-    use ApiError::*;
-    let problem = match &error {
-        BadRequest(p) | Unauthorized(p) | Forbidden(p) | NotFound(p) | Conflict(p)
-        | Unprocessable(p) | Internal(p) | Unavailable(p) => p.0.clone(),
-        TooManyRequests(p, ..) => p.0.clone(),
-    };
-    match problem.errors {
-        Some(errors) => errors.into_iter().map(|e| (e.field, e.detail)).collect(),
-        None => vec![(problem.field.unwrap_or_default(), problem.detail)],
+    let problem = error.problem();
+    match &problem.errors {
+        Some(errors) => errors
+            .iter()
+            .map(|e| (e.field.clone(), e.detail.clone()))
+            .collect(),
+        None => vec![(
+            problem.field.clone().unwrap_or_default(),
+            problem.detail.clone(),
+        )],
     }
+}
+
+/// A city's IANA time zone name (`UTC` when the city cannot be read).
+async fn city_zone(state: &AppState, city_id: i64) -> String {
+    cities::get(state.control(), city_id)
+        .await
+        .ok()
+        .flatten()
+        .map_or_else(|| "UTC".to_owned(), |c| c.timezone)
 }
 
 #[handler]
@@ -826,11 +826,7 @@ async fn search_page(state: Data<&AppState>, request: &Request, Path(id): Path<i
         Ok(found) => found,
         Err(e) => return error_page(lang, Some(&signed), e),
     };
-    let zone = cities::get(state.control(), search.city_id)
-        .await
-        .ok()
-        .flatten()
-        .map_or_else(|| "UTC".to_owned(), |c| c.timezone);
+    let zone = city_zone(&state, search.city_id).await;
     let cams = cameras::list_by_city(&db, search.city_id)
         .await
         .unwrap_or_default();
@@ -950,11 +946,7 @@ async fn sighting_page(
             Ok(found) => found,
             Err(e) => return error_page(lang, Some(&signed), e),
         };
-    let zone = cities::get(state.control(), search.city_id)
-        .await
-        .ok()
-        .flatten()
-        .map_or_else(|| "UTC".to_owned(), |c| c.timezone);
+    let zone = city_zone(&state, search.city_id).await;
     let camera = cameras::get(&db, point.camera_id).await.ok().flatten();
     let base = format!("/api/v1/searches/{}/sightings/{}", search.id, point.id);
     let body = html! {

@@ -803,6 +803,29 @@ pub(crate) async fn create_search(
     start(state, auth, v).await
 }
 
+/// Up to `limit` searches matching `filter` the key sees (of `city`, or of every database for an
+/// admin key without one), newest first after `before`, and how many match in all: each database
+/// gives its first `limit` after the cursor, merged.
+pub(crate) async fn list_searches(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    city: Option<i64>,
+    filter: &searches::SearchFilter,
+    limit: u64,
+    before: Option<(DateTime<Utc>, i64)>,
+) -> Result<(u64, Vec<vehicle_search::Model>), ApiError> {
+    let mut total = 0;
+    let mut rows = Vec::new();
+    for db in listed_databases(state, auth, city).await? {
+        let (n, page) = searches::list(&db, filter, limit, before).await?;
+        total += n;
+        rows.extend(page);
+    }
+    rows.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok((total, rows))
+}
+
 /// What a search would cost and the caps it must fit (see `POST /searches/estimate`).
 pub(crate) async fn estimate_search(
     state: &AppState,
@@ -1050,17 +1073,7 @@ impl SearchesApi {
                 .filter(|p| !p.is_empty()),
             user_id: user_id.0,
         };
-        // One database, or an admin key listing every city: each database gives its first
-        // `limit` after the cursor, merged newest first.
-        let mut total = 0;
-        let mut rows = Vec::new();
-        for db in listed_databases(&state, &auth, city_id.0).await? {
-            let (n, page) = searches::list(&db, &filter, limit, before).await?;
-            total += n;
-            rows.extend(page);
-        }
-        rows.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let (total, rows) = list_searches(&state, &auth, city_id.0, &filter, limit, before).await?;
         let (items, next_cursor) = super::paged(rows, limit, |s| {
             super::format_time_cursor(s.created_at, s.id)
         });
