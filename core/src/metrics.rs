@@ -159,6 +159,9 @@ pub struct Metrics {
     /// `vms_tasks_poisoned_total`: tasks failed because their recording was started too often
     /// without finishing (it kills or stalls the workers that open it).
     pub tasks_poisoned: Counter,
+    /// `vms_snapshot_write_failures_total`: sightings stored without their snapshot because the
+    /// snapshot storage could not be written (a full or read-only disk).
+    pub snapshot_write_failures: Counter,
     /// `vms_frames_gate_skipped_total`: frames the motion gate found unchanged.
     pub frames_gate_skipped: Counter,
     /// `vms_frames_cache_hits_total`: frames whose analysis came from the cache.
@@ -216,6 +219,7 @@ impl Metrics {
             detector_throttles: Family::default(),
             frames_sampled: Counter::default(),
             tasks_poisoned: Counter::default(),
+            snapshot_write_failures: Counter::default(),
             frames_gate_skipped: Counter::default(),
             frames_cache_hits: Counter::default(),
             jobs_started: Family::default(),
@@ -274,6 +278,11 @@ impl Metrics {
             "vms_tasks_poisoned",
             "Tasks failed because their recording was started too often without finishing",
             m.tasks_poisoned.clone(),
+        );
+        r.register(
+            "vms_snapshot_write_failures",
+            "Sightings stored without their snapshot because the snapshot storage could not be written",
+            m.snapshot_write_failures.clone(),
         );
         r.register(
             "vms_frames_gate_skipped",

@@ -17,6 +17,7 @@ use crate::detect::criteria::Criteria;
 use crate::detect::limit::DetectorLimiter;
 use crate::detect::{Analysis, DetectError, Detector, FrameImage};
 use crate::domain::TimeRange;
+use crate::repo::searches::SnapshotOutcome;
 use crate::repo::{frames, points, searches};
 use crate::settings::SamplerSettings;
 use crate::video::gate::{GateDecision, MotionGate};
@@ -65,6 +66,8 @@ pub struct TaskInput {
 pub struct TaskReport {
     /// Sightings kept without a snapshot because the city's snapshot budget was full.
     pub snapshots_skipped: i64,
+    /// Sightings kept without a snapshot because the snapshot storage could not be written.
+    pub snapshots_failed: i64,
     /// Frames sampled and analysed (by the detector, the cache or the gate).
     pub frames_analyzed: i64,
     /// Calls made to the detector.
@@ -271,15 +274,47 @@ impl Analyzer {
                         None => self.encode(&frame.image).await?,
                     };
                     let size = bytes.len() as i64;
-                    let (name, new_file) = self.save_snapshot(input, &frame, bytes).await?;
-                    if new_file {
-                        snapshots.spent(size);
-                        searches::count_snapshot(&input.db, input.search_id, Some(size)).await?;
+                    match self.save_snapshot(input, &frame, bytes).await {
+                        Ok((name, new_file)) => {
+                            if new_file {
+                                snapshots.spent(size);
+                                searches::count_snapshot(
+                                    &input.db,
+                                    input.search_id,
+                                    SnapshotOutcome::Written(size),
+                                )
+                                .await?;
+                            }
+                            Some(name)
+                        }
+                        // The sighting matters more than its picture: it is stored without one,
+                        // and the search, a metric and the log say why.
+                        Err(error) => {
+                            tracing::warn!(
+                                search_id = input.search_id,
+                                recording_id = input.recording.id,
+                                error = %format!("{error:#}"),
+                                "snapshot not written; the sighting is stored without it"
+                            );
+                            crate::metrics::global().snapshot_write_failures.inc();
+                            report.snapshots_failed += 1;
+                            searches::count_snapshot(
+                                &input.db,
+                                input.search_id,
+                                SnapshotOutcome::StorageFailed,
+                            )
+                            .await?;
+                            None
+                        }
                     }
-                    Some(name)
                 } else {
                     report.snapshots_skipped += 1;
-                    searches::count_snapshot(&input.db, input.search_id, None).await?;
+                    searches::count_snapshot(
+                        &input.db,
+                        input.search_id,
+                        SnapshotOutcome::OverBudget,
+                    )
+                    .await?;
                     None
                 };
                 let point = points::NewPoint {
@@ -365,7 +400,7 @@ impl Analyzer {
         input: &TaskInput,
         frame: &SampledFrame,
         bytes: Vec<u8>,
-    ) -> Result<(String, bool), AnalyzeError> {
+    ) -> anyhow::Result<(String, bool)> {
         let name = format!(
             "{}/{}-{}.jpg",
             input.search_id, input.recording.id, frame.offset_ms
@@ -380,12 +415,12 @@ impl Analyzer {
             tokio::fs::write(&tmp, bytes).await?;
             tokio::fs::rename(&tmp, &path).await
         };
-        write.await.map_err(|e| {
-            AnalyzeError::Transient(
-                anyhow::Error::new(e)
-                    .context(format!("failed to write snapshot {}", path.display())),
-            )
-        })?;
+        if let Err(e) = write.await {
+            // A half-written temporary file would only take more of a full disk.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(anyhow::Error::new(e)
+                .context(format!("failed to write snapshot {}", path.display())));
+        }
         Ok((name, new_file))
     }
 

@@ -449,3 +449,120 @@ async fn seeding_the_demo_twice_creates_it_once() {
     assert_eq!(camera::Entity::find().count(&test.db).await.unwrap(), 3);
     test.cleanup().await;
 }
+
+async fn set_search_status(db: &DatabaseConnection, id: i64, status: SearchStatus) {
+    use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+    entity::vehicle_search::Entity::update_many()
+        .col_expr(
+            entity::vehicle_search::Column::Status,
+            Expr::value(status.as_str()),
+        )
+        .filter(entity::vehicle_search::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .unwrap();
+}
+
+/// Retention's race: it reads which recordings are locked, then deletes; a search planned in
+/// between must keep its recording (the foreign key no longer cascades onto tasks and sightings).
+async fn a_recording_is_never_deleted_from_under_a_task_or_a_sighting(test: TestDb) {
+    use recordings::Deletion;
+    let db = &test.db;
+    let f = fixture(db).await;
+    let recs = minute_recordings(db, &f, 4).await;
+    let window = |r: &recording::Model| TimeRange::new(r.started_at, r.ended_at).unwrap();
+    let task_for = |r: &recording::Model| NewTask {
+        recording_id: r.id,
+        window: window(r),
+    };
+    // recs[0]: a task of a search in flight; recs[1]: a sighting of a completed search;
+    // recs[2]: a task of a completed search; recs[3]: nothing.
+    let running = search_over(db, &f, window(&recs[0])).await;
+    tasks::create_for_search(db, running, &[task_for(&recs[0])])
+        .await
+        .unwrap();
+    let seen = search_over(db, &f, window(&recs[1])).await;
+    points::insert_idempotent(db, point(seen, &recs[1], recs[1].started_at))
+        .await
+        .unwrap();
+    set_search_status(db, seen, SearchStatus::Completed).await;
+    let ended = search_over(db, &f, window(&recs[2])).await;
+    tasks::create_for_search(db, ended, &[task_for(&recs[2])])
+        .await
+        .unwrap();
+    set_search_status(db, ended, SearchStatus::Completed).await;
+
+    // A plain delete is refused by the database itself: nothing cascades.
+    let refused = recording::Entity::delete_by_id(recs[0].id)
+        .exec(db)
+        .await
+        .unwrap_err();
+    assert!(
+        sentinela_core::repo::is_foreign_key_violation(&refused),
+        "{refused}"
+    );
+    let ok = || async { Ok::<_, &str>(()) };
+    assert!(matches!(
+        recordings::delete_unheld(db, recs[0].id, ok).await.unwrap(),
+        Deletion::Held
+    ));
+    assert_eq!(tasks::list_for_search(db, running).await.unwrap().len(), 1);
+    assert!(matches!(
+        recordings::delete_unheld(db, recs[1].id, ok).await.unwrap(),
+        Deletion::Held
+    ));
+    assert_eq!(points::list_for_search(db, seen).await.unwrap().len(), 1);
+    // An ended search's task does not hold it: it goes with the row, the search stays.
+    assert!(matches!(
+        recordings::delete_unheld(db, recs[2].id, ok).await.unwrap(),
+        Deletion::Deleted(())
+    ));
+    assert!(tasks::list_for_search(db, ended).await.unwrap().is_empty());
+    assert!(searches::get(db, ended).await.unwrap().is_some());
+
+    // The file cannot be removed: the row stays.
+    let disk_error = || async { Err::<(), _>("read-only file system") };
+    assert!(matches!(
+        recordings::delete_unheld(db, recs[3].id, disk_error)
+            .await
+            .unwrap(),
+        Deletion::Kept("read-only file system")
+    ));
+    assert!(recordings::get(db, recs[3].id).await.unwrap().is_some());
+
+    // The race: retention reads the locks (recs[3] is free), a search takes recs[3], retention
+    // deletes — and the database refuses.
+    let (in_use, evidence) = recordings::locked_for_retention(db, f.city.id)
+        .await
+        .unwrap();
+    assert!(!in_use.contains(&recs[3].id) && !evidence.contains(&recs[3].id));
+    let late = search_over(db, &f, window(&recs[3])).await;
+    tasks::create_for_search(db, late, &[task_for(&recs[3])])
+        .await
+        .unwrap();
+    assert!(matches!(
+        recordings::delete_unheld(db, recs[3].id, ok).await.unwrap(),
+        Deletion::Held
+    ));
+    assert_eq!(tasks::list_for_search(db, late).await.unwrap().len(), 1);
+    set_search_status(db, late, SearchStatus::Cancelled).await;
+    assert!(matches!(
+        recordings::delete_unheld(db, recs[3].id, ok).await.unwrap(),
+        Deletion::Deleted(())
+    ));
+    assert!(matches!(
+        recordings::delete_unheld(db, recs[3].id, ok).await.unwrap(),
+        Deletion::Missing
+    ));
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_recording_is_never_deleted_from_under_a_task_or_a_sighting_on_postgres() {
+    a_recording_is_never_deleted_from_under_a_task_or_a_sighting(TestDb::postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_recording_is_never_deleted_from_under_a_task_or_a_sighting_on_sqlite() {
+    a_recording_is_never_deleted_from_under_a_task_or_a_sighting(TestDb::sqlite().await).await;
+}

@@ -44,6 +44,9 @@ pub struct Model {
     pub snapshot_bytes: i64,
     /// Sightings stored without a snapshot because the city's snapshot budget was full.
     pub snapshots_skipped: i32,
+    /// Sightings stored without a snapshot because the snapshot storage could not be written (a
+    /// full or read-only disk).
+    pub snapshots_failed: i32,
     /// Where the completion webhook is POSTed (`None`: no webhook).
     #[sea_orm(column_type = "Text", nullable)]
     pub webhook_url: Option<String>,

@@ -14,6 +14,9 @@
 //! - `m20261201_000002_search_webhooks`: a search's completion webhook and its delivery state.
 //! - `m20261201_000003_api_contract`: API key expiry and last use, search `Idempotency-Key`s.
 //! - `m20261201_000004_console_sessions`: the web console's server-side sessions.
+//! - `m20261201_000005_resilience`: a recording's row cannot be deleted from under a task or a
+//!   sighting (`ON DELETE NO ACTION`); sightings stored without a snapshot because the storage
+//!   failed are counted.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -23,6 +26,7 @@ mod m20261201_000001_city_databases;
 mod m20261201_000002_search_webhooks;
 mod m20261201_000003_api_contract;
 mod m20261201_000004_console_sessions;
+mod m20261201_000005_resilience;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -37,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_search_webhooks::Migration),
             Box::new(m20261201_000003_api_contract::Migration),
             Box::new(m20261201_000004_console_sessions::Migration),
+            Box::new(m20261201_000005_resilience::Migration),
         ]
     }
 }

@@ -1,7 +1,8 @@
 //! Recording retention: per city, delete the recordings older than the city's retention days and,
-//! while the city's recordings exceed its storage cap, the oldest first. File first, then row; a
-//! file already gone is not an error; a file that cannot be deleted keeps its row (and is counted)
-//! and the job goes on.
+//! while the city's recordings exceed its storage cap, the oldest first. The row's deletion is
+//! guarded by the database (a search planned meanwhile keeps its recording) and the file is
+//! removed before it commits; a file already gone is not an error; a file that cannot be deleted
+//! keeps its row (and is counted) and the job goes on.
 //!
 //! Two kinds of recordings are never deleted:
 //! - **in use**: a task of a search still pending or processing points at it (kept until the
@@ -225,17 +226,22 @@ async fn city_retention(
     Ok(())
 }
 
-/// Deletes the file, then the row. Returns whether the recording is gone. A row whose path
-/// leads outside the recordings directory keeps its row and its file (counted as `outside_root`).
+/// Deletes the row and the file together. Returns whether the recording is gone.
+///
+/// [`recordings::delete_unheld`] deletes the row in a transaction guarded by the database (a task
+/// created since this run read its locks — a search planned meanwhile — or a sighting makes it
+/// refuse: the recording is kept, counted as `kept_in_use`) and removes the file before it
+/// commits: a file that cannot be deleted keeps its row (counted as `file_errors`). A row whose
+/// path leads outside the recordings directory keeps its row and its file (`outside_root`).
 async fn delete(
     db: &DatabaseConnection,
     root: &Root,
     r: &recording::Model,
     report: &mut Report,
 ) -> anyhow::Result<bool> {
-    let removed = match root.resolve(&r.file_path) {
-        Ok(path) => remove_file(&path).await,
-        Err(PathError::NotFound) => Removed::Missing,
+    let path = match root.resolve(&r.file_path) {
+        Ok(path) => Some(path),
+        Err(PathError::NotFound) => None,
         Err(error) if error.is_confinement() => {
             tracing::error!(
                 recording_id = r.id,
@@ -246,15 +252,49 @@ async fn delete(
             report.add("outside_root", 1);
             return Ok(false);
         }
-        Err(error) => Removed::Failed(std::io::Error::other(error)),
-    };
-    match removed {
-        Removed::Deleted(bytes) => {
-            report.add("files_deleted", 1);
-            report.add("bytes_freed", bytes);
+        Err(error) => {
+            tracing::error!(
+                recording_id = r.id,
+                path = %r.file_path,
+                %error,
+                "cannot reach a recording's file; keeping its row"
+            );
+            report.add("file_errors", 1);
+            return Ok(false);
         }
-        Removed::Missing => report.add("files_missing", 1),
-        Removed::Failed(error) => {
+    };
+    let outcome = recordings::delete_unheld(db, r.id, || async {
+        match &path {
+            None => Ok(Removed::Missing),
+            Some(path) => match remove_file(path).await {
+                Removed::Failed(error) => Err(error),
+                removed => Ok(removed),
+            },
+        }
+    })
+    .await?;
+    match outcome {
+        recordings::Deletion::Deleted(removed) => {
+            report.add("recordings_deleted", 1);
+            match removed {
+                Removed::Deleted(bytes) => {
+                    report.add("files_deleted", 1);
+                    report.add("bytes_freed", bytes);
+                }
+                _ => report.add("files_missing", 1),
+            }
+            Ok(true)
+        }
+        recordings::Deletion::Missing => Ok(true),
+        recordings::Deletion::Held => {
+            tracing::info!(
+                recording_id = r.id,
+                "a search took the recording after retention read its locks; kept"
+            );
+            report.add("kept_in_use", 1);
+            Ok(false)
+        }
+        recordings::Deletion::Kept(error) => {
             tracing::error!(
                 recording_id = r.id,
                 path = %r.file_path,
@@ -262,9 +302,7 @@ async fn delete(
                 "cannot delete a recording's file; keeping its row"
             );
             report.add("file_errors", 1);
-            return Ok(false);
+            Ok(false)
         }
     }
-    report.add("recordings_deleted", recordings::delete(db, r.id).await?);
-    Ok(true)
 }

@@ -594,8 +594,8 @@ async fn recording_delete(
         }
         Err(e) => return error_page(lang, Some(&signed), e.into()),
     }
-    if let Err(e) = recordings::delete(&db, recording.id).await {
-        return error_page(lang, Some(&signed), e.into());
+    if let Err(e) = crate::routes::recordings::delete_row(&db, recording.id).await {
+        return error_page(lang, Some(&signed), e);
     }
     redirect(&format!("/console/admin/cameras/{}/recordings", camera.id))
 }

@@ -224,6 +224,23 @@ async fn refuse_held(db: &sea_orm::DatabaseConnection, id: i64) -> Result<(), Ap
     Ok(())
 }
 
+/// Deletes a recording's row; 409 when a search planned since [`refuse_held`] looked holds it
+/// (the database refuses), 404 when it went meanwhile.
+pub(crate) async fn delete_row(db: &sea_orm::DatabaseConnection, id: i64) -> Result<(), ApiError> {
+    match recordings::delete_unheld(db, id, || async { Ok::<_, std::convert::Infallible>(()) })
+        .await?
+    {
+        recordings::Deletion::Deleted(()) => Ok(()),
+        recordings::Deletion::Missing => Err(ApiError::not_found("recording", id)),
+        recordings::Deletion::Held | recordings::Deletion::Kept(_) => {
+            refuse_held(db, id).await.and(Err(ApiError::conflict(
+                format!("recording {id} was taken by a search; try again when it ends"),
+                None,
+            )))
+        }
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Recordings")]
 impl RecordingsApi {
     /// Register a recording file of a camera (idempotent per camera and start time).
@@ -398,7 +415,7 @@ impl RecordingsApi {
         auth.0.require_admin()?;
         let (recording, db) = visible_recording(&state, &auth, camera_id.0, id.0).await?;
         refuse_held(&db, recording.id).await?;
-        recordings::delete(&db, recording.id).await?;
+        delete_row(&db, recording.id).await?;
         if remove_file.0.unwrap_or(false) {
             let root = Root::open(&state.recordings_dir).map_err(|e| {
                 tracing::error!(error = %e, "RECORDINGS_DIR cannot be opened");

@@ -209,6 +209,9 @@ pub struct SearchView {
     /// Sightings stored without a snapshot because the city's snapshot budget was full (the
     /// sightings themselves are all there).
     pub snapshots_skipped: i32,
+    /// Sightings stored without a snapshot because the snapshot storage could not be written (a
+    /// full or read-only disk: the operators are alerted; the sightings themselves are all there).
+    pub snapshots_failed: i32,
     /// The completion webhook's delivery, when the search has one.
     pub webhook: Option<WebhookView>,
 }
@@ -241,6 +244,7 @@ impl poem_openapi::types::Example for SearchView {
             estimate: None,
             snapshot_bytes: 1_843_200,
             snapshots_skipped: 0,
+            snapshots_failed: 0,
             webhook: None,
         }
     }
@@ -287,6 +291,7 @@ impl From<vehicle_search::Model> for SearchView {
                 .map(Into::into),
             snapshot_bytes: s.snapshot_bytes,
             snapshots_skipped: s.snapshots_skipped,
+            snapshots_failed: s.snapshots_failed,
             webhook: s.webhook_state.map(|state| WebhookView {
                 state,
                 attempts: s.webhook_attempts,

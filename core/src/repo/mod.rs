@@ -47,6 +47,15 @@ pub fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
     )
 }
 
+/// Whether a database error is a foreign-key violation (a row still referenced, or a reference to
+/// a row that is gone).
+pub fn is_foreign_key_violation(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}
+
 /// Whether a database error means the database cannot be reached (down, refusing connections,
 /// no connection free within the acquire timeout, a connection lost mid-query), as opposed to a
 /// problem with the statement. Callers report the city as unavailable and retry later.

@@ -277,15 +277,80 @@ pub async fn stored_bytes(db: &impl ConnectionTrait, city_id: i64) -> Result<i64
     Ok(sum.flatten().unwrap_or(0))
 }
 
-/// Deletes a recording's row (its file is the caller's business). Returns the rows deleted.
+/// What [`delete_unheld`] did.
+#[derive(Debug)]
+pub enum Deletion<T, E> {
+    /// The row is gone, and `then` (removing its file) gave this.
+    Deleted(T),
+    /// `then` failed with this: the row was kept.
+    Kept(E),
+    /// A task of a search in flight or a stored sighting holds it: nothing was done.
+    Held,
+    /// There was no such row: nothing was done.
+    Missing,
+}
+
+/// Deletes a recording's row unless something holds it, and runs `then` (removing its file)
+/// before the deletion commits, so a file that cannot be removed keeps its row and a row is never
+/// deleted from under a new task. In one transaction: the tasks of ended searches that point at
+/// the recording are removed (as the old `CASCADE` did), then the row — a task of a search in
+/// flight or a trajectory point pointing at it, even one inserted a moment ago by a search being
+/// planned, makes the foreign key (`ON DELETE NO ACTION`) refuse ([`Deletion::Held`]); while the row
+/// is deleted but not committed, no new task can reference it (PostgreSQL's row lock, SQLite's
+/// write lock), and `then` runs; its error rolls the deletion back ([`Deletion::Kept`]).
 ///
 /// # Errors
-/// The database error.
-pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<u64, DbErr> {
-    Ok(recording::Entity::delete_by_id(id)
-        .exec(db)
-        .await?
-        .rows_affected)
+/// The database error (other than the refusal).
+pub async fn delete_unheld<T, E, F, Fut>(
+    db: &sea_orm::DatabaseConnection,
+    id: i64,
+    then: F,
+) -> Result<Deletion<T, E>, DbErr>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let txn = sea_orm::TransactionTrait::begin(db).await?;
+    let ended: Vec<&str> = SearchStatus::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    search_task::Entity::delete_many()
+        .filter(search_task::Column::RecordingId.eq(id))
+        .filter(
+            search_task::Column::SearchId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(vehicle_search::Column::Id)
+                    .from(vehicle_search::Entity)
+                    .and_where(vehicle_search::Column::Status.is_in(ended))
+                    .to_owned(),
+            ),
+        )
+        .exec(&txn)
+        .await?;
+    let deleted = match recording::Entity::delete_by_id(id).exec(&txn).await {
+        Ok(done) => done.rows_affected,
+        Err(e) if super::is_foreign_key_violation(&e) => {
+            txn.rollback().await?;
+            return Ok(Deletion::Held);
+        }
+        Err(e) => return Err(e),
+    };
+    if deleted == 0 {
+        txn.rollback().await?;
+        return Ok(Deletion::Missing);
+    }
+    match then().await {
+        Ok(done) => {
+            txn.commit().await?;
+            Ok(Deletion::Deleted(done))
+        }
+        Err(e) => {
+            txn.rollback().await?;
+            Ok(Deletion::Kept(e))
+        }
+    }
 }
 
 /// When the camera's newest registered recording starts.

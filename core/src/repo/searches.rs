@@ -71,6 +71,7 @@ pub async fn create(
         estimate: Set(new.estimate),
         snapshot_bytes: Set(0),
         snapshots_skipped: Set(0),
+        snapshots_failed: Set(0),
         webhook_state: Set(new.webhook.as_ref().map(|_| WEBHOOK_PENDING.to_owned())),
         webhook_url: Set(new.webhook.as_ref().map(|w| w.0.clone())),
         webhook_secret: Set(new.webhook.map(|w| w.1)),
@@ -458,25 +459,39 @@ pub async fn city_snapshot_bytes(db: &impl ConnectionTrait, city_id: i64) -> Res
     Ok(sum.flatten().unwrap_or(0))
 }
 
-/// Adds a written snapshot's bytes to its search, or counts a sighting stored without one
-/// (`bytes` = `None`: the city's snapshot budget was full).
+/// What became of a sighting's snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// Written: this many new bytes.
+    Written(i64),
+    /// Not written: the city's snapshot budget was full.
+    OverBudget,
+    /// Not written: the snapshot storage refused it (full or read-only disk).
+    StorageFailed,
+}
+
+/// Adds a written snapshot's bytes to its search, or counts a sighting stored without one.
 ///
 /// # Errors
 /// The database error.
 pub async fn count_snapshot(
     db: &impl ConnectionTrait,
     id: i64,
-    bytes: Option<i64>,
+    outcome: SnapshotOutcome,
 ) -> Result<(), DbErr> {
     let update = vehicle_search::Entity::update_many().filter(vehicle_search::Column::Id.eq(id));
-    let update = match bytes {
-        Some(bytes) => update.col_expr(
+    let update = match outcome {
+        SnapshotOutcome::Written(bytes) => update.col_expr(
             vehicle_search::Column::SnapshotBytes,
             Expr::col(vehicle_search::Column::SnapshotBytes).add(bytes),
         ),
-        None => update.col_expr(
+        SnapshotOutcome::OverBudget => update.col_expr(
             vehicle_search::Column::SnapshotsSkipped,
             Expr::col(vehicle_search::Column::SnapshotsSkipped).add(1),
+        ),
+        SnapshotOutcome::StorageFailed => update.col_expr(
+            vehicle_search::Column::SnapshotsFailed,
+            Expr::col(vehicle_search::Column::SnapshotsFailed).add(1),
         ),
     };
     update.exec(db).await?;
