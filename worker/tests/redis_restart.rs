@@ -3,55 +3,19 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use sentinela_core::SearchStatus;
 use sentinela_core::jobs::SearchVehicle;
-use sentinela_testkit::{TestDb, free_port};
-
-fn start_redis(port: u16, dir: &std::path::Path) -> Child {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    for _ in 0..100 {
-        if redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-            .and_then(|c| c.get_connection())
-            .is_ok()
-        {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut child = child;
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("redis-server did not start on {port}");
-}
+use sentinela_testkit::TestDb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
     let dir = tempfile::tempdir().unwrap();
-    let redis_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = start_redis(port, redis_dir.path());
-    let redis = format!("redis://127.0.0.1:{port}/0");
+    let mut server = RedisServer::start(true);
+    let redis = server.url();
     let test = TestDb::postgres().await;
     let (city, with_bus) = city_with_recordings(&test.db, dir.path(), 30, 3).await;
     let workers: Vec<_> = (0..2)
@@ -73,12 +37,9 @@ async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
     assert!(before.tasks_done < 30, "Redis goes down mid-search");
 
     // Restart Redis: SHUTDOWN writes the append-only file, the new server reads it back.
-    let _ = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "shutdown"])
-        .status();
-    server.wait().unwrap();
+    server.stop(false);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    server = start_redis(port, redis_dir.path());
+    server.start_again();
 
     let row = wait_for(&test.db, search, Duration::from_secs(180), |s| {
         s.status.is_final()
@@ -107,7 +68,6 @@ async fn workers_reconnect_after_redis_restarts_and_lose_no_job() {
         .unwrap();
     assert_eq!(points, (with_bus.len() as i64 * SECONDS) as u64);
     drop(workers);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     test.cleanup().await;
 }

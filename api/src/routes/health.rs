@@ -64,17 +64,17 @@ impl HealthApi {
         let mut failing = Vec::new();
         let mut details = Vec::new();
         let mut checks = std::collections::BTreeMap::new();
-        let database = sentinela_core::repo::ping(state.control()).await;
+        let database = within(sentinela_core::repo::ping(state.control())).await;
         if let Err(e) = &database {
             tracing::warn!(error = %e, "database not ready");
             failing.push("database".to_owned());
             details.push(format!("database: {e}"));
         }
-        let queue = state.queue.ping().await;
+        let queue = within(state.queue.ping()).await;
         if let Err(e) = &queue {
-            tracing::warn!(error = %format!("{e:#}"), "queue not ready");
+            tracing::warn!(error = %e, "queue not ready");
             failing.push("queue".to_owned());
-            details.push(format!("queue: {e:#}"));
+            details.push(format!("queue: {e}"));
         }
         for (name, ok) in [("database", database.is_ok()), ("queue", queue.is_ok())] {
             checks.insert(
@@ -89,9 +89,11 @@ impl HealthApi {
             && let Ok(all) = state.dbs.all().await
         {
             let own: Vec<_> = all.into_iter().filter(|d| !d.shared).collect();
-            let pings =
-                futures::future::join_all(own.iter().map(|d| sentinela_core::repo::ping(&d.conn)))
-                    .await;
+            let pings = futures::future::join_all(
+                own.iter()
+                    .map(|d| within(sentinela_core::repo::ping(&d.conn))),
+            )
+            .await;
             for (d, ping) in own.iter().zip(pings) {
                 if let Err(e) = ping {
                     degraded = true;
@@ -145,4 +147,20 @@ async fn caller_is_admin(state: &AppState, request: &Request) -> bool {
         crate::auth::find_key(state.control(), token.trim()).await,
         Ok(Some(key)) if key.is_admin && key.revoked_at.is_none()
     )
+}
+
+/// How long readiness waits for one dependency. A dependency that hangs instead of refusing (a
+/// stopped database whose connections time out, a full pool) must not hold the probe past the
+/// orchestrator's own probe timeout (Docker's and Kubernetes' are a few seconds): it is reported
+/// as unavailable instead.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `check` within [`CHECK_TIMEOUT`]; its error, or the timeout, as text.
+async fn within<T, E: std::fmt::Display>(
+    check: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(result) => result.map_err(|e| format!("{e:#}")),
+        Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    }
 }

@@ -237,3 +237,214 @@ pub async fn queue(test: &TestDb, redis: &str) -> JobQueue {
     let settings = settings(test, Some(redis), Path::new("."));
     JobQueue::connect(&settings, &test.db).await.unwrap()
 }
+
+/// A Redis server of the test's own on a free port (so it can be stopped and restarted without
+/// touching the shared one), with or without append-only persistence. Killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    aof: bool,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start(aof: bool) -> Self {
+        let mut server = Self {
+            port: sentinela_testkit::free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            aof,
+            child: None,
+        };
+        server.start_again();
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it again on the same port and directory (with AOF, the data comes back from it).
+    pub fn start_again(&mut self) {
+        let aof = if self.aof { "yes" } else { "no" };
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", aof, "--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if redis::Client::open(self.url())
+                .and_then(|c| c.get_connection())
+                .is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on {}", self.port);
+    }
+
+    /// Stops it: `SHUTDOWN` (which writes the append-only file when there is one), or a SIGKILL
+    /// when `kill` (nothing written).
+    pub fn stop(&mut self, kill: bool) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if kill {
+            let _ = child.kill();
+        } else {
+            let _ = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "shutdown"])
+                .status();
+        }
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop(true);
+    }
+}
+
+/// How to start one kind of Sentinela process again and again (a supervisor's unit).
+#[derive(Clone)]
+pub struct ProcessSpec {
+    pub binary: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub log: PathBuf,
+    /// Wrapped as `sh -c 'echo $$ > <cgroup.procs>; exec <binary>'`: started inside that cgroup.
+    pub cgroup_procs: Option<PathBuf>,
+}
+
+impl ProcessSpec {
+    pub fn spawn(&self) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = match &self.cgroup_procs {
+            Some(procs) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("echo $$ > '{}' && exec \"$0\"", procs.display()))
+                    .arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.binary.display()))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// What a [`Supervisor`] saw.
+#[derive(Debug, Default, Clone)]
+pub struct SupervisorCounts {
+    /// Times the process ended by itself (a crash, an out-of-memory kill) and was started again.
+    pub restarts: usize,
+    /// Times the supervisor killed it with SIGKILL because it had the poison file open.
+    pub kills: usize,
+    /// Exit statuses of the ends the supervisor did not cause.
+    pub exits: Vec<String>,
+}
+
+/// A process kept running the way `restart: unless-stopped` keeps a container: started again
+/// whenever it ends. Optionally a poison file: every time the process has it open, it is killed
+/// with SIGKILL (a decoder that crashes on that file, reproduced from outside).
+pub struct Supervisor {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<std::sync::Mutex<(Child, SupervisorCounts)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub spec: ProcessSpec,
+}
+
+impl Supervisor {
+    pub fn start(spec: ProcessSpec, poison: Option<PathBuf>) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let state = std::sync::Arc::new(std::sync::Mutex::new((
+            spec.spawn(),
+            SupervisorCounts::default(),
+        )));
+        let thread = std::thread::spawn({
+            let (stop, state, spec) = (stop.clone(), state.clone(), spec.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    {
+                        let mut guard = state.lock().unwrap();
+                        let (child, counts) = &mut *guard;
+                        if let Some(status) = child.try_wait().unwrap() {
+                            counts.restarts += 1;
+                            counts.exits.push(format!("{status:?}"));
+                            // Docker's restart policy waits before starting it again too.
+                            std::thread::sleep(Duration::from_millis(500));
+                            *child = spec.spawn();
+                        } else if let Some(poison) = &poison
+                            && has_open(child.id(), poison)
+                        {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            counts.kills += 1;
+                            *child = spec.spawn();
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        Self {
+            stop,
+            state,
+            thread: Some(thread),
+            spec,
+        }
+    }
+
+    pub fn counts(&self) -> SupervisorCounts {
+        self.state.lock().unwrap().1.clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.state.lock().unwrap().0.id()
+    }
+
+    /// Kills the running process with SIGKILL (it is started again, counted as a restart).
+    pub fn kill9(&self) {
+        let _ = self.state.lock().unwrap().0.kill();
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let mut guard = self.state.lock().unwrap();
+        let _ = guard.0.kill();
+        let _ = guard.0.wait();
+    }
+}
+
+/// Whether process `pid` has `path` open (its `/proc/<pid>/fd` links).
+fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+}
