@@ -14,7 +14,7 @@ use common::*;
 use secrecy::SecretString;
 use sentinela_core::repo::{points, tasks};
 use sentinela_core::{SearchStatus, TaskStatus};
-use sentinela_testkit::{PgServer, TestDb, free_port, workspace_binary};
+use sentinela_testkit::{KillOnDrop, PgServer, TestDb, free_port, workspace_binary};
 
 const ADMIN: &str = "resilience-admin-key-0123456789abcdef";
 
@@ -162,7 +162,8 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
             "scheduler",
         ),
     ];
-    let mut children: Vec<_> = processes.iter().map(|p| p.spawn()).collect();
+    // Killed when the test ends, even when it fails.
+    let mut children: Vec<_> = processes.iter().map(|p| KillOnDrop(p.spawn())).collect();
     let logs = || {
         processes
             .iter()
@@ -190,7 +191,7 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
         statuses.push(status);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for (p, child) in processes.iter().zip(children.iter_mut()) {
+    for (p, KillOnDrop(child)) in processes.iter().zip(children.iter_mut()) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "{} exited during the outage:\n{}",
@@ -211,7 +212,7 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
     .await;
     let finished_after = back.elapsed();
     assert_complete_and_exact(&db, &row, 40, &with_bus, &logs()).await;
-    for (p, child) in processes.iter().zip(children.iter_mut()) {
+    for (p, KillOnDrop(child)) in processes.iter().zip(children.iter_mut()) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "{} exited",
@@ -228,10 +229,7 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
         started.elapsed().as_secs_f64(),
         with_bus.len() as i64 * SECONDS,
     );
-    for child in &mut children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(children);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +262,8 @@ async fn redis_restarted_empty_mid_search_is_refilled_from_the_database() {
             "scheduler",
         ),
     ];
-    let mut children: Vec<_> = processes.iter().map(|p| p.spawn()).collect();
+    // Killed when the test ends, even when it fails.
+    let mut children: Vec<_> = processes.iter().map(|p| KillOnDrop(p.spawn())).collect();
     let logs = || {
         processes
             .iter()
@@ -291,7 +290,7 @@ async fn redis_restarted_empty_mid_search_is_refilled_from_the_database() {
     })
     .await;
     assert_complete_and_exact(&test.db, &row, 30, &with_bus, &logs()).await;
-    for (p, child) in processes.iter().zip(children.iter_mut()) {
+    for (p, KillOnDrop(child)) in processes.iter().zip(children.iter_mut()) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "{} exited:\n{}",
@@ -311,10 +310,7 @@ async fn redis_restarted_empty_mid_search_is_refilled_from_the_database() {
         back.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    for child in &mut children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(children);
     drop(redis);
     test.cleanup().await;
 }
@@ -566,7 +562,7 @@ async fn hostile_recordings_end_as_failed_tasks_and_the_rest_completes() {
         ],
     );
     let api_env = with(&env, &[("API_BIND", &format!("127.0.0.1:{port}"))]);
-    let mut api = spec(workspace_binary("sentinela-api"), api_env, d, "api").spawn();
+    let mut api = KillOnDrop(spec(workspace_binary("sentinela-api"), api_env, d, "api").spawn());
     let scheduler = Supervisor::start(
         spec(
             workspace_binary("sentinela-scheduler"),
@@ -650,7 +646,7 @@ async fn hostile_recordings_end_as_failed_tasks_and_the_rest_completes() {
             .count() as i64,
         with_bus.len() as i64 * SECONDS
     );
-    assert!(api.try_wait().unwrap().is_none(), "the API stayed up");
+    assert!(api.0.try_wait().unwrap().is_none(), "the API stayed up");
     assert_eq!(scheduler.counts().restarts, 0, "the scheduler stayed up");
     println!(
         "figures: 6 hostile files + 6 good recordings: {:.1} s to completed_with_errors; the \
@@ -661,8 +657,7 @@ async fn hostile_recordings_end_as_failed_tasks_and_the_rest_completes() {
         crash.attempts,
         counts.restarts
     );
-    let _ = api.kill();
-    let _ = api.wait();
+    drop(api);
     drop(worker);
     drop(scheduler);
     test.cleanup().await;
