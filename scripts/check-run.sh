@@ -6,6 +6,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/demo-search.sh
+source "$root/scripts/demo-search.sh"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cleanup() {
@@ -20,11 +22,7 @@ cd "$work"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 API_BIND="127.0.0.1:$port" METRICS_BIND=127.0.0.1:0 LOG_FORMAT=json bash scripts/run.sh > run.out 2> run.err &
 pid=$!
-for _ in $(seq 1 900); do
-  grep -q "^  curl -s http" run.out 2>/dev/null && break
-  if ! kill -0 "$pid" 2>/dev/null; then cat run.out run.err >&2; exit 1; fi
-  sleep 1
-done
+wait_for_banner run.out "$pid" || { cat run.out run.err >&2; exit 1; }
 grep -q "Swagger UI: http://127.0.0.1:$port/docs" run.out
 grep -q "Console (pt-BR): http://127.0.0.1:$port/console" run.out
 console=$(curl -sfL "http://127.0.0.1:$port/console")
@@ -32,20 +30,8 @@ grep -q '<html lang="pt-BR"' <<<"$console"
 docs=$(curl -sf "http://127.0.0.1:$port/docs")
 grep -qi swagger <<<"$docs"
 
-# The printed commands, as printed (the pattern's `$(` is literal text, not an expansion).
-# shellcheck disable=SC2016
-commands=$(sed -n '/^  id=\$(curl/,/^  curl -s http/p' run.out | sed 's/^  //')
-trajectory=$(timeout 300 bash -c "$commands")
-echo "$trajectory" | python3 -c '
-import json, sys
-t = json.load(sys.stdin)
-points = t["points"]
-assert points, "no sightings"
-assert all(p["label"] == "bus" and p["color"] == "red" for p in points), points
-cams = [c["camera_name"] for c in t["cameras_visited"]]
-assert len(cams) == 3, cams
-print(f"run command OK: {len(points)} sightings of the red bus across {cams}")
-'
+found=$(run_printed_search run.out)
+echo "run command OK: $found"
 
 # The same search through a generated client: the key and the body the banner printed.
 key=$(grep -o "Bearer [^']*" run.out | head -n 1 | cut -d' ' -f2)

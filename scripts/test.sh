@@ -38,3 +38,7 @@ bash scripts/schemathesis.sh
 
 # The README's run command, end to end: Swagger UI answers and the printed search finds the bus.
 bash scripts/check-run.sh
+
+# Installing like a real tool: cargo install runs the demo from an empty directory; the Debian
+# package builds, its units verify, its unpacked api answers /health/ready.
+bash scripts/check-deb.sh

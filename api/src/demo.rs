@@ -77,7 +77,58 @@ pub async fn prepare(db: &DatabaseConnection, recordings_dir: &Path) -> anyhow::
         )
         .await?;
     }
+    // The recordings decode here (the FFmpeg behind OpenCV has the codec): checked before the
+    // search is offered.
+    let first = recordings_dir.join(first_recording(&cameras));
+    tokio::task::spawn_blocking(move || check_decodable(&first))
+        .await
+        .context("demo decoding check")??;
     Ok(Demo { city_id: city.id })
+}
+
+fn first_recording(cameras: &[entity::camera::Model]) -> String {
+    let camera = &cameras[0];
+    let folder = camera
+        .mediamtx_path
+        .clone()
+        .unwrap_or_else(|| camera.name.clone());
+    format!(
+        "{folder}/{}.mp4",
+        demo_start().format("%Y-%m-%d_%H-%M-%S-000000")
+    )
+}
+
+fn check_decodable(path: &Path) -> anyhow::Result<()> {
+    use sentinela_core::video::sampler::{Sampler, SamplerOptions};
+    let options = SamplerOptions {
+        fps: 1.0,
+        snap_to_keyframes: false,
+    };
+    let mut sampler = Sampler::open(path, 0, 1_000, options).with_context(|| {
+        format!(
+            "the demo recording {} cannot be decoded: OpenCV's FFmpeg lacks H.264 or MPEG-4 decoding (install ffmpeg's libavcodec)",
+            path.display()
+        )
+    })?;
+    sampler
+        .next_frame()
+        .with_context(|| format!("the demo recording {} cannot be decoded", path.display()))?
+        .with_context(|| format!("the demo recording {} has no frame", path.display()))?;
+    Ok(())
+}
+
+/// `dir` exists (it is created) and a file can be written in it.
+///
+/// # Errors
+/// Naming the folder and what failed.
+pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
+    let probe = dir.join(format!(".sentinela-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("the data folder {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 fn render_all(dir: &Path, files: &[(String, bool)]) -> anyhow::Result<()> {

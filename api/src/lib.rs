@@ -731,7 +731,15 @@ impl Application {
         let mut workers = None;
         let mut scheduler = None;
         if mode.standalone {
+            // Everything the search needs is checked before anything is printed as ready: the
+            // detector (its model found and loaded), the data folders writable, the demo's
+            // recordings written and decodable.
+            let state = Arc::new(
+                sentinela_worker::WorkerState::build(&settings, dbs.clone(), queue.clone()).await?,
+            );
+            demo::check_writable(&settings.storage.snapshot_dir)?;
             if mode.demo {
+                demo::check_writable(&settings.storage.recordings_dir)?;
                 let info = demo::prepare(dbs.control(), &settings.storage.recordings_dir).await?;
                 print_demo(
                     &address,
@@ -739,9 +747,6 @@ impl Application {
                     admin_key.as_deref().unwrap_or_default(),
                 );
             }
-            let state = Arc::new(
-                sentinela_worker::WorkerState::build(&settings, dbs.clone(), queue.clone()).await?,
-            );
             let worker_settings = settings.clone();
             let until = stopped(stop_rx.clone());
             workers = Some(tokio::spawn(async move {

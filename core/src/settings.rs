@@ -301,7 +301,8 @@ fn secret_files(
     Ok(values)
 }
 
-/// The default database: a SQLite file in the working directory, created on first use.
+/// The default database: a SQLite file in the working directory (or in systemd's
+/// `STATE_DIRECTORY`), created on first use.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sentinela.db?mode=rwc";
 
 impl Settings {
@@ -325,8 +326,27 @@ impl Settings {
         file: Option<&Path>,
         env: &HashMap<String, String>,
     ) -> Result<Self, SettingsError> {
+        // Where data goes when nothing says otherwise: the working directory (the demo, a
+        // checkout), or systemd's state directory (`StateDirectory=` sets STATE_DIRECTORY,
+        // /var/lib/sentinela in the Debian package's units).
+        let state = env
+            .get("STATE_DIRECTORY")
+            .and_then(|dirs| dirs.split(':').find(|d| !d.is_empty()))
+            .map(PathBuf::from);
+        let (database_url, recordings, snapshots) = match &state {
+            Some(dir) => (
+                format!("sqlite://{}?mode=rwc", dir.join("sentinela.db").display()),
+                dir.join("recordings").display().to_string(),
+                dir.join("snapshots").display().to_string(),
+            ),
+            None => (
+                DEFAULT_DATABASE_URL.to_owned(),
+                "./recordings".to_owned(),
+                "./snapshots".to_owned(),
+            ),
+        };
         let mut builder = Config::builder()
-            .set_default("database_url", DEFAULT_DATABASE_URL)?
+            .set_default("database_url", database_url)?
             .set_default("api.bind", "0.0.0.0:8000")?
             .set_default("api.max_search_window_hours", 24 * 7)?
             .set_default("api.body_limit_bytes", 64 * 1024)?
@@ -370,10 +390,13 @@ impl Settings {
             .set_default("sampler.sighting_interval_secs", 1.0)?
             .set_default("detector.provider", "local")?
             .set_default("detector.max_in_flight", 8)?
-            .set_default("detector.model_path", "models/nanodet_m_416.onnx")?
+            .set_default(
+                "detector.model_path",
+                crate::detect::local::DEFAULT_MODEL_PATH,
+            )?
             .set_default("detector.min_confidence", 0.35)?
-            .set_default("storage.recordings_dir", "./recordings")?
-            .set_default("storage.snapshot_dir", "./snapshots")?;
+            .set_default("storage.recordings_dir", recordings)?
+            .set_default("storage.snapshot_dir", snapshots)?;
 
         builder = match file {
             Some(path) => {

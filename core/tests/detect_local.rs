@@ -11,7 +11,11 @@ use sentinela_core::video::sampler::{Sampler, SamplerOptions};
 use sentinela_core::video::synth::{self, Scene, Sprite};
 
 fn detector() -> LocalDetector {
-    LocalDetector::load(Path::new("models/nanodet_m_416.onnx"), 0.35).expect("model loads")
+    LocalDetector::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/nanodet_m_416.onnx"),
+        0.35,
+    )
+    .expect("model loads")
 }
 
 #[test]
@@ -28,6 +32,17 @@ fn the_local_detector_finds_the_red_bus_in_the_photo() {
     assert!(
         bus.bbox.w > 0.4 && bus.bbox.h > 0.4,
         "the bus fills most of the photo: {bus:?}"
+    );
+}
+
+#[test]
+fn an_explicit_model_path_that_does_not_exist_is_an_error_naming_it() {
+    let err = sentinela_core::detect::local::locate_model(Path::new("/nonexistent/model.onnx"))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/model.onnx") && err.contains("SENTINELA__DETECTOR__MODEL_PATH"),
+        "{err}"
     );
 }
 

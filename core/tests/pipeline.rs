@@ -60,7 +60,11 @@ async fn setup(file: Option<&[u8]>) -> Setup {
     .unwrap();
     let analyzer = Analyzer {
         detector: Arc::new(
-            LocalDetector::load(Path::new("models/nanodet_m_416.onnx"), 0.35).unwrap(),
+            LocalDetector::load(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/nanodet_m_416.onnx"),
+                0.35,
+            )
+            .unwrap(),
         ),
         limiter: Arc::new(DetectorLimiter::new(2, None)),
         sampler: SamplerSettings {

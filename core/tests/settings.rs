@@ -34,6 +34,34 @@ fn defaults_are_the_embedded_mode_of_the_contract() {
 }
 
 #[test]
+fn under_systemd_data_defaults_to_the_state_directory() {
+    let s = Settings::from_sources(None, &env(&[("STATE_DIRECTORY", "/var/lib/sentinela")]))
+        .expect("loads");
+    assert_eq!(
+        s.database_url.expose_secret(),
+        "sqlite:///var/lib/sentinela/sentinela.db?mode=rwc"
+    );
+    assert_eq!(
+        s.storage.recordings_dir.to_str(),
+        Some("/var/lib/sentinela/recordings")
+    );
+    assert_eq!(
+        s.storage.snapshot_dir.to_str(),
+        Some("/var/lib/sentinela/snapshots")
+    );
+    // What is set still wins.
+    let s = Settings::from_sources(
+        None,
+        &env(&[
+            ("STATE_DIRECTORY", "/var/lib/sentinela"),
+            ("RECORDINGS_DIR", "/srv/recordings"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(s.storage.recordings_dir.to_str(), Some("/srv/recordings"));
+}
+
+#[test]
 fn plain_variables_override_the_file_and_prefixed_variables() {
     let mut file = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
     writeln!(

@@ -50,19 +50,11 @@ impl LocalDetector {
     /// # Errors
     /// When the file is missing, is another file, or OpenCV cannot load it.
     pub fn load(model: &Path, min_confidence: f64) -> anyhow::Result<Self> {
-        let path = resolve_model(model)?;
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!("failed to read the local detector model {}", path.display())
-        })?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        if digest != MODEL_SHA256 {
-            bail!(
-                "{} is not NanoDet-m 416 (sha256 {digest}, expected {MODEL_SHA256})",
-                path.display()
-            );
-        }
-        let net = dnn::read_net_from_onnx(path.to_string_lossy().as_ref())
-            .with_context(|| format!("OpenCV cannot load {}", path.display()))?;
+        let source = locate_model(model)?;
+        let bytes = source.bytes()?;
+        let net = dnn::read_net_from_onnx_buffer(&Vector::from_slice(&bytes))
+            .with_context(|| format!("OpenCV cannot load {source}"))?;
+        tracing::info!(model = %source, "local detector model loaded");
         Ok(Self {
             net: Arc::new(Mutex::new(net)),
             min_confidence,
@@ -161,17 +153,112 @@ impl LocalDetector {
 }
 
 /// Finds the model: the configured path, else next to the executable's workspace (`models/`).
-fn resolve_model(model: &Path) -> anyhow::Result<PathBuf> {
-    if model.exists() {
-        return Ok(model.to_owned());
+/// The model file's name, as shipped (`models/`) and installed (`share/sentinela/models/`).
+pub const MODEL_FILE: &str = "nanodet_m_416.onnx";
+
+/// The default of `detector.model_path`: relative to the working directory (a checkout).
+pub const DEFAULT_MODEL_PATH: &str = "models/nanodet_m_416.onnx";
+
+/// The model compiled into the binary (feature `bundled-model`, on for the api and worker
+/// binaries built by `cargo build`/`cargo install`; off for the Debian package, which installs the
+/// file). Costs the file's size, 15.2 MB, in each binary that has it.
+#[cfg(feature = "bundled-model")]
+static BUNDLED: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/nanodet_m_416.onnx"
+));
+
+/// Where the local model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A file.
+    File(PathBuf),
+    /// The copy compiled into the binary.
+    Bundled,
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Bundled => f.write_str("the model compiled into this binary"),
+        }
     }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(model);
-    if beside.exists() {
-        return Ok(beside);
+}
+
+impl ModelSource {
+    /// Its bytes, checked to be the file described in `models/PROVENANCE.md`.
+    ///
+    /// # Errors
+    /// An unreadable file, or another file than NanoDet-m 416.
+    pub fn bytes(&self) -> anyhow::Result<std::borrow::Cow<'static, [u8]>> {
+        let bytes: std::borrow::Cow<'static, [u8]> = match self {
+            Self::File(path) => std::fs::read(path)
+                .with_context(|| {
+                    format!("failed to read the local detector model {}", path.display())
+                })?
+                .into(),
+            Self::Bundled => bundled()
+                .context("this binary has no bundled model")?
+                .into(),
+        };
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if digest != MODEL_SHA256 {
+            bail!("{self} is not NanoDet-m 416 (sha256 {digest}, expected {MODEL_SHA256})");
+        }
+        Ok(bytes)
+    }
+}
+
+fn bundled() -> Option<&'static [u8]> {
+    #[cfg(feature = "bundled-model")]
+    return Some(BUNDLED);
+    #[cfg(not(feature = "bundled-model"))]
+    None
+}
+
+/// Finds the local model. A `configured` path other than the default must exist (an explicit
+/// `SENTINELA__DETECTOR__MODEL_PATH` is never second-guessed). The default is looked for, in
+/// order: in the working directory (`models/`, a checkout), next to the executable
+/// (`<bin>/nanodet_m_416.onnx`, `<bin>/models/`), in the data directory beside it
+/// (`<bin>/../share/sentinela/models/`: `/usr/bin` → `/usr/share`, where the Debian package
+/// installs it), in `/usr/share/sentinela/models/`, and last the copy compiled into the binary.
+///
+/// # Errors
+/// When none is found; the message lists where it looked.
+pub fn locate_model(configured: &Path) -> anyhow::Result<ModelSource> {
+    if configured != Path::new(DEFAULT_MODEL_PATH) {
+        if configured.is_file() {
+            return Ok(ModelSource::File(configured.to_owned()));
+        }
+        bail!(
+            "the local detector model {} does not exist (SENTINELA__DETECTOR__MODEL_PATH)",
+            configured.display()
+        );
+    }
+    let mut candidates = vec![configured.to_owned()];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned))
+    {
+        candidates.push(dir.join(MODEL_FILE));
+        candidates.push(dir.join("models").join(MODEL_FILE));
+        candidates.push(dir.join("../share/sentinela/models").join(MODEL_FILE));
+    }
+    candidates.push(Path::new("/usr/share/sentinela/models").join(MODEL_FILE));
+    if let Some(found) = candidates.iter().find(|c| c.is_file()) {
+        return Ok(ModelSource::File(found.clone()));
+    }
+    if bundled().is_some() {
+        return Ok(ModelSource::Bundled);
     }
     bail!(
-        "the local detector model {} does not exist (set SENTINELA__DETECTOR__MODEL_PATH)",
-        model.display()
+        "the local detector model was not found; looked in {} (set SENTINELA__DETECTOR__MODEL_PATH)",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
