@@ -23,33 +23,14 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "snt_test_tenancy_admin";
 
-/// The environment of the API, the worker and the scheduler.
+/// The environment of the API, the worker and the scheduler: a city database that is down is
+/// reported within 2 s; recovery every 2 s re-plans a search pending for 10 s.
 fn environment(control: &TestDb, redis: &str, dir: &Path) -> Vec<(String, String)> {
-    let mut env = sentinela_testkit::process_env(control.url.expose_secret(), dir);
-    env.extend(
-        [
-            ("REDIS_URL", redis),
-            ("WORKER_CONCURRENCY", "2"),
-            ("SENTINELA_ADMIN_KEY", ADMIN),
-            ("LOG_FORMAT", "json"),
-            // A city database that is down is reported within 2 s.
-            ("SENTINELA__CITY_DATABASES__ACQUIRE_TIMEOUT_SECS", "2"),
-            // Recovery every 2 s; a search pending for 10 s is planned again.
-            ("SENTINELA__SCHEDULER__RECOVER_CRON", "*/2 * * * * *"),
-            ("SENTINELA__SCHEDULER__TASK_LEASE_SECS", "10"),
-            ("SENTINELA__WORKER__JOB_TIMEOUT_SECS", "9"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    for job in [
-        "RETENTION",
-        "CLEANUP",
-        "INDEX_SYNC",
-        "QUEUE_HYGIENE",
-        "WEBHOOKS",
-    ] {
-        env.push((format!("SENTINELA__SCHEDULER__{job}_CRON"), "off".into()));
-    }
+    let mut env = sentinela_testkit::cluster_env(control.url.expose_secret(), redis, dir, ADMIN);
+    env.push((
+        "SENTINELA__CITY_DATABASES__ACQUIRE_TIMEOUT_SECS".into(),
+        "2".into(),
+    ));
     env
 }
 

@@ -524,6 +524,41 @@ pub fn process_env(database_url: &str, dir: &std::path::Path) -> Vec<(String, St
     .collect()
 }
 
+/// [`process_env`] for a distributed cluster of processes: Redis at `redis`, the bootstrap admin
+/// key `admin_key`, JSON logs, two analyses per worker, a 10 s task lease with recovery every 2 s
+/// (lost work is found within seconds, not the production hour), the scheduler's other periodic
+/// jobs off. Tests add what they are about.
+pub fn cluster_env(
+    database_url: &str,
+    redis: &str,
+    dir: &std::path::Path,
+    admin_key: &str,
+) -> Vec<(String, String)> {
+    let mut env = process_env(database_url, dir);
+    env.extend(
+        [
+            ("REDIS_URL", redis),
+            ("SENTINELA_ADMIN_KEY", admin_key),
+            ("LOG_FORMAT", "json"),
+            ("WORKER_CONCURRENCY", "2"),
+            ("SENTINELA__SCHEDULER__RECOVER_CRON", "*/2 * * * * *"),
+            ("SENTINELA__SCHEDULER__TASK_LEASE_SECS", "10"),
+            ("SENTINELA__WORKER__JOB_TIMEOUT_SECS", "9"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    for job in [
+        "RETENTION",
+        "CLEANUP",
+        "INDEX_SYNC",
+        "QUEUE_HYGIENE",
+        "WEBHOOKS",
+    ] {
+        env.push((format!("SENTINELA__SCHEDULER__{job}_CRON"), "off".into()));
+    }
+    env
+}
+
 /// One API call: `method` on `base` + `path` with the bearer `key` and a JSON `body`; the status
 /// and the JSON answer (a body that is not JSON comes back as a JSON string).
 ///

@@ -18,37 +18,18 @@ use sentinela_testkit::{KillOnDrop, PgServer, TestDb, free_port, workspace_binar
 
 const ADMIN: &str = "resilience-admin-key-0123456789abcdef";
 
-/// The environment every process of a test shares: its database and Redis, a 10 s task lease
-/// with recovery every 2 s (so lost work is found within seconds, not the production hour), the
-/// periodic jobs other than recovery off.
+/// The environment every process of a test shares (`testkit::cluster_env`: its database and
+/// Redis, a 10 s task lease with recovery every 2 s), with quick polling and draining.
 fn cluster_env(database_url: &str, redis: &str, dir: &Path) -> Vec<(String, String)> {
-    let mut env = sentinela_testkit::process_env(database_url, dir);
-    env.extend(
-        [
-            ("REDIS_URL", redis),
-            ("SENTINELA_ADMIN_KEY", ADMIN),
-            ("LOG_FORMAT", "json"),
+    with(
+        &sentinela_testkit::cluster_env(database_url, redis, dir, ADMIN),
+        &[
             ("RUST_LOG", "info"),
-            ("WORKER_CONCURRENCY", "2"),
             ("DETECTOR_MAX_IN_FLIGHT", "2"),
-            ("SENTINELA__SCHEDULER__RECOVER_CRON", "*/2 * * * * *"),
-            ("SENTINELA__SCHEDULER__TASK_LEASE_SECS", "10"),
-            ("SENTINELA__WORKER__JOB_TIMEOUT_SECS", "9"),
             ("SENTINELA__WORKER__DRAIN_TIMEOUT_SECS", "5"),
             ("SENTINELA__WORKER__POLL_INTERVAL_MS", "200"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    for job in [
-        "RETENTION",
-        "CLEANUP",
-        "INDEX_SYNC",
-        "QUEUE_HYGIENE",
-        "WEBHOOKS",
-    ] {
-        env.push((format!("SENTINELA__SCHEDULER__{job}_CRON"), "off".into()));
-    }
-    env
+        ],
+    )
 }
 
 fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -131,6 +112,51 @@ async fn assert_complete_and_exact(
     );
 }
 
+/// An api, two workers and a scheduler as separate processes on one database and Redis, the api on
+/// a free port; every process killed when the cluster is dropped (even when the test fails).
+struct Cluster {
+    processes: Vec<ProcessSpec>,
+    children: Vec<KillOnDrop>,
+    base: String,
+}
+
+impl Cluster {
+    fn start(database_url: &str, redis: &str, dir: &Path, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let env = with(&cluster_env(database_url, redis, dir), extra);
+        let api_env = with(&env, &[("API_BIND", &format!("127.0.0.1:{port}"))]);
+        let scheduler = workspace_binary("sentinela-scheduler");
+        let processes = vec![
+            spec(workspace_binary("sentinela-api"), api_env, dir, "api"),
+            spec(worker_binary(), env.clone(), dir, "worker-0"),
+            spec(worker_binary(), env.clone(), dir, "worker-1"),
+            spec(scheduler, env, dir, "scheduler"),
+        ];
+        let children = processes.iter().map(|p| KillOnDrop(p.spawn())).collect();
+        Self {
+            processes,
+            children,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.processes.iter().map(ProcessSpec::log_text).collect()
+    }
+
+    /// Fails the test, with that process's log, if any process has exited.
+    fn assert_all_running(&mut self, when: &str) {
+        for (p, KillOnDrop(child)) in self.processes.iter().zip(self.children.iter_mut()) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{} exited {when}:\n{}",
+                p.log.display(),
+                p.log_text()
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,34 +168,8 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
         .unwrap();
     let redis = RedisServer::start(false);
     let (city, with_bus) = city_with_recordings(&db, dir.path(), 40, 4).await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let env = cluster_env(&url, &redis.url(), dir.path());
-    let api_env = with(&env, &[("API_BIND", &format!("127.0.0.1:{port}"))]);
-    let processes = [
-        spec(
-            workspace_binary("sentinela-api"),
-            api_env,
-            dir.path(),
-            "api",
-        ),
-        spec(worker_binary(), env.clone(), dir.path(), "worker-0"),
-        spec(worker_binary(), env.clone(), dir.path(), "worker-1"),
-        spec(
-            workspace_binary("sentinela-scheduler"),
-            env,
-            dir.path(),
-            "scheduler",
-        ),
-    ];
-    // Killed when the test ends, even when it fails.
-    let mut children: Vec<_> = processes.iter().map(|p| KillOnDrop(p.spawn())).collect();
-    let logs = || {
-        processes
-            .iter()
-            .map(ProcessSpec::log_text)
-            .collect::<String>()
-    };
+    let mut cluster = Cluster::start(&url, &redis.url(), dir.path(), &[]);
+    let base = cluster.base.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -191,14 +191,7 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
         statuses.push(status);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for (p, KillOnDrop(child)) in processes.iter().zip(children.iter_mut()) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{} exited during the outage:\n{}",
-            p.log.display(),
-            p.log_text()
-        );
-    }
+    cluster.assert_all_running("during the outage");
     pg.start_again();
     let back = Instant::now();
     assert!(
@@ -211,14 +204,8 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
     })
     .await;
     let finished_after = back.elapsed();
-    assert_complete_and_exact(&db, &row, 40, &with_bus, &logs()).await;
-    for (p, KillOnDrop(child)) in processes.iter().zip(children.iter_mut()) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{} exited",
-            p.log.display()
-        );
-    }
+    assert_complete_and_exact(&db, &row, 40, &with_bus, &cluster.logs()).await;
+    cluster.assert_all_running("after the outage");
     wait_ready(&http, &base).await;
     println!(
         "figures: PostgreSQL down 20 s ({} readiness probes, all 503); search of 40 recordings \
@@ -229,7 +216,7 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
         started.elapsed().as_secs_f64(),
         with_bus.len() as i64 * SECONDS,
     );
-    drop(children);
+    drop(cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,37 +226,13 @@ async fn redis_restarted_empty_mid_search_is_refilled_from_the_database() {
     let url = secrecy::ExposeSecret::expose_secret(&test.url).to_owned();
     let mut redis = RedisServer::start(false);
     let (city, with_bus) = city_with_recordings(&test.db, dir.path(), 30, 3).await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let env = with(
-        &cluster_env(&url, &redis.url(), dir.path()),
+    let mut cluster = Cluster::start(
+        &url,
+        &redis.url(),
+        dir.path(),
         &[("WORKER_CONCURRENCY", "1")],
     );
-    let api_env = with(&env, &[("API_BIND", &format!("127.0.0.1:{port}"))]);
-    let processes = [
-        spec(
-            workspace_binary("sentinela-api"),
-            api_env,
-            dir.path(),
-            "api",
-        ),
-        spec(worker_binary(), env.clone(), dir.path(), "worker-0"),
-        spec(worker_binary(), env.clone(), dir.path(), "worker-1"),
-        spec(
-            workspace_binary("sentinela-scheduler"),
-            env,
-            dir.path(),
-            "scheduler",
-        ),
-    ];
-    // Killed when the test ends, even when it fails.
-    let mut children: Vec<_> = processes.iter().map(|p| KillOnDrop(p.spawn())).collect();
-    let logs = || {
-        processes
-            .iter()
-            .map(ProcessSpec::log_text)
-            .collect::<String>()
-    };
+    let base = cluster.base.clone();
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await;
     let started = Instant::now();
@@ -289,16 +252,9 @@ async fn redis_restarted_empty_mid_search_is_refilled_from_the_database() {
         s.status.is_final()
     })
     .await;
-    assert_complete_and_exact(&test.db, &row, 30, &with_bus, &logs()).await;
-    for (p, KillOnDrop(child)) in processes.iter().zip(children.iter_mut()) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{} exited:\n{}",
-            p.log.display(),
-            p.log_text()
-        );
-    }
-    let scheduler_log = processes[3].log_text();
+    assert_complete_and_exact(&test.db, &row, 30, &with_bus, &cluster.logs()).await;
+    cluster.assert_all_running("after Redis came back");
+    let scheduler_log = cluster.processes[3].log_text();
     assert!(
         scheduler_log.contains("requeued") || scheduler_log.contains("re-queu"),
         "the lost jobs came back through recovery:\n{scheduler_log}"
@@ -310,7 +266,7 @@ async fn redis_restarted_empty_mid_search_is_refilled_from_the_database() {
         back.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    drop(children);
+    drop(cluster);
     drop(redis);
     test.cleanup().await;
 }
