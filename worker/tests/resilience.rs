@@ -54,9 +54,13 @@ fn worker_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sentinela-worker"))
 }
 
-/// Creates the bus search through the API (as an operator's client would); its id.
-async fn create_search(http: &reqwest::Client, base: &str, city_id: i64) -> i64 {
-    let (status, body) = sentinela_testkit::call(
+/// Asks the API for the bus search (as an operator's client would): its status and answer.
+async fn post_search(
+    http: &reqwest::Client,
+    base: &str,
+    city_id: i64,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    sentinela_testkit::call(
         http,
         base,
         Some(ADMIN),
@@ -70,7 +74,12 @@ async fn create_search(http: &reqwest::Client, base: &str, city_id: i64) -> i64 
             "vehicle_type": "ônibus",
         })),
     )
-    .await;
+    .await
+}
+
+/// [`post_search`], which must be accepted; the search's id.
+async fn create_search(http: &reqwest::Client, base: &str, city_id: i64) -> i64 {
+    let (status, body) = post_search(http, base, city_id).await;
     assert_eq!(status, 202, "{body}");
     body["id"].as_i64().unwrap()
 }
@@ -965,21 +974,7 @@ async fn soak() {
         let (city, with_bus) = &cities[n % 3];
         n += 1;
         // A search per 5 s; during an outage the API may refuse (503): counted, not an error.
-        let (status, body) = sentinela_testkit::call(
-            &http,
-            &base,
-            Some(ADMIN),
-            "POST",
-            "/api/v1/searches",
-            Some(serde_json::json!({
-                "city_id": city,
-                "start_date": t0().to_rfc3339(),
-                "end_date": (t0() + chrono::Duration::hours(12)).to_rfc3339(),
-                "color": "red",
-                "vehicle_type": "bus",
-            })),
-        )
-        .await;
+        let (status, body) = post_search(&http, &base, *city).await;
         match body["id"].as_i64() {
             Some(id) if status == 202 => searches.push((id, with_bus.len())),
             _ => refused += 1,
