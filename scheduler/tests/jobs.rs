@@ -13,7 +13,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use secrecy::ExposeSecret;
 use sentinela_core::SearchStatus;
-use sentinela_core::domain::{Color, TimeRange, VehicleType};
+use sentinela_core::domain::TimeRange;
 use sentinela_core::jobs::{PERIODIC_QUEUE, PeriodicJob, PeriodicRun};
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, cities, points, recordings, searches, tasks};
@@ -44,17 +44,10 @@ async fn search(test: &TestDb, city_id: i64, status: SearchStatus) -> i64 {
     let search = searches::create(
         &test.db,
         &test.db,
-        searches::NewSearch {
+        sentinela_testkit::red_bus_search(
             city_id,
-            user_id: None,
-            plate: None,
-            color: Some(Color::Red),
-            vehicle_type: Some(VehicleType::Bus),
-            window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
-            camera_ids: None,
-            estimate: None,
-            webhook: None,
-        },
+            TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
+        ),
     )
     .await
     .unwrap();

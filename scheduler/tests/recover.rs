@@ -10,7 +10,7 @@ use entity::search_task;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::ExposeSecret;
-use sentinela_core::domain::{Color, TimeRange, VehicleType};
+use sentinela_core::domain::TimeRange;
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{recordings, searches, tasks};
 use sentinela_core::settings::Settings;
@@ -53,17 +53,10 @@ async fn search_with_tasks(test: &TestDb, dir: &std::path::Path, n: usize) -> (i
     let search = searches::create(
         &test.db,
         &test.db,
-        searches::NewSearch {
-            city_id: city.id,
-            user_id: None,
-            plate: None,
-            color: Some(Color::Red),
-            vehicle_type: Some(VehicleType::Bus),
-            window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
-            camera_ids: None,
-            estimate: None,
-            webhook: None,
-        },
+        sentinela_testkit::red_bus_search(
+            city.id,
+            TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
+        ),
     )
     .await
     .unwrap();
@@ -236,16 +229,11 @@ async fn a_search_left_pending_past_the_lease_is_planned_again() {
     let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
     let city = sentinela_testkit::city(&test.db, &format!("c{}", rand_id())).await;
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
-    let new_search = || searches::NewSearch {
-        city_id: city.id,
-        user_id: None,
-        plate: None,
-        color: Some(Color::Red),
-        vehicle_type: Some(VehicleType::Bus),
-        window: TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
-        camera_ids: None,
-        estimate: None,
-        webhook: None,
+    let new_search = || {
+        sentinela_testkit::red_bus_search(
+            city.id,
+            TimeRange::new(t0, t0 + chrono::Duration::hours(1)).unwrap(),
+        )
     };
     // Its plan job was lost an hour ago (a Redis without persistence restarted, say); another
     // search was just created and its job is on its way.

@@ -524,6 +524,25 @@ pub fn process_env(database_url: &str, dir: &std::path::Path) -> Vec<(String, St
     .collect()
 }
 
+/// A search of `city_id` for the red bus (`vermelho`, `ônibus`) over `window`, by user "test", no
+/// camera filter, estimate or webhook.
+pub fn red_bus_search(
+    city_id: i64,
+    window: sentinela_core::domain::TimeRange,
+) -> sentinela_core::repo::searches::NewSearch {
+    sentinela_core::repo::searches::NewSearch {
+        city_id,
+        user_id: Some("test".into()),
+        plate: None,
+        color: Some(sentinela_core::domain::Color::Red),
+        vehicle_type: Some(sentinela_core::domain::VehicleType::Bus),
+        window,
+        camera_ids: None,
+        estimate: None,
+        webhook: None,
+    }
+}
+
 /// [`process_env`] for a distributed cluster of processes: Redis at `redis`, the bootstrap admin
 /// key `admin_key`, JSON logs, two analyses per worker, a 10 s task lease with recovery every 2 s
 /// (lost work is found within seconds, not the production hour), the scheduler's other periodic

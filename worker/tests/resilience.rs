@@ -121,6 +121,19 @@ async fn assert_complete_and_exact(
     );
 }
 
+/// A scratch folder, a PostgreSQL database of the test's own (and its URL) and a Redis server of
+/// its own without persistence.
+async fn own_backends() -> (tempfile::TempDir, TestDb, String, RedisServer) {
+    let test = TestDb::postgres().await;
+    let url = secrecy::ExposeSecret::expose_secret(&test.url).to_owned();
+    (
+        tempfile::tempdir().unwrap(),
+        test,
+        url,
+        RedisServer::start(false),
+    )
+}
+
 /// An api, two workers and a scheduler as separate processes on one database and Redis, the api on
 /// a free port; every process killed when the cluster is dropped (even when the test fails).
 struct Cluster {
@@ -230,10 +243,7 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_mid_search_is_refilled_from_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let test = TestDb::postgres().await;
-    let url = secrecy::ExposeSecret::expose_secret(&test.url).to_owned();
-    let mut redis = RedisServer::start(false);
+    let (dir, test, url, mut redis) = own_backends().await;
     let (city, with_bus) = city_with_recordings(&test.db, dir.path(), 30, 3).await;
     let mut cluster = Cluster::start(
         &url,
@@ -461,11 +471,8 @@ async fn register(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_recordings_end_as_failed_tasks_and_the_rest_completes() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, test, url, redis) = own_backends().await;
     let d = dir.path();
-    let test = TestDb::postgres().await;
-    let url = secrecy::ExposeSecret::expose_secret(&test.url).to_owned();
-    let redis = RedisServer::start(false);
     // Six good recordings (two with the bus) on three cameras.
     let (city, with_bus) = city_with_recordings(&test.db, d, 6, 3).await;
 
@@ -683,11 +690,8 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_snapshot_disk_keeps_every_sighting_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, test, url, redis) = own_backends().await;
     let d = dir.path();
-    let test = TestDb::postgres().await;
-    let url = secrecy::ExposeSecret::expose_secret(&test.url).to_owned();
-    let redis = RedisServer::start(false);
     let (city, with_bus) = city_with_recordings(&test.db, d, 6, 2).await;
     let snapshots = d.join("snapshots");
     let _disk = Tmpfs::mount(&snapshots, "256k");
@@ -805,11 +809,8 @@ impl Drop for MemoryCgroup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_under_a_memory_limit_given_4k_loses_no_other_job() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, test, url, redis) = own_backends().await;
     let d = dir.path();
-    let test = TestDb::postgres().await;
-    let url = secrecy::ExposeSecret::expose_secret(&test.url).to_owned();
-    let redis = RedisServer::start(false);
     let (city, with_bus) = city_with_recordings(&test.db, d, 8, 4).await;
     ffmpeg(&[
         "-f",

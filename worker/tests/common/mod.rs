@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
-use sentinela_core::domain::{Color, PlatePattern, TimeRange, VehicleType};
+use sentinela_core::domain::TimeRange;
 use sentinela_core::queue::JobQueue;
 use sentinela_core::repo::{cameras, recordings, searches};
 use sentinela_core::settings::Settings;
@@ -94,17 +94,10 @@ pub async fn bus_search(db: &DatabaseConnection, city_id: i64) -> i64 {
     searches::create(
         db,
         db,
-        searches::NewSearch {
+        sentinela_testkit::red_bus_search(
             city_id,
-            user_id: Some("test".into()),
-            plate: None::<PlatePattern>,
-            color: Some(Color::Red),
-            vehicle_type: Some(VehicleType::Bus),
-            window: TimeRange::new(t0(), t0() + chrono::Duration::hours(12)).unwrap(),
-            camera_ids: None,
-            estimate: None,
-            webhook: None,
-        },
+            TimeRange::new(t0(), t0() + chrono::Duration::hours(12)).unwrap(),
+        ),
     )
     .await
     .unwrap()
