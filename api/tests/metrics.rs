@@ -322,6 +322,7 @@ async fn api_worker_and_scheduler_metrics_move_with_a_search() {
         "vms_frames_sampled",
         "vms_frames_gate_skipped",
         "vms_frames_cache_hits",
+        "vms_tasks_replayed",
         "vms_jobs_started",
         "vms_jobs_finished",
         "vms_job_duration_seconds",

@@ -166,6 +166,9 @@ pub struct Metrics {
     pub frames_gate_skipped: Counter,
     /// `vms_frames_cache_hits_total`: frames whose analysis came from the cache.
     pub frames_cache_hits: Counter,
+    /// `vms_tasks_replayed_total`: analysis tasks answered from the frame cache and stored
+    /// snapshots without decoding their recording.
+    pub tasks_replayed: Counter,
     /// `vms_jobs_started_total{job_type}`.
     pub jobs_started: Family<JobLabels, Counter>,
     /// `vms_jobs_finished_total{job_type,outcome}`.
@@ -222,6 +225,7 @@ impl Metrics {
             snapshot_write_failures: Counter::default(),
             frames_gate_skipped: Counter::default(),
             frames_cache_hits: Counter::default(),
+            tasks_replayed: Counter::default(),
             jobs_started: Family::default(),
             jobs_finished: Family::default(),
             job_duration: Family::new_with_constructor(|| {
@@ -271,7 +275,7 @@ impl Metrics {
         );
         r.register(
             "vms_frames_sampled",
-            "Frames decoded out of recordings",
+            "Frames sampled out of recordings (decoded, or answered from the cache without decoding)",
             m.frames_sampled.clone(),
         );
         r.register(
@@ -293,6 +297,11 @@ impl Metrics {
             "vms_frames_cache_hits",
             "Sampled frames whose analysis came from the frame-analysis cache",
             m.frames_cache_hits.clone(),
+        );
+        r.register(
+            "vms_tasks_replayed",
+            "Analysis tasks answered from the frame-analysis cache and stored snapshots, without decoding",
+            m.tasks_replayed.clone(),
         );
         r.register(
             "vms_jobs_started",

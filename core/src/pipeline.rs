@@ -4,6 +4,7 @@
 //! Every step is safe to repeat: a re-run task finds its frames in the cache (no detector calls)
 //! and its points already stored (no duplicates).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use entity::recording;
 use entity::status::SearchStatus;
 use opencv::core::Mat;
 use sea_orm::DatabaseConnection;
+use sha2::{Digest, Sha256};
 
-use crate::detect::criteria::Criteria;
+use crate::detect::criteria::{Criteria, Match};
 use crate::detect::limit::DetectorLimiter;
 use crate::detect::{Analysis, DetectError, Detector, FrameImage};
 use crate::domain::TimeRange;
@@ -22,7 +24,9 @@ use crate::repo::{frames, points, searches};
 use crate::settings::SamplerSettings;
 use crate::video::gate::{GateDecision, MotionGate};
 use crate::video::jpeg;
-use crate::video::sampler::{SampleError, SampledFrame, SamplerOptions, spawn_sampler};
+use crate::video::sampler::{
+    SampleError, SampledFrame, SamplerOptions, planned_offsets, spawn_sampler,
+};
 
 /// What analysing a recording needs, shared by every task of a worker process.
 pub struct Analyzer {
@@ -82,6 +86,9 @@ pub struct TaskReport {
     pub matches: i64,
     /// The search was cancelled; the task stopped early.
     pub cancelled: bool,
+    /// Every frame came from the cache and every snapshot from an earlier search: the recording
+    /// was not decoded.
+    pub replayed: bool,
 }
 
 /// Why a task failed.
@@ -148,32 +155,123 @@ impl Analyzer {
         })
     }
 
-    /// Analyses one task.
+    /// Analyses one task. When the frame-analysis cache holds every sampled frame of the task and
+    /// an earlier search already cut the snapshot of every matching frame, the recording is not
+    /// decoded at all ([`TaskReport::replayed`]).
     ///
     /// # Errors
     /// [`AnalyzeError::Permanent`] for a file or image that can never be analysed,
     /// [`AnalyzeError::Transient`] otherwise.
     pub async fn analyze(&self, input: &TaskInput) -> Result<TaskReport, AnalyzeError> {
-        let mut report = TaskReport::default();
         let provider = self.detector.provider();
-        let started = input.recording.started_at;
-        let from_ms = (input.window.start() - started).num_milliseconds();
-        let to_ms = (input.window.end() - started).num_milliseconds();
         let cache = frames::all_for_recording(&input.db, input.recording.id, provider).await?;
         let mut snapshots = self
             .snapshot_room(&input.db, input.recording.city_id, input.snapshot_budget)
             .await?;
-        let wants_text = input.criteria.wants_text();
-        let options = SamplerOptions {
+        let path = self.recording_path(&input.recording)?;
+        if let Some(report) = self.replay(input, &path, &cache, &mut snapshots).await? {
+            return Ok(report);
+        }
+        self.decode(input, path, &cache, &mut snapshots).await
+    }
+
+    fn sampler_options(&self) -> SamplerOptions {
+        SamplerOptions {
             fps: self.sampler.fps,
             snap_to_keyframes: false,
+        }
+    }
+
+    /// The task's window as offsets (ms) from the start of its recording.
+    fn window_ms(input: &TaskInput) -> (i64, i64) {
+        let started = input.recording.started_at;
+        (
+            (input.window.start() - started).num_milliseconds(),
+            (input.window.end() - started).num_milliseconds(),
+        )
+    }
+
+    /// The task from the cache alone, or `None` when some frame must be decoded (not cached, or a
+    /// matching frame without a stored snapshot while the budget allows one).
+    async fn replay(
+        &self,
+        input: &TaskInput,
+        path: &std::path::Path,
+        cache: &HashMap<i64, frames::Cached>,
+        snapshots: &mut SnapshotRoom,
+    ) -> Result<Option<TaskReport>, AnalyzeError> {
+        if cache.is_empty() {
+            return Ok(None);
+        }
+        let (from_ms, to_ms) = Self::window_ms(input);
+        let (path, options) = (path.to_owned(), self.sampler_options());
+        let planned =
+            tokio::task::spawn_blocking(move || planned_offsets(&path, from_ms, to_ms, options))
+                .await
+                .map_err(|e| AnalyzeError::Transient(e.into()))?;
+        let Some(offsets) = planned else {
+            return Ok(None);
         };
-        let mut rx = spawn_sampler(
-            self.recording_path(&input.recording)?,
-            from_ms,
-            to_ms,
-            options,
-        );
+        let wants_text = input.criteria.wants_text();
+        let mut plan = Vec::with_capacity(offsets.len());
+        for offset in offsets {
+            let Some(analysis) = cached_analysis(cache, offset, wants_text) else {
+                return Ok(None);
+            };
+            let stored = cache
+                .get(&offset)
+                .and_then(|c| c.snapshot.clone())
+                .filter(|sha| self.object_exists(sha));
+            if snapshots.allows()
+                && stored.is_none()
+                && input.criteria.best_match(&analysis).is_some()
+            {
+                return Ok(None);
+            }
+            plan.push((offset, analysis, stored));
+        }
+
+        let mut report = TaskReport {
+            replayed: true,
+            ..TaskReport::default()
+        };
+        let metrics = crate::metrics::global();
+        for (i, (offset, analysis, stored)) in plan.iter().enumerate() {
+            if i % 256 == 0 && self.cancelled(&input.db, input.search_id).await? {
+                report.cancelled = true;
+                return Ok(Some(report));
+            }
+            report.frames_analyzed += 1;
+            report.cache_hits += 1;
+            // Planned samples count as sampled whether decoded or not (the cache ratio holds).
+            metrics.frames_sampled.inc();
+            metrics.frames_cache_hits.inc();
+            if let Some(found) = input.criteria.best_match(analysis) {
+                let evidence = match stored {
+                    Some(sha) => Evidence::Stored(sha),
+                    None => Evidence::None,
+                };
+                self.sight(input, &mut report, snapshots, *offset, &found, evidence)
+                    .await?;
+            }
+        }
+        metrics.tasks_replayed.inc();
+        Ok(Some(report))
+    }
+
+    /// The task by decoding its frames: the cache, the motion gate and the detector decide each.
+    async fn decode(
+        &self,
+        input: &TaskInput,
+        path: PathBuf,
+        cache: &HashMap<i64, frames::Cached>,
+        snapshots: &mut SnapshotRoom,
+    ) -> Result<TaskReport, AnalyzeError> {
+        let mut report = TaskReport::default();
+        let provider = self.detector.provider();
+        let (from_ms, to_ms) = Self::window_ms(input);
+        let wants_text = input.criteria.wants_text();
+        let mut rx = spawn_sampler(path, from_ms, to_ms, self.sampler_options());
         let mut gate = MotionGate::new(self.sampler.gate_threshold);
         let mut last: Option<Analysis> = None;
 
@@ -187,10 +285,7 @@ impl Analyzer {
             }
             let (next_gate, decision) = gate_frame(frame.image.clone(), gate).await?;
             gate = next_gate;
-            let cached = cache
-                .get(&frame.offset_ms)
-                .and_then(|v| serde_json::from_value::<Analysis>(v.clone()).ok())
-                .filter(|a| a.text_checked || !wants_text);
+            let cached = cached_analysis(cache, frame.offset_ms, wants_text);
             let mut encoded: Option<Vec<u8>> = None;
             let analysis = if let Some(analysis) = cached {
                 report.cache_hits += 1;
@@ -249,103 +344,135 @@ impl Analyzer {
             report.frames_analyzed += 1;
 
             if let Some(found) = input.criteria.best_match(&analysis) {
-                report.matches += 1;
-                let timestamp = started + Duration::milliseconds(frame.offset_ms);
-                // One sighting per camera per interval: the most confident one.
-                let (from, to) = sighting_interval(timestamp, self.sampler.sighting_interval_secs);
-                let best = points::best_between(
-                    &input.db,
-                    input.search_id,
-                    input.recording.camera_id,
-                    from,
-                    to,
+                let evidence = Evidence::Frame {
+                    image: &frame.image,
+                    encoded,
+                };
+                self.sight(
+                    input,
+                    &mut report,
+                    snapshots,
+                    frame.offset_ms,
+                    &found,
+                    evidence,
                 )
                 .await?;
-                if best
-                    .as_ref()
-                    .is_some_and(|b| b.confidence >= found.vehicle.confidence)
-                {
-                    last = Some(analysis);
-                    continue;
-                }
-                let image_path = if snapshots.allows() {
-                    let bytes = match encoded {
-                        Some(bytes) => bytes,
-                        None => self.encode(&frame.image).await?,
-                    };
-                    let size = bytes.len() as i64;
-                    match self.save_snapshot(input, &frame, bytes).await {
-                        Ok((name, new_file)) => {
-                            if new_file {
-                                snapshots.spent(size);
-                                searches::count_snapshot(
-                                    &input.db,
-                                    input.search_id,
-                                    SnapshotOutcome::Written(size),
-                                )
-                                .await?;
-                            }
-                            Some(name)
-                        }
-                        // The sighting matters more than its picture: it is stored without one,
-                        // and the search, a metric and the log say why.
-                        Err(error) => {
-                            tracing::warn!(
-                                search_id = input.search_id,
-                                recording_id = input.recording.id,
-                                error = %format!("{error:#}"),
-                                "snapshot not written; the sighting is stored without it"
-                            );
-                            crate::metrics::global().snapshot_write_failures.inc();
-                            report.snapshots_failed += 1;
-                            searches::count_snapshot(
-                                &input.db,
-                                input.search_id,
-                                SnapshotOutcome::StorageFailed,
-                            )
-                            .await?;
-                            None
-                        }
-                    }
-                } else {
-                    report.snapshots_skipped += 1;
-                    searches::count_snapshot(
-                        &input.db,
-                        input.search_id,
-                        SnapshotOutcome::OverBudget,
-                    )
-                    .await?;
-                    None
-                };
-                let point = points::NewPoint {
-                    search_id: input.search_id,
-                    camera_id: input.recording.camera_id,
-                    recording_id: input.recording.id,
-                    timestamp,
-                    confidence: found.vehicle.confidence,
-                    label: found.vehicle.kind.as_str().to_owned(),
-                    color: found.color.map(|c| c.as_str().to_owned()),
-                    plate_text: found.plate.as_ref().map(|p| p.candidate.clone()),
-                    plate_score: found.plate.as_ref().map(|p| p.score),
-                    bbox: serde_json::to_value(found.vehicle.bbox)
-                        .map_err(|e| AnalyzeError::Transient(e.into()))?,
-                    image_path,
-                };
-                match best {
-                    // A better sighting of the same interval replaces the one stored.
-                    Some(worse) => {
-                        points::replace(&input.db, worse.id, point).await?;
-                        self.forget_snapshot(worse.image_path.as_deref()).await;
-                    }
-                    None => {
-                        let inserted = points::insert_idempotent(&input.db, point).await?;
-                        report.points_inserted += i64::from(inserted);
-                    }
-                }
             }
             last = Some(analysis);
         }
         Ok(report)
+    }
+
+    /// A matching frame: kept as the sighting of its camera and interval unless a more confident
+    /// one is stored, with its snapshot when the city's budget and the storage allow.
+    async fn sight(
+        &self,
+        input: &TaskInput,
+        report: &mut TaskReport,
+        snapshots: &mut SnapshotRoom,
+        offset_ms: i64,
+        found: &Match<'_>,
+        evidence: Evidence<'_>,
+    ) -> Result<(), AnalyzeError> {
+        report.matches += 1;
+        let timestamp = input.recording.started_at + Duration::milliseconds(offset_ms);
+        // One sighting per camera per interval: the most confident one.
+        let (from, to) = sighting_interval(timestamp, self.sampler.sighting_interval_secs);
+        let best = points::best_between(
+            &input.db,
+            input.search_id,
+            input.recording.camera_id,
+            from,
+            to,
+        )
+        .await?;
+        if best
+            .as_ref()
+            .is_some_and(|b| b.confidence >= found.vehicle.confidence)
+        {
+            return Ok(());
+        }
+        let image_path = if !snapshots.allows() {
+            report.snapshots_skipped += 1;
+            searches::count_snapshot(&input.db, input.search_id, SnapshotOutcome::OverBudget)
+                .await?;
+            None
+        } else {
+            let source = match evidence {
+                Evidence::Frame {
+                    encoded: Some(bytes),
+                    ..
+                } => Some(Source::Bytes(bytes)),
+                Evidence::Frame {
+                    image,
+                    encoded: None,
+                } => Some(Source::Bytes(self.encode(image).await?)),
+                Evidence::Stored(sha) => Some(Source::Stored(sha)),
+                Evidence::None => None,
+            };
+            match source {
+                None => None,
+                Some(source) => match self.save_snapshot(input, offset_ms, source).await {
+                    Ok(saved) => {
+                        if saved.new_file {
+                            snapshots.spent(saved.size);
+                            searches::count_snapshot(
+                                &input.db,
+                                input.search_id,
+                                SnapshotOutcome::Written(saved.size),
+                            )
+                            .await?;
+                        }
+                        Some(saved.name)
+                    }
+                    // The sighting matters more than its picture: it is stored without one, and
+                    // the search, a metric and the log say why.
+                    Err(error) => {
+                        tracing::warn!(
+                            search_id = input.search_id,
+                            recording_id = input.recording.id,
+                            error = %format!("{error:#}"),
+                            "snapshot not written; the sighting is stored without it"
+                        );
+                        crate::metrics::global().snapshot_write_failures.inc();
+                        report.snapshots_failed += 1;
+                        searches::count_snapshot(
+                            &input.db,
+                            input.search_id,
+                            SnapshotOutcome::StorageFailed,
+                        )
+                        .await?;
+                        None
+                    }
+                },
+            }
+        };
+        let point = points::NewPoint {
+            search_id: input.search_id,
+            camera_id: input.recording.camera_id,
+            recording_id: input.recording.id,
+            timestamp,
+            confidence: found.vehicle.confidence,
+            label: found.vehicle.kind.as_str().to_owned(),
+            color: found.color.map(|c| c.as_str().to_owned()),
+            plate_text: found.plate.as_ref().map(|p| p.candidate.clone()),
+            plate_score: found.plate.as_ref().map(|p| p.score),
+            bbox: serde_json::to_value(found.vehicle.bbox)
+                .map_err(|e| AnalyzeError::Transient(e.into()))?,
+            image_path,
+        };
+        match best {
+            // A better sighting of the same interval replaces the one stored.
+            Some(worse) => {
+                points::replace(&input.db, worse.id, point).await?;
+                self.forget_snapshot(worse.image_path.as_deref()).await;
+            }
+            None => {
+                let inserted = points::insert_idempotent(&input.db, point).await?;
+                report.points_inserted += i64::from(inserted);
+            }
+        }
+        Ok(())
     }
 
     async fn cancelled(
@@ -392,36 +519,126 @@ impl Analyzer {
         .map_err(|e| AnalyzeError::Transient(anyhow::Error::new(e).context("JPEG encoding")))
     }
 
-    /// Writes the snapshot as `<search>/<recording>-<offset>.jpg` under the snapshot directory
-    /// (atomically, so a reader never sees half a file) and returns that relative name and
-    /// whether the file is new (a re-run task rewrites the same file, which is not counted twice).
+    /// Where the content-addressed snapshot `sha256` lives.
+    fn object_path(&self, sha256: &str) -> Option<PathBuf> {
+        let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| {
+            self.snapshot_dir
+                .join(OBJECTS_DIR)
+                .join(&sha256[..2])
+                .join(format!("{sha256}.jpg"))
+        })
+    }
+
+    fn object_exists(&self, sha256: &str) -> bool {
+        self.object_path(sha256).is_some_and(|p| p.is_file())
+    }
+
+    /// Stores the snapshot content-addressed (`objects/<aa>/<sha256>.jpg`, written once however
+    /// many searches match the frame) and links it as `<search>/<recording>-<offset>.jpg` under
+    /// the snapshot directory (a hard link, or a copy where the storage has none; atomically, so a
+    /// reader never sees half a file). A re-run task finds the search's file there already, which
+    /// is not counted twice.
     async fn save_snapshot(
         &self,
         input: &TaskInput,
-        frame: &SampledFrame,
-        bytes: Vec<u8>,
-    ) -> anyhow::Result<(String, bool)> {
+        offset_ms: i64,
+        source: Source<'_>,
+    ) -> anyhow::Result<Saved> {
         let name = format!(
             "{}/{}-{}.jpg",
-            input.search_id, input.recording.id, frame.offset_ms
+            input.search_id, input.recording.id, offset_ms
         );
         let path = self.snapshot_dir.join(&name);
-        let new_file = !tokio::fs::try_exists(&path).await.unwrap_or(false);
+        let (sha256, size) = match source {
+            Source::Bytes(bytes) => {
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                let size = bytes.len() as i64;
+                self.write_object(&sha256, bytes).await?;
+                frames::set_snapshot(
+                    &input.db,
+                    input.recording.id,
+                    offset_ms,
+                    self.detector.provider(),
+                    &sha256,
+                )
+                .await?;
+                (sha256, size)
+            }
+            Source::Stored(sha256) => {
+                let object = self
+                    .object_path(sha256)
+                    .ok_or_else(|| anyhow::anyhow!("invalid snapshot digest {sha256:?}"))?;
+                let size = tokio::fs::metadata(&object).await?.len() as i64;
+                (sha256.to_owned(), size)
+            }
+        };
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(Saved {
+                name,
+                new_file: false,
+                size,
+            });
+        }
+        let object = self
+            .object_path(&sha256)
+            .ok_or_else(|| anyhow::anyhow!("invalid snapshot digest"))?;
         let tmp = path.with_extension("jpg.tmp");
-        let write = async {
+        let link = async {
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir).await?;
             }
-            tokio::fs::write(&tmp, bytes).await?;
+            let _ = tokio::fs::remove_file(&tmp).await;
+            match tokio::fs::hard_link(&object, &tmp).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(e),
+                // A storage without hard links (some network file systems) gets a copy.
+                Err(_) => {
+                    tokio::fs::copy(&object, &tmp).await?;
+                }
+            }
             tokio::fs::rename(&tmp, &path).await
+        };
+        if let Err(e) = link.await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(anyhow::Error::new(e)
+                .context(format!("failed to write snapshot {}", path.display())));
+        }
+        Ok(Saved {
+            name,
+            new_file: true,
+            size,
+        })
+    }
+
+    /// Writes `objects/<aa>/<sha256>.jpg` unless it is there (atomically: a temporary file of
+    /// this process and task, then a rename).
+    async fn write_object(&self, sha256: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let object = self
+            .object_path(sha256)
+            .ok_or_else(|| anyhow::anyhow!("invalid snapshot digest"))?;
+        if tokio::fs::try_exists(&object).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let tmp = object.with_extension(format!(
+            "{}.{}.tmp",
+            std::process::id(),
+            OBJECT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let write = async {
+            if let Some(dir) = object.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::write(&tmp, bytes).await?;
+            tokio::fs::rename(&tmp, &object).await
         };
         if let Err(e) = write.await {
             // A half-written temporary file would only take more of a full disk.
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(anyhow::Error::new(e)
-                .context(format!("failed to write snapshot {}", path.display())));
+                .context(format!("failed to write snapshot {}", object.display())));
         }
-        Ok((name, new_file))
+        Ok(())
     }
 
     /// Removes the snapshot of a sighting that a better one replaced (confined to the snapshot
@@ -453,6 +670,57 @@ impl Analyzer {
             },
         })
     }
+}
+
+/// The folder of `SNAPSHOT_DIR` holding snapshots by content (`objects/<aa>/<sha256>.jpg`); each
+/// search's snapshot is a hard link to one of them. The scheduler's cleanup removes objects no
+/// search links any more.
+pub const OBJECTS_DIR: &str = "objects";
+
+/// Distinguishes the temporary files of concurrent object writes in one process.
+static OBJECT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Where a sighting's snapshot can come from.
+enum Evidence<'a> {
+    /// The decoded frame, and its JPEG when one was encoded for the detector.
+    Frame {
+        image: &'a Mat,
+        encoded: Option<Vec<u8>>,
+    },
+    /// The snapshot an earlier search cut from the same frame (its SHA-256).
+    Stored(&'a str),
+    /// None (the budget was full when the task started; the sighting is counted as skipped or
+    /// stored without a picture).
+    None,
+}
+
+/// The bytes of a snapshot to store, or one stored already.
+enum Source<'a> {
+    Bytes(Vec<u8>),
+    Stored(&'a str),
+}
+
+/// A snapshot linked into a search's folder.
+struct Saved {
+    /// Its name relative to the snapshot directory.
+    name: String,
+    /// The search's file was not there before (a re-run task finds it).
+    new_file: bool,
+    /// Its size in bytes.
+    size: i64,
+}
+
+/// The cached analysis of the frame at `offset_ms`, when it answers the search (one that reads
+/// text needs an analysis that read it).
+fn cached_analysis(
+    cache: &HashMap<i64, frames::Cached>,
+    offset_ms: i64,
+    wants_text: bool,
+) -> Option<Analysis> {
+    cache
+        .get(&offset_ms)
+        .and_then(|c| serde_json::from_value::<Analysis>(c.result.clone()).ok())
+        .filter(|a| a.text_checked || !wants_text)
 }
 
 /// What is left of a city's snapshot budget during one task. Concurrent tasks of the city each

@@ -184,6 +184,93 @@ async fn a_second_analysis_of_the_same_recording_makes_no_detector_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_search_is_answered_from_the_cache_without_decoding_and_shares_its_snapshots() {
+    use std::os::unix::fs::MetadataExt;
+    let s = setup(None).await;
+    let first = task(&s, onibus_vermelho()).await;
+    let report = s.analyzer.analyze(&first).await.unwrap();
+    assert!(!report.replayed, "nothing cached yet: {report:?}");
+    let before = points::list_for_search(&s.test.db, first.search_id)
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 4);
+
+    // The same criteria in a new search: every frame cached, every matching frame's snapshot
+    // stored; the recording is not decoded and the snapshots are the first search's files.
+    let second = task(&s, onibus_vermelho()).await;
+    let report = s.analyzer.analyze(&second).await.unwrap();
+    assert!(report.replayed, "{report:?}");
+    assert_eq!(
+        (
+            report.detector_calls,
+            report.cache_hits,
+            report.points_inserted
+        ),
+        (0, 10, 4),
+        "{report:?}"
+    );
+    let after = points::list_for_search(&s.test.db, second.search_id)
+        .await
+        .unwrap();
+    let key = |p: &entity::trajectory_point::Model| (p.timestamp, p.label.clone(), p.color.clone());
+    assert_eq!(
+        after.iter().map(key).collect::<Vec<_>>(),
+        before.iter().map(key).collect::<Vec<_>>()
+    );
+    let file = |p: &entity::trajectory_point::Model| {
+        let path = s.analyzer.snapshot_dir.join(p.image_path.as_ref().unwrap());
+        std::fs::metadata(path).expect("snapshot linked")
+    };
+    for (a, b) in before.iter().zip(&after) {
+        let (a, b) = (file(a), file(b));
+        assert_eq!(a.ino(), b.ino(), "one file for both searches");
+        assert_eq!(b.nlink(), 3, "the stored object and two searches");
+    }
+    let (one, two) = (
+        searches::get(&s.test.db, first.search_id)
+            .await
+            .unwrap()
+            .unwrap(),
+        searches::get(&s.test.db, second.search_id)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert!(one.snapshot_bytes > 0);
+    assert_eq!(
+        two.snapshot_bytes, one.snapshot_bytes,
+        "each search counts its snapshots"
+    );
+
+    // Stored snapshots gone (swept): the next search decodes again and stores them afresh.
+    std::fs::remove_dir_all(s.analyzer.snapshot_dir.join("objects")).unwrap();
+    let third = task(&s, onibus_vermelho()).await;
+    let report = s.analyzer.analyze(&third).await.unwrap();
+    assert!(!report.replayed, "{report:?}");
+    assert_eq!(
+        (report.detector_calls, report.points_inserted),
+        (0, 4),
+        "{report:?}"
+    );
+    let fourth = task(&s, onibus_vermelho()).await;
+    assert!(s.analyzer.analyze(&fourth).await.unwrap().replayed);
+
+    // A search that reads plates needs analyses that read text: the cache does not answer it.
+    let plate = task(
+        &s,
+        Criteria::new(
+            Some("ABC1D23".parse().unwrap()),
+            Some(Color::Red),
+            Some(VehicleType::Bus),
+        ),
+    )
+    .await;
+    let report = s.analyzer.analyze(&plate).await.unwrap();
+    assert!(!report.replayed, "{report:?}");
+    s.test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_search_stops_before_any_detector_call_or_point() {
     let s = setup(None).await;
     let input = task(&s, onibus_vermelho()).await;

@@ -18,6 +18,9 @@ pub struct Model {
     #[sea_orm(column_type = "JsonBinary")]
     pub result: Json,
     pub created_at: DateTimeUtc,
+    /// SHA-256 (hex) of the snapshot cut from this frame, stored content-addressed under
+    /// `SNAPSHOT_DIR/objects/`; `None` until a search matched the frame and wrote one.
+    pub snapshot: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,8 @@
 //! - `m20261201_000005_resilience`: a recording's row cannot be deleted from under a task or a
 //!   sighting (`ON DELETE NO ACTION`); sightings stored without a snapshot because the storage
 //!   failed are counted.
+//! - `m20261201_000006_frame_snapshots`: a cached frame analysis names its content-addressed
+//!   snapshot, so a repeated search reuses it without decoding.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -27,6 +29,7 @@ mod m20261201_000002_search_webhooks;
 mod m20261201_000003_api_contract;
 mod m20261201_000004_console_sessions;
 mod m20261201_000005_resilience;
+mod m20261201_000006_frame_snapshots;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -42,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_api_contract::Migration),
             Box::new(m20261201_000004_console_sessions::Migration),
             Box::new(m20261201_000005_resilience::Migration),
+            Box::new(m20261201_000006_frame_snapshots::Migration),
         ]
     }
 }

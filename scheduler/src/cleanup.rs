@@ -96,3 +96,80 @@ pub async fn run(
     }
     Ok(report)
 }
+
+/// Snapshot objects and temporary files younger than this are never swept: a task may have just
+/// written an object and not yet linked it into its search's folder.
+pub const OBJECT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes content-addressed snapshots (`SNAPSHOT_DIR/objects/<aa>/<sha256>.jpg`) that no search
+/// links any more (link count 1) and temporary files left by interrupted writes, both older than
+/// `grace`. Returns the files and bytes removed; a file that cannot be removed is counted in
+/// `errors` and left for the next run.
+///
+/// # Errors
+/// The objects folder cannot be read (a missing one holds nothing to sweep).
+pub async fn sweep_objects(
+    snapshot_dir: &Path,
+    grace: std::time::Duration,
+) -> std::io::Result<ObjectSweep> {
+    let objects = snapshot_dir.join(sentinela_core::pipeline::OBJECTS_DIR);
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        let mut sweep = ObjectSweep::default();
+        let now = std::time::SystemTime::now();
+        let shards = match std::fs::read_dir(&objects) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sweep),
+            Err(e) => return Err(e),
+        };
+        for shard in shards {
+            let shard = shard?;
+            // Not followed: only real folders of the objects folder are walked.
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let meta = entry.path().symlink_metadata()?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let old = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|age| age >= grace);
+                let name = entry.file_name();
+                let temporary = name.to_string_lossy().ends_with(".tmp");
+                if !old || (!temporary && meta.nlink() > 1) {
+                    continue;
+                }
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        sweep.files += 1;
+                        sweep.bytes += meta.len();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        tracing::warn!(path = %entry.path().display(), %error, "cannot remove an unlinked snapshot object");
+                        sweep.errors += 1;
+                    }
+                }
+            }
+        }
+        Ok(sweep)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// What [`sweep_objects`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectSweep {
+    /// Files removed.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files that could not be removed.
+    pub errors: u64,
+}

@@ -2,6 +2,7 @@
 //! other failure is reported to the caller, which keeps the row that points at the file.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// What removing one file did.
@@ -49,7 +50,11 @@ pub(crate) async fn remove_dir(path: &Path) -> Result<(u64, u64), std::io::Error
                     stack.push(entry.path());
                 } else {
                     files += 1;
-                    bytes += meta.len();
+                    // A snapshot linked from the objects store frees nothing until the store's
+                    // copy is swept too (counted then).
+                    if meta.nlink() <= 1 {
+                        bytes += meta.len();
+                    }
                 }
             }
         }

@@ -278,6 +278,15 @@ impl JobContext {
                 "idempotency_keys_expired",
                 sentinela_core::repo::idempotency::sweep(control, now).await?,
             );
+            // Snapshots are stored once by content and linked into each search's folder: the
+            // ones no search links any more go last, once every city's searches are cleaned.
+            let sweep =
+                cleanup::sweep_objects(&self.settings.storage.snapshot_dir, cleanup::OBJECT_GRACE)
+                    .await
+                    .context("sweeping unlinked snapshot objects")?;
+            report.add("snapshot_objects_deleted", sweep.files);
+            report.add("bytes_freed", sweep.bytes);
+            report.add("file_errors", sweep.errors);
         }
         Ok(report)
     }

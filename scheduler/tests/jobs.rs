@@ -426,6 +426,56 @@ async fn cleanup_deletes_old_ended_searches_with_points_and_snapshots_only() {
     test.cleanup().await;
 }
 
+#[tokio::test]
+async fn the_object_sweep_removes_only_old_snapshots_no_search_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let shard = snapshots.join("objects").join("ab");
+    std::fs::create_dir_all(&shard).unwrap();
+    let object = |n: u8| shard.join(format!("ab{}.jpg", format!("{n:02x}").repeat(31)));
+    // Linked from a search's folder (kept), unlinked (swept), an interrupted write (swept).
+    std::fs::write(object(1), vec![1u8; 700]).unwrap();
+    std::fs::write(object(2), vec![2u8; 300]).unwrap();
+    std::fs::write(shard.join("partial.123.0.tmp"), vec![3u8; 50]).unwrap();
+    let search = snapshots.join("42");
+    std::fs::create_dir_all(&search).unwrap();
+    std::fs::hard_link(object(1), search.join("1-0.jpg")).unwrap();
+
+    // Young files are never swept (a task may not have linked its object yet).
+    let young = cleanup::sweep_objects(&snapshots, cleanup::OBJECT_GRACE)
+        .await
+        .unwrap();
+    assert_eq!(young, cleanup::ObjectSweep::default());
+    assert!(object(2).exists());
+
+    let swept = cleanup::sweep_objects(&snapshots, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((swept.files, swept.bytes, swept.errors), (2, 350, 0));
+    assert!(object(1).exists() && !object(2).exists());
+    assert_eq!(std::fs::read(search.join("1-0.jpg")).unwrap().len(), 700);
+
+    // The search's folder removed (cleanup): its object is swept next, and only then counted
+    // as freed.
+    let (files, bytes) = {
+        std::fs::remove_dir_all(&search).unwrap();
+        let swept = cleanup::sweep_objects(&snapshots, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        (swept.files, swept.bytes)
+    };
+    assert_eq!((files, bytes), (1, 700));
+    assert!(!object(1).exists());
+    // No objects folder at all: nothing to do.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        cleanup::sweep_objects(empty.path(), std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        cleanup::ObjectSweep::default()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_and_cleanup_never_delete_outside_their_roots() {
     let test = TestDb::sqlite().await;

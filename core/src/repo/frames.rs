@@ -27,6 +27,15 @@ pub async fn get(
         .map(|row| row.result))
 }
 
+/// A cached analysis and the content-addressed snapshot cut from its frame, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    /// The analysis as stored.
+    pub result: serde_json::Value,
+    /// SHA-256 (hex) of the frame's snapshot under `SNAPSHOT_DIR/objects/`.
+    pub snapshot: Option<String>,
+}
+
 /// Every cached analysis of a recording by a provider, by offset: one query per task instead of
 /// one per frame.
 ///
@@ -36,15 +45,46 @@ pub async fn all_for_recording(
     db: &impl ConnectionTrait,
     recording_id: i64,
     provider: &str,
-) -> Result<HashMap<i64, serde_json::Value>, DbErr> {
+) -> Result<HashMap<i64, Cached>, DbErr> {
     Ok(frame_analysis::Entity::find()
         .filter(frame_analysis::Column::RecordingId.eq(recording_id))
         .filter(frame_analysis::Column::Provider.eq(provider))
         .all(db)
         .await?
         .into_iter()
-        .map(|row| (row.offset_ms, row.result))
+        .map(|row| {
+            (
+                row.offset_ms,
+                Cached {
+                    result: row.result,
+                    snapshot: row.snapshot,
+                },
+            )
+        })
         .collect())
+}
+
+/// Records the content-addressed snapshot of a cached frame (no-op when the frame has no cached
+/// analysis).
+///
+/// # Errors
+/// The database error.
+pub async fn set_snapshot(
+    db: &impl ConnectionTrait,
+    recording_id: i64,
+    offset_ms: i64,
+    provider: &str,
+    sha256: &str,
+) -> Result<(), DbErr> {
+    use sea_orm::sea_query::Expr;
+    frame_analysis::Entity::update_many()
+        .col_expr(frame_analysis::Column::Snapshot, Expr::value(sha256))
+        .filter(frame_analysis::Column::RecordingId.eq(recording_id))
+        .filter(frame_analysis::Column::OffsetMs.eq(offset_ms))
+        .filter(frame_analysis::Column::Provider.eq(provider))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// The cached offsets of each of `recording_ids` by a provider (batched queries).

@@ -205,32 +205,15 @@ impl Sampler {
         if frame_count <= 0 {
             return Err(corrupt(path, "the container announces no frames"));
         }
-        // A file cut short still announces its full length; its packets stop early. Allow half a
-        // second of slack for containers whose frame count is estimated from the duration.
-        let truncated_at =
-            (packets > 0 && (frame_count - packets) as f64 > video_fps / 2.0).then_some(packets);
-        let last_frame = match (truncated_at, packets) {
-            (Some(_), _) | (None, 0) => frame_count,
-            (None, packets) => packets.min(frame_count),
-        };
-
-        let step_frames = video_fps / options.fps;
-        let key_interval = median_interval(&keyframes);
-        let snap = options.snap_to_keyframes
-            || key_interval.is_some_and(|k| step_frames >= k as f64 - 0.5);
-        let mut targets = BTreeSet::new();
-        for offset_ms in grid_offsets(from_ms, to_ms, options.fps) {
-            let frame = ((offset_ms as f64) * video_fps / 1000.0).round() as i64;
-            if frame >= last_frame {
-                break;
-            }
-            let frame = if snap && !keyframes.is_empty() && truncated_at.is_none_or(|t| frame < t) {
-                nearest(&keyframes, frame)
-            } else {
-                frame
-            };
-            targets.insert(frame);
-        }
+        let (targets, truncated_at) = plan(
+            video_fps,
+            frame_count,
+            &keyframes,
+            packets,
+            from_ms,
+            to_ms,
+            options,
+        );
 
         Ok(Self {
             path: path.to_owned(),
@@ -240,7 +223,7 @@ impl Sampler {
             frame_count,
             keyframes,
             truncated_at,
-            targets: targets.into_iter().collect(),
+            targets: targets.into(),
             main_next: 0,
             keys_last: -1,
             keys_read: 0,
@@ -404,10 +387,90 @@ impl Sampler {
     fn sample(&self, frame_index: i64, image: Mat) -> SampledFrame {
         SampledFrame {
             frame_index,
-            offset_ms: (frame_index as f64 * 1000.0 / self.video_fps).round() as i64,
+            offset_ms: offset_of(frame_index, self.video_fps),
             image,
         }
     }
+}
+
+/// The frames a sampler delivers for `[from_ms, to_ms)`, ascending, and where the packets stop
+/// when the file is cut short.
+fn plan(
+    video_fps: f64,
+    frame_count: i64,
+    keyframes: &[i64],
+    packets: i64,
+    from_ms: i64,
+    to_ms: i64,
+    options: SamplerOptions,
+) -> (Vec<i64>, Option<i64>) {
+    // A file cut short still announces its full length; its packets stop early. Allow half a
+    // second of slack for containers whose frame count is estimated from the duration.
+    let truncated_at =
+        (packets > 0 && (frame_count - packets) as f64 > video_fps / 2.0).then_some(packets);
+    let last_frame = match (truncated_at, packets) {
+        (Some(_), _) | (None, 0) => frame_count,
+        (None, packets) => packets.min(frame_count),
+    };
+
+    let step_frames = video_fps / options.fps;
+    let key_interval = median_interval(keyframes);
+    let snap =
+        options.snap_to_keyframes || key_interval.is_some_and(|k| step_frames >= k as f64 - 0.5);
+    let mut targets = BTreeSet::new();
+    for offset_ms in grid_offsets(from_ms, to_ms, options.fps) {
+        let frame = ((offset_ms as f64) * video_fps / 1000.0).round() as i64;
+        if frame >= last_frame {
+            break;
+        }
+        let frame = if snap && !keyframes.is_empty() && truncated_at.is_none_or(|t| frame < t) {
+            nearest(keyframes, frame)
+        } else {
+            frame
+        };
+        targets.insert(frame);
+    }
+    (targets.into_iter().collect(), truncated_at)
+}
+
+/// The offsets (ms) of the frames a [`Sampler`] opened with the same arguments would deliver,
+/// read from the container and its packet index without decoding a frame: what a task needs to
+/// know whether the frame-analysis cache already covers it. `None` when the sampler would fail
+/// (the file is missing, unreadable or cut short inside the window): sampling reports why.
+/// Blocking.
+pub fn planned_offsets(
+    path: &Path,
+    from_ms: i64,
+    to_ms: i64,
+    options: SamplerOptions,
+) -> Option<Vec<i64>> {
+    let opened = open_indexed(path).ok()?;
+    if opened.announced <= 0 {
+        return None;
+    }
+    let (targets, truncated_at) = plan(
+        opened.fps,
+        opened.announced,
+        &opened.keyframes,
+        opened.packets,
+        from_ms,
+        to_ms,
+        options,
+    );
+    if truncated_at.is_some_and(|at| targets.last().is_some_and(|&last| last >= at)) {
+        return None;
+    }
+    Some(
+        targets
+            .into_iter()
+            .map(|frame| offset_of(frame, opened.fps))
+            .collect(),
+    )
+}
+
+/// The offset (ms) of a frame index: the same rounding as every delivered [`SampledFrame`].
+fn offset_of(frame_index: i64, video_fps: f64) -> i64 {
+    (frame_index as f64 * 1000.0 / video_fps).round() as i64
 }
 
 /// What [`probe`] reads from a recording.
