@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    sentinela_core::process::run(async_main())
+}
+
+async fn async_main() -> ExitCode {
     sentinela_core::telemetry::init("api");
     let cli = sentinela_api::Cli::parse();
     sentinela_core::cli::exit_code(sentinela_api::run(cli).await)

@@ -1,4 +1,47 @@
-//! Process life: the stop flag raised by SIGTERM/SIGINT that every binary drains on.
+//! Process life: the runtime every binary runs on, and the stop flag raised by SIGTERM/SIGINT
+//! that every binary drains on.
+
+/// glibc malloc arenas a process keeps unless `MALLOC_ARENA_MAX` says otherwise. glibc's default
+/// (8 per core) lets every decoding and detecting thread grow its own heap: measured on the
+/// end-to-end benchmark, two arenas cut the worker's peak RSS by about a third at the same speed.
+pub const MALLOC_ARENAS: i32 = 2;
+
+/// Runs `main` on a multi-threaded Tokio runtime, after capping glibc's malloc arenas to
+/// [`MALLOC_ARENAS`] (unless `MALLOC_ARENA_MAX` is set): before the runtime starts any thread, so
+/// every thread shares the capped arenas.
+///
+/// # Panics
+/// When the runtime cannot be built (no threads or no epoll in this process).
+pub fn run<F: std::future::Future>(main: F) -> F::Output {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        cap_malloc_arenas(MALLOC_ARENAS);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("build the Tokio runtime")
+        .block_on(main)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn cap_malloc_arenas(arenas: i32) {
+    // SAFETY: `mallopt` only sets an allocator parameter; it is called before this process starts
+    // any other thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn cap_malloc_arenas(_arenas: i32) {}
+
+/// Analyses in flight per worker process by default: one per CPU core this process may use.
+/// Decoding and the local detector are CPU-bound, so more in flight only adds memory (each holds
+/// its decoders and frames); a remote detector's latency is hidden by raising `WORKER_CONCURRENCY`.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
 
 /// A flag raised by SIGTERM/SIGINT, for the several tasks that stop on it.
 pub fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {

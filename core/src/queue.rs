@@ -60,12 +60,19 @@ pub struct QueueDepth {
     pub dead: u64,
 }
 
-fn redis_config(queue: &str, poll: Duration) -> apalis_redis::Config {
-    // A short heartbeat is also the poll interval of an idle worker (pitfall 1); one job per fetch
-    // so a worker never holds jobs it has not started (pitfall 2).
+/// The apalis-redis configuration of `queue` for workers running `slots` jobs at once.
+///
+/// A short heartbeat is also the poll interval of an idle worker (pitfall 1). A fetch takes at
+/// most the worker's free slots (`fetch_within_free_slots`, our patch of apalis-redis under
+/// `patches/`): a worker never holds a job it has not started, which would stop its heartbeats
+/// and get the job run twice (pitfall 2), yet an idle worker takes up to `slots` jobs in one
+/// round trip instead of one.
+pub fn redis_config(queue: &str, poll: Duration, slots: usize) -> apalis_redis::Config {
+    let slots = slots.max(1);
     apalis_redis::Config::default()
         .queue(queue)
-        .batch_size(1)
+        .batch_size(slots)
+        .fetch_within_free_slots(slots)
         .heartbeat_interval(poll)
         .missed_heartbeats(MISSED_HEARTBEATS)
 }
@@ -99,13 +106,19 @@ impl JobQueue {
                             )
                         })?;
                 Ok(Self::Redis {
-                    search: RedisStorage::new(conn.clone())
-                        .with_config(redis_config(SEARCH_QUEUE, poll)),
-                    analyze: RedisStorage::new(conn.clone())
-                        .with_config(redis_config(ANALYZE_QUEUE, poll)),
+                    search: RedisStorage::new(conn.clone()).with_config(redis_config(
+                        SEARCH_QUEUE,
+                        poll,
+                        1,
+                    )),
+                    analyze: RedisStorage::new(conn.clone()).with_config(redis_config(
+                        ANALYZE_QUEUE,
+                        poll,
+                        settings.worker.concurrency,
+                    )),
                     // Tick keys outlive any schedule's period, then expire.
                     periodic: RedisStorage::new(conn.clone()).with_config(
-                        redis_config(PERIODIC_QUEUE, poll)
+                        redis_config(PERIODIC_QUEUE, poll, 1)
                             .idempotency_ttl(Some(Duration::from_secs(2 * 24 * 3600))),
                     ),
                     conn,

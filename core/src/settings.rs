@@ -93,6 +93,10 @@ pub struct ApiSettings {
     pub max_searches_in_flight: u32,
     /// Requests one API key may make per minute (across API replicas on Redis).
     pub requests_per_minute_per_key: u32,
+    /// How long an API replica trusts an API key or a city it read (0: never cached). A key
+    /// revoked, or a city changed, through another replica or directly in the database takes
+    /// effect within this many seconds; through this replica at once.
+    pub auth_cache_secs: u64,
     /// A vehicle unseen by a camera for longer than this, then seen there again, starts a new
     /// visit on the trajectory.
     pub visit_gap_secs: u64,
@@ -356,8 +360,12 @@ impl Settings {
             .set_default("api.max_search_frames", 1_000_000)?
             .set_default("api.max_searches_in_flight", 4)?
             .set_default("api.requests_per_minute_per_key", 600)?
+            .set_default("api.auth_cache_secs", 5)?
             .set_default("api.visit_gap_secs", 60)?
-            .set_default("worker.concurrency", 4)?
+            .set_default(
+                "worker.concurrency",
+                crate::process::default_concurrency() as u64,
+            )?
             .set_default("worker.metrics_bind", "0.0.0.0:9999")?
             .set_default("worker.job_timeout_secs", 30 * 60)?
             .set_default("worker.drain_timeout_secs", 60)?

@@ -25,7 +25,11 @@ fn defaults_are_the_embedded_mode_of_the_contract() {
     assert_eq!(s.worker.metrics_bind, "0.0.0.0:9999");
     assert_eq!(s.detector.provider, DetectorProvider::Local);
     assert_eq!(s.sampler.fps, 1.0);
-    assert_eq!(s.worker.concurrency, 4);
+    assert_eq!(
+        s.worker.concurrency,
+        std::thread::available_parallelism().unwrap().get(),
+        "one analysis in flight per core"
+    );
     assert_eq!(s.detector.max_in_flight, 8);
     assert_eq!(s.detector.rate_limit, None);
     assert_eq!(s.storage.recordings_dir.to_str(), Some("./recordings"));
