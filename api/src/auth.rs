@@ -92,9 +92,19 @@ async fn check_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
             .map_err(|e| poem::Error::from(ApiError::from(e)))?;
         return principal_of(state, key, now).await.map_err(Into::into);
     }
-    let found = find_key(state.control(), &bearer.token)
-        .await
-        .map_err(|e| poem::Error::from(ApiError::internal(e)))?;
+    let hash = hash_key(&bearer.token);
+    let found = match state.keys.get(&hash) {
+        Some(key) => Some(key),
+        None => {
+            let found = find_key(state.control(), &bearer.token)
+                .await
+                .map_err(|e| poem::Error::from(ApiError::internal(e)))?;
+            if let Some(key) = &found {
+                state.keys.put(hash, key.clone());
+            }
+            found
+        }
+    };
     principal_of(state, found, now).await.map_err(Into::into)
 }
 
@@ -154,8 +164,15 @@ pub async fn principal_of(
         return Err(ApiError::over_request_quota(over.limit, over.reset_secs));
     }
     // Bookkeeping only: a failed write must not refuse the request.
-    if let Err(e) = sentinela_core::repo::api_keys::touch(state.control(), &key, now).await {
-        tracing::warn!(error = %e, key_id = key.id, "could not record the key's last use");
+    match sentinela_core::repo::api_keys::touch(state.control(), &key, now).await {
+        // The cached copy learns it too, or every request until it expires would write again.
+        Ok(true) => state
+            .keys
+            .update(&key.key_hash, |cached| cached.last_used_at = Some(now)),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, key_id = key.id, "could not record the key's last use");
+        }
     }
     Ok(Principal {
         key_id: key.id,

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod body_check;
+pub mod cache;
 pub mod console;
 pub mod demo;
 pub mod error;
@@ -107,12 +108,44 @@ pub struct AppState {
     pub map_tile_url: Option<String>,
     /// JPEG quality of the evidence images.
     pub jpeg_quality: i32,
+    /// API keys by the hash of their secret, trusted for `api.auth_cache_secs`.
+    pub keys: Arc<cache::TtlCache<String, sentinela_core::entity::api_key::Model>>,
+    /// Cities by id, trusted for `api.auth_cache_secs`.
+    pub cities: Arc<cache::TtlCache<i64, sentinela_core::entity::city::Model>>,
 }
 
 impl AppState {
     /// The control database (cities, API keys, id directories).
     pub fn control(&self) -> &DatabaseConnection {
         self.dbs.control()
+    }
+
+    /// A city (cached for `api.auth_cache_secs`: its caps and quotas are read on every search).
+    ///
+    /// # Errors
+    /// The control database's error.
+    pub async fn city(
+        &self,
+        id: i64,
+    ) -> Result<Option<sentinela_core::entity::city::Model>, sea_orm::DbErr> {
+        if let Some(city) = self.cities.get(&id) {
+            return Ok(Some(city));
+        }
+        let city = sentinela_core::repo::cities::get(self.control(), id).await?;
+        if let Some(city) = &city {
+            self.cities.put(id, city.clone());
+        }
+        Ok(city)
+    }
+
+    /// Forgets what this replica cached about a city (after changing or deleting it).
+    pub fn forget_city(&self, id: i64) {
+        self.cities.forget(|c| c.id == id);
+    }
+
+    /// Forgets what this replica cached about an API key (after revoking or changing it).
+    pub fn forget_key(&self, id: i64) {
+        self.keys.forget(|k| k.id == id);
     }
 
     /// The database holding `city_id`'s data.
@@ -158,7 +191,10 @@ impl AppState {
     /// State from settings and connections.
     pub fn new(settings: &Settings, dbs: Arc<Databases>, queue: JobQueue) -> Self {
         let quota = quota::RequestQuota::new(settings.api.requests_per_minute_per_key, &queue);
+        let trusted = std::time::Duration::from_secs(settings.api.auth_cache_secs);
         Self {
+            keys: Arc::new(cache::TtlCache::new(trusted)),
+            cities: Arc::new(cache::TtlCache::new(trusted)),
             dbs,
             queue,
             snapshot_dir: settings.storage.snapshot_dir.clone(),

@@ -190,7 +190,9 @@ async fn city_update(
         daily_detector_calls: Some(calls),
         ..Default::default()
     };
-    let updated = match cities::update(state.control(), city, changes).await {
+    let updated = cities::update(state.control(), city, changes).await;
+    state.forget_city(id);
+    let updated = match updated {
         Ok(c) => c,
         Err(e) => return error_page(lang, Some(&signed), e.into()),
     };
@@ -740,7 +742,9 @@ async fn key_revoke(
 ) -> Response {
     let signed = require_admin!(&state, request);
     require_csrf!(signed, form.csrf);
-    match api_keys::revoke(state.control(), id).await {
+    let revoked = api_keys::revoke(state.control(), id).await;
+    state.forget_key(id);
+    match revoked {
         Ok(Some(_)) => redirect("/console/admin/keys"),
         Ok(None) => error_page(
             signed.lang,

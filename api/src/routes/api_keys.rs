@@ -277,6 +277,7 @@ impl ApiKeysApi {
             expires_at,
         };
         let key = api_keys::update(state.control(), id.0, changes).await?;
+        state.forget_key(id.0);
         key.map(|k| Json(k.into()))
             .ok_or_else(|| ApiError::not_found("API key", id.0))
     }
@@ -295,6 +296,7 @@ impl ApiKeysApi {
     ) -> Result<Deleted, ApiError> {
         auth.0.require_admin()?;
         let key = api_keys::revoke(state.control(), id.0).await?;
+        state.forget_key(id.0);
         key.map(|_| Deleted::Deleted)
             .ok_or_else(|| ApiError::not_found("API key", id.0))
     }
@@ -313,6 +315,7 @@ impl ApiKeysApi {
     ) -> Result<Json<ApiKeyView>, ApiError> {
         auth.0.require_admin()?;
         let key = api_keys::revoke(state.control(), id.0).await?;
+        state.forget_key(id.0);
         key.map(|k| Json(k.into()))
             .ok_or_else(|| ApiError::not_found("API key", id.0))
     }

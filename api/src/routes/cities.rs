@@ -329,6 +329,7 @@ impl CitiesApi {
         let updated = cities::update(state.control(), city, changes)
             .await
             .map_err(duplicate_name)?;
+        state.forget_city(id.0);
         if updated.database_url.is_some() {
             let db = state.city_db(updated.id).await?;
             cities::mirror(&db, &updated).await?;
@@ -365,6 +366,7 @@ impl CitiesApi {
             cities::delete(&db, city.id).await?;
         }
         cities::delete(state.control(), city.id).await?;
+        state.forget_city(city.id);
         state.dbs.forget(city.id);
         Ok(Deleted::Deleted)
     }

@@ -19,7 +19,7 @@ use sentinela_core::estimate::{self, Estimate, EstimateRequest};
 use sentinela_core::files::Root;
 use sentinela_core::jobs::SearchVehicle;
 use sentinela_core::repo::idempotency::{self, Reservation};
-use sentinela_core::repo::{cameras, cities, directory, points, searches, usage};
+use sentinela_core::repo::{cameras, directory, points, searches, usage};
 
 use super::cameras::listed_databases;
 
@@ -696,9 +696,7 @@ async fn validate(
     };
     let city_id = body.city_id;
     let unknown_city = || ApiError::invalid(format!("unknown city {city_id}"), "city_id");
-    let city = cities::get(state.control(), city_id)
-        .await?
-        .ok_or_else(unknown_city)?;
+    let city = state.city(city_id).await?.ok_or_else(unknown_city)?;
     if !auth.0.sees_city(city.id) {
         return Err(unknown_city());
     }

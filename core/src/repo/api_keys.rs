@@ -50,7 +50,7 @@ pub async fn key_active(db: &impl ConnectionTrait, key_id: i64) -> Result<bool, 
 }
 
 /// Records that the key authenticated a request at `now`, at most once a minute per key (one
-/// write per key per minute, not one per request).
+/// write per key per minute, not one per request). Whether it wrote.
 ///
 /// # Errors
 /// The database error.
@@ -58,12 +58,12 @@ pub async fn touch(
     db: &impl ConnectionTrait,
     key: &api_key::Model,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     if key
         .last_used_at
         .is_some_and(|at| now - at < chrono::Duration::seconds(60))
     {
-        return Ok(());
+        return Ok(false);
     }
     api_key::Entity::update_many()
         .col_expr(
@@ -73,7 +73,7 @@ pub async fn touch(
         .filter(api_key::Column::Id.eq(key.id))
         .exec(db)
         .await
-        .map(|_| ())
+        .map(|_| true)
 }
 
 /// What an admin may change on a key: its name and its expiry (`Some(None)` removes it).
