@@ -1,17 +1,18 @@
-//! One search end to end in embedded mode, against the seed's figure (TARGETS.md): twelve one-minute
-//! 720p30 H.264 recordings (three cameras, four minutes; a red bus crosses four of them), the
-//! local detector (NanoDet-m on OpenCV dnn), SQLite and the embedded queue, all in one
+//! One search end to end in embedded mode against the seed's pipeline in the same run: twelve
+//! one-minute 720p30 H.264 recordings on three cameras (four minutes; a red bus crosses four of
+//! them), the local detector (NanoDet-m on OpenCV dnn), SQLite and the embedded queue, all in one
 //! `sentinela-api --standalone` process.
 //!
-//! Prints the wall time from `POST /api/v1/searches` to `completed`, video-seconds per
-//! wall-second, detector calls, cameras found, the process's peak RSS; then the same search again
-//! (every frame from the cache: zero detector calls). The seed's design re-built in Python took
-//! 77 s, 720 detector calls and 643 MB RSS on this machine kind; the target is ≥ 3x faster,
-//! ≤ 72 detector calls, all four sightings, RSS < 300 MB.
+//! Two data sets: the project's own (generated once under `$CARGO_TARGET_DIR/bench-data/search`)
+//! and, when `BENCH_SEED_MANIFEST` names it, the seed pipeline's (`seed_pipeline/make_data.sh` of
+//! the anchors). For each: the seed's pipeline (Python, Celery prefork c=2, cv2 reading every
+//! frame, the same NanoDet model) runs first on the same files when `BENCH_SEED_ANCHORS` names a
+//! copy of the anchors; then ours: wall time from `POST /api/v1/searches` to `completed`,
+//! detector calls, sightings, the same search repeated (answered from the cache), peak RSS.
 //!
-//! `cargo bench -p sentinela-api --bench search` (recordings are generated once under
-//! `$CARGO_TARGET_DIR/bench-data/search`, ~2 minutes); `BENCH_WORKER_CONCURRENCY` (default 4,
-//! the product default) sets the in-process workers' concurrency.
+//! `bash bench/search-vs-seed.sh` prepares both and runs this; alone:
+//! `cargo bench -p sentinela-api --bench search`. `BENCH_WORKER_CONCURRENCY` sets the in-process
+//! workers' concurrency (default: the product's default for this machine).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,9 +23,6 @@ use sentinela_core::db;
 use sentinela_core::repo::{cameras, cities, recordings};
 use sentinela_core::video::synth::{self, Scene, Sprite};
 
-const SEED_SECONDS: f64 = 77.0;
-const SEED_CALLS: i64 = 720;
-const SEED_RSS_MB: f64 = 643.0;
 const KEY: &str = "snt_bench_search_admin";
 
 fn data_dir() -> PathBuf {
@@ -108,6 +106,7 @@ async fn run_search(
     client: &reqwest::Client,
     base: &str,
     city_id: i64,
+    data: &Dataset,
 ) -> (f64, serde_json::Value) {
     let started = Instant::now();
     let created: serde_json::Value = client
@@ -117,8 +116,8 @@ async fn run_search(
             "city_id": city_id,
             "vehicle_type": "ônibus",
             "color": "vermelho",
-            "start_date": "2026-11-29T08:00:00-03:00",
-            "end_date": "2026-11-29T08:04:00-03:00"
+            "start_date": data.from.to_rfc3339(),
+            "end_date": data.to.to_rfc3339()
         }))
         .send()
         .await
@@ -143,16 +142,117 @@ async fn run_search(
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let data = data_dir();
-    render_missing(&data);
+/// One recording of a data set: camera name, path relative to the data set's folder, start.
+struct Rec {
+    camera: String,
+    file: String,
+    start: chrono::DateTime<Utc>,
+}
 
-    let work = tempfile::tempdir().unwrap();
-    let db_url = format!(
-        "sqlite://{}?mode=rwc",
-        work.path().join("bench.db").display()
-    );
+/// A data set: a folder of recordings and the search window over them.
+struct Dataset {
+    name: &'static str,
+    dir: PathBuf,
+    recordings: Vec<Rec>,
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+}
+
+fn own_dataset() -> Dataset {
+    let dir = data_dir();
+    render_missing(&dir);
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    Dataset {
+        name: "project data (core::video::synth scenes, GOP 2 s)",
+        recordings: plan()
+            .into_iter()
+            .map(|(camera, minute, _)| Rec {
+                camera: format!("cam-{camera}"),
+                file: file_name(camera, minute),
+                start: t0 + chrono::Duration::minutes(minute),
+            })
+            .collect(),
+        dir,
+        from: t0,
+        to: t0 + chrono::Duration::minutes(4),
+    }
+}
+
+/// The seed pipeline's data set from its manifest (`[{camera_id, file_path, started_at_epoch}]`).
+fn seed_dataset(manifest: &Path) -> Dataset {
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(manifest).expect("BENCH_SEED_MANIFEST readable"))
+            .expect("a JSON array");
+    let dir = manifest.parent().unwrap().to_owned();
+    let recordings: Vec<Rec> = entries
+        .iter()
+        .map(|e| {
+            let path = PathBuf::from(e["file_path"].as_str().unwrap());
+            Rec {
+                camera: e["camera_id"].as_str().unwrap().to_owned(),
+                file: path
+                    .strip_prefix(&dir)
+                    .expect("recordings under the manifest's folder")
+                    .to_string_lossy()
+                    .into_owned(),
+                start: chrono::DateTime::from_timestamp(e["started_at_epoch"].as_i64().unwrap(), 0)
+                    .unwrap(),
+            }
+        })
+        .collect();
+    let from = recordings.iter().map(|r| r.start).min().unwrap();
+    let to = recordings.iter().map(|r| r.start).max().unwrap() + chrono::Duration::minutes(1);
+    Dataset {
+        name: "seed pipeline data (seed_pipeline/make_data.sh, static street, GOP 2 s)",
+        dir,
+        recordings,
+        from,
+        to,
+    }
+}
+
+/// The seed's pipeline on the same files, in this run: its one-line JSON summary.
+fn run_seed(anchors: &Path, data: &Dataset, work: &Path) -> Option<serde_json::Value> {
+    let manifest = work.join(format!("manifest-{}.json", data.name.len()));
+    let entries: Vec<serde_json::Value> = data
+        .recordings
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "camera_id": r.camera,
+                "file_path": data.dir.join(&r.file),
+                "started_at_epoch": r.start.timestamp(),
+            })
+        })
+        .collect();
+    std::fs::write(&manifest, serde_json::to_vec(&entries).unwrap()).unwrap();
+    let out = Command::new("bash")
+        .arg(anchors.join("seed_pipeline/seed_pipeline.sh"))
+        .arg(&manifest)
+        .args(["ônibus", "vermelho"])
+        .arg(data.from.timestamp().to_string())
+        .arg(data.to.timestamp().to_string())
+        .env("RAW_DIR", work.join("seed-raw"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the seed pipeline");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    if summary.is_none() {
+        println!("  seed pipeline failed ({}): {text}", out.status);
+    }
+    summary
+}
+
+/// Our search on a data set, twice: `(first s, first result, repeated s, repeated result, peak RSS MB)`.
+async fn run_ours(
+    data: &Dataset,
+    work: &Path,
+) -> (f64, serde_json::Value, f64, serde_json::Value, f64) {
+    let db_url = format!("sqlite://{}?mode=rwc", work.join("bench.db").display());
     let conn = db::connect_and_migrate(&secrecy::SecretString::from(db_url.clone()))
         .await
         .unwrap();
@@ -168,14 +268,17 @@ async fn main() {
     )
     .await
     .unwrap();
-    let mut camera_ids = Vec::new();
-    for camera in 0..3 {
+    let mut camera_ids = std::collections::BTreeMap::new();
+    for rec in &data.recordings {
+        if camera_ids.contains_key(&rec.camera) {
+            continue;
+        }
         let row = cameras::create(
             &conn,
             &conn,
             cameras::NewCamera {
                 city_id: city.id,
-                name: format!("cam-{camera}"),
+                name: rec.camera.clone(),
                 location: None,
                 latitude: None,
                 longitude: None,
@@ -184,20 +287,18 @@ async fn main() {
         )
         .await
         .unwrap();
-        camera_ids.push(row.id);
+        camera_ids.insert(rec.camera.clone(), row.id);
     }
-    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
-    for (camera, minute, _) in plan() {
-        let start = t0 + chrono::Duration::minutes(minute);
+    for rec in &data.recordings {
         recordings::register(
             &conn,
             recordings::NewRecording {
-                camera_id: camera_ids[camera],
+                camera_id: camera_ids[&rec.camera],
                 city_id: city.id,
-                file_path: file_name(camera, minute),
-                started_at: start,
-                ended_at: start + chrono::Duration::minutes(1),
-                size_bytes: std::fs::metadata(data.join(file_name(camera, minute)))
+                file_path: rec.file.clone(),
+                started_at: rec.start,
+                ended_at: rec.start + chrono::Duration::minutes(1),
+                size_bytes: std::fs::metadata(data.dir.join(&rec.file))
                     .map(|m| m.len() as i64)
                     .unwrap_or(0),
             },
@@ -212,30 +313,23 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_sentinela-api"))
-            .arg("--standalone")
-            .env("DATABASE_URL", &db_url)
-            .env("API_BIND", format!("127.0.0.1:{port}"))
-            .env("SENTINELA_ADMIN_KEY", KEY)
-            .env("RECORDINGS_DIR", &data)
-            .env("SNAPSHOT_DIR", work.path().join("snapshots"))
-            .env(
-                "SENTINELA__DETECTOR__MODEL_PATH",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/nanodet_m_416.onnx"),
-            )
-            .env("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off")
-            .env(
-                "WORKER_CONCURRENCY",
-                std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or_else(|_| "4".into()),
-            )
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sentinela-api --standalone"),
-    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sentinela-api"));
+    command
+        .arg("--standalone")
+        .env("DATABASE_URL", &db_url)
+        .env("API_BIND", format!("127.0.0.1:{port}"))
+        .env("SENTINELA_ADMIN_KEY", KEY)
+        .env("RECORDINGS_DIR", &data.dir)
+        .env("SNAPSHOT_DIR", work.join("snapshots"))
+        .env("SENTINELA__SCHEDULER__INDEX_SYNC_CRON", "off")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Ok(concurrency) = std::env::var("BENCH_WORKER_CONCURRENCY") {
+        command.env("WORKER_CONCURRENCY", concurrency);
+    }
+    let server = Server(command.spawn().expect("start sentinela-api --standalone"));
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -248,57 +342,85 @@ async fn main() {
         assert!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    let video_seconds = 12.0 * 60.0;
-    let (first, result) = run_search(&client, &base, city.id).await;
-    let calls = result["search"]["progress"]["detector_calls"]
-        .as_i64()
-        .unwrap_or(-1);
-    let frames = result["search"]["progress"]["frames_analyzed"]
-        .as_i64()
-        .unwrap_or(-1);
-    let status = result["search"]["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let points = result["trajectory"]["points"]
-        .as_array()
-        .map_or(0, Vec::len);
-    let cameras_visited = result["trajectory"]["cameras_visited"]
-        .as_array()
-        .map_or(0, Vec::len);
-    let minutes: std::collections::BTreeSet<String> = result["trajectory"]["points"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["timestamp"].as_str().map(|t| t[..16].to_owned()))
-        .collect();
-    let (second, again) = run_search(&client, &base, city.id).await;
-    let calls_again = again["search"]["progress"]["detector_calls"]
-        .as_i64()
-        .unwrap_or(-1);
+    let (first, result) = run_search(&client, &base, city.id, data).await;
+    let (second, again) = run_search(&client, &base, city.id, data).await;
     let rss = sentinela_testkit::peak_rss_mb(&server.0.id().to_string());
+    (first, result, second, again, rss)
+}
 
+fn progress(result: &serde_json::Value, field: &str) -> i64 {
+    result["search"]["progress"][field].as_i64().unwrap_or(-1)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut datasets = vec![own_dataset()];
+    if let Ok(manifest) = std::env::var("BENCH_SEED_MANIFEST") {
+        datasets.push(seed_dataset(Path::new(&manifest)));
+    }
+    let anchors = std::env::var_os("BENCH_SEED_ANCHORS").map(PathBuf::from);
     println!(
-        "search over 12 one-minute 720p30 recordings (3 cameras), local detector, embedded mode, WORKER_CONCURRENCY={}, MALLOC_ARENA_MAX={}",
-        std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or_else(|_| "4".into()),
+        "one search (ônibus vermelho, 4 minutes, 12 one-minute 720p30 recordings, 3 cameras), local detector, embedded mode; WORKER_CONCURRENCY={}, MALLOC_ARENA_MAX={}",
+        std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or_else(|_| "default".into()),
         std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "unset".into())
     );
-    println!(
-        "  first search:  {first:.1} s ({:.1} video-s per wall-s), status {status}, {frames} frames, {calls} detector calls",
-        video_seconds / first
-    );
-    println!(
-        "  sightings: {points} points on {cameras_visited} cameras in {} distinct minutes (the bus crosses 4 recordings)",
-        minutes.len()
-    );
-    println!("  repeated search: {second:.1} s, {calls_again} detector calls");
-    println!("  peak RSS of the process: {rss:.0} MB");
-    println!(
-        "baseline (seed, Python/Celery, TARGETS.md): {SEED_SECONDS:.0} s, {SEED_CALLS} detector calls, {SEED_RSS_MB:.0} MB"
-    );
-    println!(
-        "ratio: {:.1}x faster (target ≥ 3x); calls {calls} (target ≤ 72); RSS {rss:.0} MB (target < 300)",
-        SEED_SECONDS / first
-    );
+    for data in &datasets {
+        let work = tempfile::tempdir().unwrap();
+        let video_seconds: f64 = data.recordings.len() as f64 * 60.0;
+        println!("\n{}", data.name);
+        let seed = anchors
+            .as_deref()
+            .and_then(|a| run_seed(a, data, work.path()));
+        let (first, result, second, again, rss) = run_ours(data, work.path()).await;
+        let calls = progress(&result, "detector_calls");
+        let points = result["trajectory"]["points"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let cameras_visited = result["trajectory"]["cameras_visited"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let minutes: std::collections::BTreeSet<String> = result["trajectory"]["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["timestamp"].as_str().map(|t| t[..16].to_owned()))
+            .collect();
+        println!(
+            "  ours, first search:    {first:.1} s ({:.1} video-s per wall-s), status {}, {} frames, {calls} detector calls; {points} sightings on {cameras_visited} cameras in {} distinct minutes",
+            video_seconds / first,
+            result["search"]["status"].as_str().unwrap_or_default(),
+            progress(&result, "frames_analyzed"),
+            minutes.len()
+        );
+        println!(
+            "  ours, repeated search: {second:.2} s ({:.1} % of the first), {} detector calls, {} sightings",
+            100.0 * second / first,
+            progress(&again, "detector_calls"),
+            again["trajectory"]["points"].as_array().map_or(0, Vec::len)
+        );
+        println!("  ours, peak RSS of the process: {rss:.0} MB");
+        match seed {
+            Some(seed) => {
+                let wall = seed["wall_s"].as_f64().unwrap_or(f64::NAN);
+                let seed_calls = seed["detector_calls"].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "  seed (same run, same files): {wall:.1} s, {seed_calls} detector calls, {} points, {:.0} MB worker tree peak RSS ({:.0} MB PSS), status {}",
+                    seed["points_by_camera"]
+                        .as_object()
+                        .map_or(0, |m| m.values().filter_map(|v| v.as_i64()).sum::<i64>()),
+                    seed["worker_peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+                    seed["worker_peak_pss_mib"].as_f64().unwrap_or(f64::NAN),
+                    seed["status"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "  ratio: {:.1}x faster (target ≥ 3x), {:.1} % of the seed's detector calls (target ≤ 10 %)",
+                    wall / first,
+                    100.0 * calls as f64 / seed_calls
+                );
+            }
+            None => {
+                println!("  seed: not run (set BENCH_SEED_ANCHORS, or use bench/search-vs-seed.sh)")
+            }
+        }
+    }
 }
