@@ -22,12 +22,17 @@ if not registered then
     error("Cant fetch next: worker not registered")
 end
 
--- 1. Promote any due scheduled jobs
+-- 1. Promote due scheduled jobs, at most 1000 per fetch: `unpack` of a larger list fails
+-- ("too many results to unpack"), and every push schedules its jobs, so a backlog of more
+-- than a few thousand due jobs made every fetch fail.
 local scheduled_ids = redis.call(
     "zrangebyscore",
     KEYS[7],
     0,
-    ARGV[1]
+    ARGV[1],
+    "LIMIT",
+    0,
+    1000
 )
 
 if #scheduled_ids > 0 then
