@@ -19,6 +19,8 @@
 //!   failed are counted.
 //! - `m20261201_000006_frame_snapshots`: a cached frame analysis names its content-addressed
 //!   snapshot, so a repeated search reuses it without decoding.
+//! - `m20261201_000007_search_status_city_index`: counting a city's searches in flight reads only
+//!   those.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -30,6 +32,7 @@ mod m20261201_000003_api_contract;
 mod m20261201_000004_console_sessions;
 mod m20261201_000005_resilience;
 mod m20261201_000006_frame_snapshots;
+mod m20261201_000007_search_status_city_index;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -46,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_console_sessions::Migration),
             Box::new(m20261201_000005_resilience::Migration),
             Box::new(m20261201_000006_frame_snapshots::Migration),
+            Box::new(m20261201_000007_search_status_city_index::Migration),
         ]
     }
 }

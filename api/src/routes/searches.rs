@@ -873,12 +873,12 @@ async fn start(
     auth: &ApiKeyAuth,
     v: Validated,
 ) -> Result<vehicle_search::Model, ApiError> {
-    let in_flight = searches::in_flight(&v.db, v.city.id).await?;
     let quota = v
         .city
         .max_searches_in_flight
         .and_then(|n| u64::try_from(n).ok())
         .unwrap_or(u64::from(state.bounds.max_in_flight));
+    let in_flight = searches::in_flight(&v.db, v.city.id, quota).await?;
     if in_flight >= quota {
         return Err(ApiError::too_many(
             format!(

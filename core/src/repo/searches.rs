@@ -225,8 +225,8 @@ async fn end_with_open_tasks(
     Ok(result.rows_affected == 1)
 }
 
-/// The share of analysed frames that reached the detector in the city's last 50 finished
-/// searches that analysed any (`None` without history).
+/// The share of analysed frames that reached the detector in the city's last 50 completed
+/// searches that analysed any, among its latest 200 (`None` without history).
 ///
 /// # Errors
 /// The database error.
@@ -235,38 +235,57 @@ pub async fn observed_detector_rate(
     city_id: i64,
 ) -> Result<Option<f64>, DbErr> {
     use sea_orm::QuerySelect;
-    let rows: Vec<(i64, i64)> = vehicle_search::Entity::find()
+    // The city's latest 200 searches by the (city, created) index, the completed ones kept: a
+    // bounded read however many searches the city has made (a filter on status first would read
+    // every completed search of the city to find the newest).
+    let latest: Vec<(String, i64, i64)> = vehicle_search::Entity::find()
         .select_only()
+        .column(vehicle_search::Column::Status)
         .column(vehicle_search::Column::FramesAnalyzed)
         .column(vehicle_search::Column::DetectorCalls)
         .filter(vehicle_search::Column::CityId.eq(city_id))
-        .filter(vehicle_search::Column::Status.is_in([
-            SearchStatus::Completed.as_str(),
-            SearchStatus::CompletedWithErrors.as_str(),
-        ]))
-        .filter(vehicle_search::Column::FramesAnalyzed.gt(0))
-        .order_by_desc(vehicle_search::Column::Id)
-        .limit(50)
+        .order_by_desc(vehicle_search::Column::CreatedAt)
+        .limit(200)
         .into_tuple()
         .all(db)
         .await?;
+    let completed = [
+        SearchStatus::Completed.as_str(),
+        SearchStatus::CompletedWithErrors.as_str(),
+    ];
+    let rows: Vec<(i64, i64)> = latest
+        .into_iter()
+        .filter(|(status, frames, _)| completed.contains(&status.as_str()) && *frames > 0)
+        .map(|(_, frames, calls)| (frames, calls))
+        .take(50)
+        .collect();
     let (frames, calls) = rows.iter().fold((0i64, 0i64), |(f, c), (frames, calls)| {
         (f + frames, c + calls)
     });
     Ok((frames > 0).then(|| calls as f64 / frames as f64))
 }
 
-/// How many of the city's searches are pending or processing.
+/// How many of the city's searches are pending or processing, counted up to `at_most` (what a
+/// quota needs: the count stops at the quota instead of reading every waiting search).
 ///
 /// # Errors
 /// The database error.
-pub async fn in_flight(db: &impl ConnectionTrait, city_id: i64) -> Result<u64, DbErr> {
-    use sea_orm::PaginatorTrait;
-    vehicle_search::Entity::find()
+pub async fn in_flight(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+    at_most: u64,
+) -> Result<u64, DbErr> {
+    use sea_orm::QuerySelect;
+    let ids: Vec<i64> = vehicle_search::Entity::find()
+        .select_only()
+        .column(vehicle_search::Column::Id)
         .filter(vehicle_search::Column::CityId.eq(city_id))
         .filter(vehicle_search::Column::Status.is_in(active_statuses()))
-        .count(db)
-        .await
+        .limit(at_most)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(ids.len() as u64)
 }
 
 /// Which searches a list shows.
