@@ -18,4 +18,6 @@ mkdir -p "$anchors"
 (cd "$source_dir" && tar --exclude=./.venv --exclude=./data --exclude=./results/raw -cf - .) |
   (cd "$anchors" && tar -xf -)
 bash "$anchors/scripts/ensure_venv.sh"
+# The seed pipeline's detector: the same NanoDet-m file this repository ships.
+export SEED_MODEL=$root/models/nanodet_m_416.onnx
 export anchors

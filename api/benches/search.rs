@@ -247,15 +247,65 @@ fn run_seed(anchors: &Path, data: &Dataset, work: &Path) -> Option<serde_json::V
     summary
 }
 
-/// Our search on a data set, twice: `(first s, first result, repeated s, repeated result, peak RSS MB)`.
-async fn run_ours(
-    data: &Dataset,
-    work: &Path,
-) -> (f64, serde_json::Value, f64, serde_json::Value, f64) {
-    let db_url = format!("sqlite://{}?mode=rwc", work.join("bench.db").display());
-    let conn = db::connect_and_migrate(&secrecy::SecretString::from(db_url.clone()))
-        .await
-        .unwrap();
+/// How our processes run: one `sentinela-api --standalone` (SQLite, embedded queue), or the api
+/// and `n` `sentinela-worker` processes on PostgreSQL and Redis.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Embedded,
+    Distributed(usize),
+}
+
+/// What one run of ours measured.
+struct Ours {
+    first: f64,
+    result: serde_json::Value,
+    second: f64,
+    again: serde_json::Value,
+    /// Peak RSS of the process that analyses (the largest worker when distributed), MB.
+    rss: f64,
+    /// CPU seconds the analysing processes used over both searches.
+    cpu: f64,
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start at its closing parenthesis;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+/// Our search on a data set, twice.
+async fn run_ours(data: &Dataset, work: &Path, mode: Mode) -> Ours {
+    let (conn, db_url, pg, redis) = match mode {
+        Mode::Embedded => {
+            let db_url = format!("sqlite://{}?mode=rwc", work.join("bench.db").display());
+            let conn = db::connect_and_migrate(&secrecy::SecretString::from(db_url.clone()))
+                .await
+                .unwrap();
+            (conn, db_url, None, None)
+        }
+        Mode::Distributed(_) => {
+            use secrecy::ExposeSecret;
+            let pg = sentinela_testkit::TestDb::postgres().await;
+            let url = pg.url.expose_secret().to_owned();
+            (
+                pg.db.clone(),
+                url,
+                Some(pg),
+                Some(sentinela_testkit::redis_db(11)),
+            )
+        }
+    };
     let city = cities::create(
         &conn,
         cities::NewCity {
@@ -306,16 +356,22 @@ async fn run_ours(
         .await
         .unwrap();
     }
-    conn.close().await.unwrap();
+    if pg.is_none() {
+        conn.close().await.unwrap();
+    }
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sentinela-api"));
+    let api = Path::new(env!("CARGO_BIN_EXE_sentinela-api"));
+    let mut command = Command::new(api);
+    match &redis {
+        None => command.arg("--standalone"),
+        Some(redis) => command.env("REDIS_URL", redis),
+    };
     command
-        .arg("--standalone")
         .env("DATABASE_URL", &db_url)
         .env("API_BIND", format!("127.0.0.1:{port}"))
         .env("SENTINELA_ADMIN_KEY", KEY)
@@ -329,7 +385,38 @@ async fn run_ours(
     if let Ok(concurrency) = std::env::var("BENCH_WORKER_CONCURRENCY") {
         command.env("WORKER_CONCURRENCY", concurrency);
     }
-    let server = Server(command.spawn().expect("start sentinela-api --standalone"));
+    let server = Server(command.spawn().expect("start sentinela-api"));
+    let mut workers = Vec::new();
+    if let (Mode::Distributed(n), Some(redis)) = (mode, &redis) {
+        let binary = api.with_file_name("sentinela-worker");
+        assert!(
+            binary.exists(),
+            "{} missing: cargo build --release -p sentinela-worker",
+            binary.display()
+        );
+        for _ in 0..n {
+            let mut worker = Command::new(&binary);
+            worker
+                .env("DATABASE_URL", &db_url)
+                .env("REDIS_URL", redis)
+                .env("RECORDINGS_DIR", &data.dir)
+                .env("SNAPSHOT_DIR", work.join("snapshots"))
+                .env("METRICS_BIND", "127.0.0.1:0")
+                .env("LOG_FORMAT", "json")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Ok(concurrency) = std::env::var("BENCH_WORKER_CONCURRENCY") {
+                worker.env("WORKER_CONCURRENCY", concurrency);
+            }
+            workers.push(Server(worker.spawn().expect("start sentinela-worker")));
+        }
+    }
+    let analysers: Vec<u32> = if workers.is_empty() {
+        vec![server.0.id()]
+    } else {
+        workers.iter().map(|w| w.0.id()).collect()
+    };
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -342,10 +429,64 @@ async fn run_ours(
         assert!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let cpu_before: f64 = analysers.iter().map(|&p| cpu_seconds(p)).sum();
     let (first, result) = run_search(&client, &base, city.id, data).await;
     let (second, again) = run_search(&client, &base, city.id, data).await;
-    let rss = sentinela_testkit::peak_rss_mb(&server.0.id().to_string());
-    (first, result, second, again, rss)
+    let cpu = analysers.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
+    let rss = analysers
+        .iter()
+        .map(|p| sentinela_testkit::peak_rss_mb(&p.to_string()))
+        .fold(0.0, f64::max);
+    drop(workers);
+    drop(server);
+    if let Some(pg) = pg {
+        pg.cleanup().await;
+    }
+    Ours {
+        first,
+        result,
+        second,
+        again,
+        rss,
+        cpu,
+    }
+}
+
+/// One search's throughput with 1, 2 and 3 worker processes (PostgreSQL + Redis, the project's
+/// data, a fresh database each time so nothing is cached): what `--scale worker=N` gives.
+async fn scaling() {
+    let data = own_dataset();
+    let video_seconds = data.recordings.len() as f64 * 60.0;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    println!(
+        "scaling: one search over {} one-minute 720p30 recordings, api + N sentinela-worker processes on PostgreSQL + Redis, {cores} CPU cores, WORKER_CONCURRENCY={}",
+        data.recordings.len(),
+        std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or_else(|_| "default".into())
+    );
+    println!(
+        "{:<10} {:>8} {:>16} {:>9} {:>18} {:>12}",
+        "workers", "wall s", "video-s/wall-s", "speed-up", "CPU-s per video-s", "peak RSS MB"
+    );
+    let mut base = None;
+    for n in 1..=3 {
+        let work = tempfile::tempdir().unwrap();
+        let ours = run_ours(&data, work.path(), Mode::Distributed(n)).await;
+        let rate = video_seconds / ours.first;
+        let one = *base.get_or_insert(rate);
+        println!(
+            "{n:<10} {:>8.1} {rate:>16.1} {:>8.2}x {:>18.3} {:>12.0}",
+            ours.first,
+            rate / one,
+            // Both searches' CPU over the first's video: the repeat costs next to nothing.
+            ours.cpu / video_seconds,
+            ours.rss
+        );
+        assert!(
+            progress(&ours.result, "detector_calls") > 0,
+            "the search ran: {}",
+            ours.result
+        );
+    }
 }
 
 fn progress(result: &serde_json::Value, field: &str) -> i64 {
@@ -354,6 +495,10 @@ fn progress(result: &serde_json::Value, field: &str) -> i64 {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("BENCH_SCALING").is_some() {
+        scaling().await;
+        return;
+    }
     let mut datasets = vec![own_dataset()];
     if let Ok(manifest) = std::env::var("BENCH_SEED_MANIFEST") {
         datasets.push(seed_dataset(Path::new(&manifest)));
@@ -371,7 +516,14 @@ async fn main() {
         let seed = anchors
             .as_deref()
             .and_then(|a| run_seed(a, data, work.path()));
-        let (first, result, second, again, rss) = run_ours(data, work.path()).await;
+        let Ours {
+            first,
+            result,
+            second,
+            again,
+            rss,
+            cpu: _,
+        } = run_ours(data, work.path(), Mode::Embedded).await;
         let calls = progress(&result, "detector_calls");
         let points = result["trajectory"]["points"]
             .as_array()

@@ -716,10 +716,24 @@ async fn pending_search(app: &TestApp, minutes: i64) -> entity::vehicle_search::
 }
 
 /// Sets city A's own search limits.
+/// Sets city A's caps and quotas as an administrator does: through the API (the replica that
+/// serves the change forgets its cached copy of the city at once).
 async fn limit_city_a(app: &TestApp, limits: sentinela_core::repo::cities::SearchLimits) {
-    sentinela_core::repo::cities::set_search_limits(&app.test.db, app.city_a, limits)
-        .await
-        .unwrap();
+    let (status, answer) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/cities/{}", app.city_a),
+            Some(ADMIN),
+            Some(json!({
+                "max_search_recordings": limits.max_search_recordings,
+                "max_search_frames": limits.max_search_frames,
+                "max_searches_in_flight": limits.max_searches_in_flight,
+                "daily_detector_calls": limits.daily_detector_calls,
+                "max_snapshot_bytes": limits.max_snapshot_bytes,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
 /// Registers a recording as `key` and answers (status, body).

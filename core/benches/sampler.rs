@@ -119,6 +119,7 @@ fn main() {
         "mode", "wall s", "samples", "video-s/s", "vs seed", "peak MB"
     );
     let mut baseline = None;
+    let mut speeds = Vec::new();
     for (mode, name) in [
         ("seed", "(a) seed loop: read every frame"),
         ("exact", "(b) sampler, exact 1 fps"),
@@ -145,10 +146,55 @@ fn main() {
         let (wall, samples, peak) = (fields[0], fields[1], fields[2]);
         let speed = f64::from(SECONDS) / wall;
         let base = *baseline.get_or_insert(speed);
+        speeds.push((name, speed));
         println!(
             "{name:<42} {wall:>9.2} {samples:>8} {speed:>12.1} {:>8.2}x {peak:>8.0}",
             speed / base
         );
     }
     println!("targets: (b) >= 1.8x (a), (c) >= 8x (a), peak memory < 300 MB");
+    if let Some(anchors) = std::env::var_os("BENCH_SEED_ANCHORS") {
+        seed_in_python(Path::new(&anchors), &path, &speeds);
+    }
+}
+
+/// The seed's own loop in Python (the anchors' `frames_bench/sample_frames.py`, variant
+/// `cv2_read_every_frame_seed`: opencv-python reads every frame, keeps one a second, JPEG q85)
+/// on the same file, in this run.
+fn seed_in_python(anchors: &Path, video: &Path, ours: &[(&str, f64)]) {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("frames.json");
+    let status = Command::new(anchors.join(".venv/bin/python"))
+        .arg(anchors.join("frames_bench/sample_frames.py"))
+        .arg("--video")
+        .arg(video)
+        .arg("--out")
+        .arg(&out)
+        .arg("--raw-dir")
+        .arg(work.path())
+        .args(["--only", "cv2_read_every_frame_seed"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run the anchors' sample_frames.py");
+    let json: serde_json::Value = std::fs::read(&out)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let Some(variant) = json["variants"].get(0) else {
+        println!("seed in Python: failed ({status})");
+        return;
+    };
+    let wall = variant["wall_s"].as_f64().unwrap_or(f64::NAN);
+    let speed = f64::from(SECONDS) / wall;
+    println!(
+        "{:<42} {wall:>9.2} {:>8} {speed:>12.1} {:>9} {:>8.0}",
+        "(s) seed in Python (anchors, same file)",
+        variant["frames_out"],
+        "",
+        variant["max_rss_mib"].as_f64().unwrap_or(f64::NAN)
+    );
+    for (name, ours) in ours {
+        println!("{name:<42} {:.2}x the seed in Python", ours / speed);
+    }
 }

@@ -239,8 +239,9 @@ pub fn load_photo(path: &str, height: i32) -> anyhow::Result<Mat> {
     Ok(out)
 }
 
-/// Encodes the scene to H.264 in an MP4 at `path` with the `ffmpeg` command (two B-frames
-/// between references, as most encoders do, so decode and presentation order differ).
+/// Encodes the scene to H.264 in an MP4 at `path` with the `ffmpeg` command (libx264's
+/// `ultrafast` preset: Constrained Baseline, I and P frames only, CAVLC; cheaper to decode than
+/// the High profile with B-frames most cameras send, which `ffmpeg`'s defaults give).
 ///
 /// # Errors
 /// When `ffmpeg` is missing or fails, or OpenCV fails to draw.
