@@ -218,15 +218,14 @@ impl Analyzer {
             let Some(analysis) = cached_analysis(cache, offset, wants_text) else {
                 return Ok(None);
             };
-            let stored = cache
-                .get(&offset)
-                .and_then(|c| c.snapshot.clone())
-                .filter(|sha| self.object_exists(sha));
-            if snapshots.allows()
-                && stored.is_none()
-                && input.criteria.best_match(&analysis).is_some()
-            {
-                return Ok(None);
+            // Only a matching frame needs its stored snapshot (checked off the runtime's threads).
+            let mut stored = None;
+            if input.criteria.best_match(&analysis).is_some() {
+                match cache.get(&offset).and_then(|c| c.snapshot.clone()) {
+                    Some(sha) if self.object_exists(&sha).await => stored = Some(sha),
+                    _ if snapshots.allows() => return Ok(None),
+                    _ => {}
+                }
             }
             plan.push((offset, analysis, stored));
         }
@@ -530,8 +529,11 @@ impl Analyzer {
         })
     }
 
-    fn object_exists(&self, sha256: &str) -> bool {
-        self.object_path(sha256).is_some_and(|p| p.is_file())
+    async fn object_exists(&self, sha256: &str) -> bool {
+        match self.object_path(sha256) {
+            Some(path) => tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file()),
+            None => false,
+        }
     }
 
     /// Stores the snapshot content-addressed (`objects/<aa>/<sha256>.jpg`, written once however
