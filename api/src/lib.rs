@@ -518,11 +518,19 @@ async fn limit_body<E: Endpoint>(
     use poem::IntoResponse;
     use poem::http::{StatusCode, header};
     use tokio::io::AsyncReadExt;
-    let too_large = || {
-        poem::Error::from_string(
+    // A refused body is not read to its end, so the connection cannot carry another request:
+    // the answer says so, or a client's pool would reuse it and its next request fail half-way.
+    let too_large = || async {
+        let mut response = error::to_json_error(poem::Error::from_string(
             format!("the body is larger than the limit of {limit} bytes"),
             StatusCode::PAYLOAD_TOO_LARGE,
-        )
+        ))
+        .await;
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        response
     };
     let declared = request
         .headers()
@@ -530,7 +538,7 @@ async fn limit_body<E: Endpoint>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Ok(too_large().await);
     }
     let mut read = Vec::new();
     request
@@ -546,7 +554,7 @@ async fn limit_body<E: Endpoint>(
             )
         })?;
     if read.len() > limit {
-        return Err(too_large());
+        return Ok(too_large().await);
     }
     // A JSON body is kept aside too: if poem-openapi refuses it, every fault is then listed.
     let json = request

@@ -487,6 +487,15 @@ async fn bad_inputs_answer_4xx_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The rest of the body is left unread, so the connection must not be reused: the answer
+    // says so, and the same pooled client's next request then goes through.
+    assert_eq!(
+        resp.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    drop(resp);
     let (status, answer) = app
         .call("GET", "/api/v1/searches/abc", Some(ADMIN), None)
         .await;
