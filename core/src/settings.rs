@@ -197,6 +197,10 @@ pub struct DetectorSettings {
     pub model_path: PathBuf,
     /// Detections below this confidence (0–1) are dropped.
     pub min_confidence: f64,
+    /// The local provider also looks at square tiles of wide frames (two for 16:9), which finds
+    /// small and half-hidden vehicles the whole frame misses, for three runs of the network per
+    /// call instead of one.
+    pub tiles: bool,
     /// Price of one detector call in US dollars, for estimates; unset = the provider's list price
     /// (Rekognition US$0.001 per image, the local model free).
     pub price_per_call_usd: Option<f64>,
@@ -403,6 +407,7 @@ impl Settings {
                 crate::detect::local::DEFAULT_MODEL_PATH,
             )?
             .set_default("detector.min_confidence", 0.35)?
+            .set_default("detector.tiles", true)?
             .set_default("storage.recordings_dir", recordings)?
             .set_default("storage.snapshot_dir", snapshots)?;
 

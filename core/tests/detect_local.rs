@@ -156,3 +156,128 @@ fn a_hung_tesseract_is_killed_after_its_time_limit() {
         started.elapsed()
     );
 }
+
+/// Pixel boxes of the detections, for overlap checks.
+fn boxes(vehicles: &[sentinela_core::detect::VehicleDetection], w: f64, h: f64) -> Vec<[f64; 4]> {
+    vehicles
+        .iter()
+        .map(|v| {
+            [
+                v.bbox.x * w,
+                v.bbox.y * h,
+                (v.bbox.x + v.bbox.w) * w,
+                (v.bbox.y + v.bbox.h) * h,
+            ]
+        })
+        .collect()
+}
+
+fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |r: &[f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    ix * iy / (area(a) + area(b) - ix * iy)
+}
+
+#[test]
+fn tiles_find_the_taxi_half_hidden_behind_the_bus_and_each_vehicle_is_reported_once() {
+    // A real photo: the double-decker, a white car at the left, and a silver taxi at the right
+    // edge, half hidden by the bus, which the whole frame alone scores under the threshold.
+    let photo = imgcodecs::imread(synth::BUS_PHOTO, imgcodecs::IMREAD_COLOR).unwrap();
+    assert!(!photo.empty(), "install Debian's opencv-doc");
+    let (w, h) = (f64::from(photo.cols()), f64::from(photo.rows()));
+    let taxi = [462.0, 282.0, 546.0, 390.0];
+    let found_taxi = |vehicles: &[sentinela_core::detect::VehicleDetection]| {
+        boxes(vehicles, w, h)
+            .iter()
+            .zip(vehicles)
+            .any(|(b, v)| v.kind == VehicleType::Car && iou(b, &taxi) >= 0.4)
+    };
+    let whole = detector()
+        .with_tiles(false)
+        .detect_blocking(&photo)
+        .unwrap();
+    assert!(!found_taxi(&whole), "the whole frame alone: {whole:?}");
+    let tiled = detector().with_tiles(true).detect_blocking(&photo).unwrap();
+    assert!(found_taxi(&tiled), "with tiles: {tiled:?}");
+    assert_eq!(
+        tiled.iter().filter(|v| v.kind == VehicleType::Bus).count(),
+        1,
+        "the bus once, not once per tile: {tiled:?}"
+    );
+    let b = boxes(&tiled, w, h);
+    for i in 0..b.len() {
+        for j in i + 1..b.len() {
+            assert!(
+                iou(&b[i], &b[j]) < 0.5,
+                "two detections of one vehicle: {:?} and {:?}",
+                tiled[i],
+                tiled[j]
+            );
+        }
+    }
+}
+
+#[test]
+fn tiles_cover_wide_and_tall_frames_and_leave_square_ones_alone() {
+    use opencv::core::Rect;
+    use sentinela_core::detect::local::tiles;
+    assert_eq!(
+        tiles(1280, 720),
+        vec![Rect::new(0, 0, 720, 720), Rect::new(560, 0, 720, 720)]
+    );
+    assert_eq!(
+        tiles(720, 1280),
+        vec![Rect::new(0, 0, 720, 720), Rect::new(0, 560, 720, 720)]
+    );
+    assert_eq!(tiles(1500, 600).len(), 3);
+    assert_eq!(tiles(1500, 600)[2], Rect::new(900, 0, 600, 600));
+    assert!(tiles(640, 560).is_empty());
+    assert!(tiles(0, 0).is_empty());
+}
+
+#[test]
+fn a_colour_the_surroundings_share_does_not_colour_the_vehicle() {
+    use opencv::core::{CV_8UC3, Mat, Rect, Scalar};
+    use sentinela_core::detect::colors::dominant_colors;
+    use sentinela_core::detect::{BBox, VehicleDetection};
+    // A red motorcycle in a brown garage: inside its box, a quarter is red and half is the
+    // brown wall behind it, the rest chrome and tyres.
+    let brown = Scalar::new(40.0, 80.0, 120.0, 0.0);
+    let red = Scalar::new(20.0, 20.0, 200.0, 0.0);
+    let chrome = Scalar::new(120.0, 120.0, 120.0, 0.0);
+    let paint = |wall: Scalar| {
+        let mut frame = Mat::new_rows_cols_with_default(400, 400, CV_8UC3, wall).unwrap();
+        let mut fill = |r: Rect, c: Scalar| {
+            Mat::roi_mut(&mut frame, r)
+                .unwrap()
+                .set_to(&c, &opencv::core::no_array())
+                .unwrap();
+        };
+        fill(Rect::new(100, 100, 200, 200), brown);
+        fill(Rect::new(100, 100, 200, 50), red);
+        fill(Rect::new(100, 250, 200, 50), chrome);
+        frame
+    };
+    let bbox = BBox {
+        x: 0.25,
+        y: 0.25,
+        w: 0.5,
+        h: 0.5,
+    };
+    let main = |frame: &Mat| {
+        VehicleDetection {
+            kind: VehicleType::Motorcycle,
+            label: "motorcycle".into(),
+            confidence: 0.8,
+            bbox,
+            colors: dominant_colors(frame, &bbox).unwrap(),
+            texts: Vec::new(),
+        }
+        .main_color()
+    };
+    // In the brown garage the brown inside the box is the wall's: the motorcycle is red.
+    assert_eq!(main(&paint(brown)), Some(Color::Red));
+    // In a grey street the same box's brown is the vehicle's own, and it is the larger share.
+    assert_eq!(main(&paint(chrome)), Some(Color::Brown));
+}

@@ -48,29 +48,123 @@ pub fn classify(h: u8, s: u8, v: u8) -> Color {
     }
 }
 
-/// The colours inside `bbox` of `frame` (BGR), largest share first, shares ≥ 3 % only. The box is
-/// shrunk by a tenth on each side so the road around the vehicle weighs less.
+/// The colours of the vehicle in `bbox` of `frame` (BGR), largest share first, shares ≥ 3 % only.
+///
+/// The box is shrunk by a tenth on each side, and a colour that is as common around the box as
+/// inside it is discounted: a box also holds what is behind the vehicle (a wooden wall behind a
+/// motorcycle, a brick street behind a bus), and a colour the surroundings share says little about
+/// the vehicle. Each chromatic class keeps only its share inside the box above its share in a ring
+/// around the box (a quarter of the box's size on each side, where the frame has it); achromatic
+/// classes (windows, tyres, shadows, road) are kept as they are, because the
+/// [main colour](super::VehicleDetection::main_color) already prefers a chromatic one. The shares
+/// left are scaled to sum to one.
+///
+/// Two vehicles of one colour side by side discount each other a little: the ring then holds part
+/// of the other vehicle.
 ///
 /// # Errors
 /// OpenCV's error.
 pub fn dominant_colors(frame: &Mat, bbox: &BBox) -> opencv::Result<Vec<ColorShare>> {
     let (fw, fh) = (f64::from(frame.cols()), f64::from(frame.rows()));
-    let inset = 0.1;
-    let x = ((bbox.x + bbox.w * inset) * fw).round() as i32;
-    let y = ((bbox.y + bbox.h * inset) * fh).round() as i32;
-    let w = ((bbox.w * (1.0 - 2.0 * inset)) * fw).round() as i32;
-    let h = ((bbox.h * (1.0 - 2.0 * inset)) * fh).round() as i32;
-    let rect = Rect::new(x, y, w, h) & Rect::new(0, 0, frame.cols(), frame.rows());
-    if rect.width < 2 || rect.height < 2 {
+    let frame_rect = Rect::new(0, 0, frame.cols(), frame.rows());
+    let px = |v: f64, scale: f64| (v * scale).round() as i32;
+    let (bx, by, bw, bh) = (
+        px(bbox.x, fw),
+        px(bbox.y, fh),
+        px(bbox.w, fw),
+        px(bbox.h, fh),
+    );
+    let inner = Rect::new(
+        bx + (f64::from(bw) * INSET).round() as i32,
+        by + (f64::from(bh) * INSET).round() as i32,
+        (f64::from(bw) * (1.0 - 2.0 * INSET)).round() as i32,
+        (f64::from(bh) * (1.0 - 2.0 * INSET)).round() as i32,
+    ) & frame_rect;
+    if inner.width < 2 || inner.height < 2 {
         return Ok(Vec::new());
     }
+    let inside = class_counts(frame, inner, SIDE, SIDE)?;
+    // The ring: four strips around the box, clamped to the frame.
+    let (rw, rh) = (
+        (f64::from(bw) * RING).round() as i32,
+        (f64::from(bh) * RING).round() as i32,
+    );
+    let strips = [
+        Rect::new(bx - rw, by - rh, bw + 2 * rw, rh),
+        Rect::new(bx - rw, by + bh, bw + 2 * rw, rh),
+        Rect::new(bx - rw, by, rw, bh),
+        Rect::new(bx + bw, by, rw, bh),
+    ];
+    let mut around = [0.0f64; Color::ALL.len()];
+    let mut around_area = 0.0;
+    for strip in strips {
+        let strip = strip & frame_rect;
+        if strip.width < 2 || strip.height < 2 {
+            continue;
+        }
+        // Each strip weighs by its area in the frame, whatever it is resized to.
+        let area = f64::from(strip.width) * f64::from(strip.height);
+        let (w, h) = if strip.width >= strip.height {
+            (SIDE, (SIDE / 4).max(2))
+        } else {
+            ((SIDE / 4).max(2), SIDE)
+        };
+        let counts = class_counts(frame, strip, w, h)?;
+        let n = f64::from(w * h);
+        for (sum, count) in around.iter_mut().zip(counts) {
+            *sum += area * count as f64 / n;
+        }
+        around_area += area;
+    }
+    let n = f64::from(SIDE * SIDE);
+    let mut shares: Vec<ColorShare> = Color::ALL
+        .iter()
+        .zip(inside.iter().zip(around))
+        .map(|(color, (&count, around))| {
+            let share = count as f64 / n;
+            let discounted = if color.is_achromatic() || around_area == 0.0 {
+                share
+            } else {
+                (share - around / around_area).max(0.0)
+            };
+            ColorShare {
+                color: *color,
+                fraction: discounted,
+            }
+        })
+        .collect();
+    let total: f64 = shares.iter().map(|s| s.fraction).sum();
+    if total > 0.0 {
+        for share in &mut shares {
+            share.fraction /= total;
+        }
+    }
+    shares.retain(|s| s.fraction >= 0.03);
+    shares.sort_by(|a, b| b.fraction.total_cmp(&a.fraction));
+    Ok(shares)
+}
+
+/// How much of the box is left out on each side (mostly road and background at the corners).
+const INSET: f64 = 0.1;
+/// The ring's width on each side, as a share of the box's width or height.
+const RING: f64 = 0.25;
+/// Side of the square the box is resized to before its pixels are counted.
+const SIDE: i32 = 48;
+
+/// Pixels of each colour class (in [`Color::ALL`]'s order) in `rect` of `frame`, resized to
+/// `w`×`h` first.
+fn class_counts(
+    frame: &Mat,
+    rect: Rect,
+    w: i32,
+    h: i32,
+) -> opencv::Result<[usize; Color::ALL.len()]> {
     let roi = Mat::roi(frame, rect)?;
     let mut small = Mat::default();
-    let side = 48;
     imgproc::resize(
         &roi,
         &mut small,
-        Size::new(side, side),
+        Size::new(w, h),
         0.0,
         0.0,
         imgproc::INTER_AREA,
@@ -78,22 +172,10 @@ pub fn dominant_colors(frame: &Mat, bbox: &BBox) -> opencv::Result<Vec<ColorShar
     let mut hsv = Mat::default();
     imgproc::cvt_color_def(&small, &mut hsv, imgproc::COLOR_BGR2HSV)?;
     let mut counts = [0usize; Color::ALL.len()];
-    let bytes = hsv.data_bytes()?;
-    for px in bytes.chunks_exact(3) {
+    for px in hsv.data_bytes()?.chunks_exact(3) {
         let color = classify(px[0], px[1], px[2]);
         let i = Color::ALL.iter().position(|c| *c == color).unwrap_or(0);
         counts[i] += 1;
     }
-    let total = (bytes.len() / 3).max(1) as f64;
-    let mut shares: Vec<ColorShare> = Color::ALL
-        .iter()
-        .zip(counts)
-        .map(|(color, n)| ColorShare {
-            color: *color,
-            fraction: n as f64 / total,
-        })
-        .filter(|s| s.fraction >= 0.03)
-        .collect();
-    shares.sort_by(|a, b| b.fraction.total_cmp(&a.fraction));
-    Ok(shares)
+    Ok(counts)
 }

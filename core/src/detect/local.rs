@@ -39,9 +39,11 @@ const VEHICLE_CLASSES: [(usize, &str, VehicleType); 4] = [
 ];
 
 /// NanoDet-m on OpenCV `dnn`.
+#[derive(Clone)]
 pub struct LocalDetector {
     net: Arc<Mutex<Net>>,
     min_confidence: f64,
+    tiles: bool,
 }
 
 impl LocalDetector {
@@ -58,15 +60,88 @@ impl LocalDetector {
         Ok(Self {
             net: Arc::new(Mutex::new(net)),
             min_confidence,
+            tiles: false,
         })
     }
 
-    /// Runs the network on a BGR frame (blocking).
+    /// Also runs the network on square tiles of frames wider (or taller) than 1.2 times their
+    /// other side, so small vehicles are seen at up to twice the resolution, for up to three
+    /// runs of the network per frame (see [`tiles`]).
+    #[must_use]
+    pub fn with_tiles(mut self, tiles: bool) -> Self {
+        self.tiles = tiles;
+        self
+    }
+
+    /// Runs the network on a BGR frame (blocking): on the whole frame, and on its tiles when
+    /// tiling is on. One vehicle gives one detection: overlapping boxes are merged whatever their
+    /// class (a van is often both "car" and "truck" to the model), the most confident kept.
     ///
     /// # Errors
     /// OpenCV's error.
     pub fn detect_blocking(&self, frame: &Mat) -> opencv::Result<Vec<VehicleDetection>> {
-        let blob = preprocess(frame)?;
+        let whole = Rect::new(0, 0, frame.cols(), frame.rows());
+        let mut candidates = self.run(frame, whole)?;
+        if self.tiles {
+            for tile in tiles(frame.cols(), frame.rows()) {
+                let seen = self.run(frame, tile)?;
+                // A box cut by the tile's inner edge is part of a vehicle: the whole frame or
+                // the next tile sees all of it.
+                let margin = f64::from(tile.width.min(tile.height)) * 0.02;
+                let cut = |b: &[f64; 4]| {
+                    (tile.x > 0 && b[0] < f64::from(tile.x) + margin)
+                        || (tile.x + tile.width < whole.width
+                            && b[2] > f64::from(tile.x + tile.width) - margin)
+                        || (tile.y > 0 && b[1] < f64::from(tile.y) + margin)
+                        || (tile.y + tile.height < whole.height
+                            && b[3] > f64::from(tile.y + tile.height) - margin)
+                };
+                candidates.extend(
+                    seen.into_iter()
+                        .filter(|c| !cut(&c.bbox))
+                        .map(|c| Candidate { tiled: true, ..c }),
+                );
+            }
+        }
+        let kept = nms(candidates);
+        let (fw, fh) = (f64::from(frame.cols()), f64::from(frame.rows()));
+        let mut vehicles = Vec::with_capacity(kept.len());
+        for Candidate {
+            class,
+            confidence,
+            bbox: [x1, y1, x2, y2],
+            ..
+        } in kept
+        {
+            let (_, name, kind) = VEHICLE_CLASSES
+                .iter()
+                .find(|(id, _, _)| *id == class)
+                .copied()
+                .expect("kept classes are vehicle classes");
+            let bbox = BBox {
+                x: x1 / fw,
+                y: y1 / fh,
+                w: (x2 - x1) / fw,
+                h: (y2 - y1) / fh,
+            }
+            .clamped();
+            vehicles.push(VehicleDetection {
+                kind,
+                label: name.to_owned(),
+                confidence,
+                colors: colors::dominant_colors(frame, &bbox)?,
+                bbox,
+                texts: Vec::new(),
+            });
+        }
+        vehicles.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        Ok(vehicles)
+    }
+
+    /// The network on `area` of `frame`: vehicle candidates over the confidence, in frame pixels.
+    fn run(&self, frame: &Mat, area: Rect) -> opencv::Result<Vec<Candidate>> {
+        let region = Mat::roi(frame, area)?;
+        let blob = preprocess(&region)?;
         let outputs = {
             let mut net = self.net.lock().unwrap_or_else(|e| e.into_inner());
             net.set_input(&blob, "", 1.0, Scalar::default())?;
@@ -94,8 +169,10 @@ impl LocalDetector {
                 _ => {}
             }
         }
-        let (fw, fh) = (f64::from(frame.cols()), f64::from(frame.rows()));
-        let mut candidates: Vec<(usize, f64, [f64; 4])> = Vec::new();
+        let sx = f64::from(area.width) / f64::from(INPUT);
+        let sy = f64::from(area.height) / f64::from(INPUT);
+        let (ox, oy) = (f64::from(area.x), f64::from(area.y));
+        let mut candidates = Vec::new();
         for (level, (grid, stride)) in STRIDES.iter().enumerate() {
             let (Some(score), Some(dist)) = (&scores[level], &boxes[level]) else {
                 return Err(opencv::Error::new(
@@ -117,39 +194,50 @@ impl LocalDetector {
                     let d = &dist[cell * 4 * BINS..(cell + 1) * 4 * BINS];
                     let side = |i: usize| expectation(&d[i * BINS..(i + 1) * BINS]) * stride;
                     let (x1, y1, x2, y2) = (cx - side(0), cy - side(1), cx + side(2), cy + side(3));
-                    let sx = fw / f64::from(INPUT);
-                    let sy = fh / f64::from(INPUT);
-                    candidates.push((class, confidence, [x1 * sx, y1 * sy, x2 * sx, y2 * sy]));
+                    candidates.push(Candidate {
+                        class,
+                        confidence,
+                        bbox: [ox + x1 * sx, oy + y1 * sy, ox + x2 * sx, oy + y2 * sy],
+                        tiled: false,
+                    });
                 }
             }
         }
-        let kept = nms(candidates);
-        let mut vehicles = Vec::with_capacity(kept.len());
-        for (class, confidence, [x1, y1, x2, y2]) in kept {
-            let (_, name, kind) = VEHICLE_CLASSES
-                .iter()
-                .find(|(id, _, _)| *id == class)
-                .copied()
-                .expect("kept classes are vehicle classes");
-            let bbox = BBox {
-                x: x1 / fw,
-                y: y1 / fh,
-                w: (x2 - x1) / fw,
-                h: (y2 - y1) / fh,
-            }
-            .clamped();
-            vehicles.push(VehicleDetection {
-                kind,
-                label: name.to_owned(),
-                confidence,
-                colors: colors::dominant_colors(frame, &bbox)?,
-                bbox,
-                texts: Vec::new(),
-            });
-        }
-        vehicles.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-        Ok(vehicles)
+        Ok(candidates)
     }
+}
+
+/// One box from the network, in frame pixels.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    class: usize,
+    confidence: f64,
+    bbox: [f64; 4],
+    /// Seen on a tile rather than on the whole frame.
+    tiled: bool,
+}
+
+/// The square tiles of a `width`×`height` frame whose long side is over 1.2 times its short
+/// side: side = the short side, spread evenly from one end of the long side to the other (two
+/// for 16:9, overlapping by a quarter; three from 2.1:1). None for squarer frames, which the
+/// whole-frame run already sees at about the tiles' scale.
+pub fn tiles(width: i32, height: i32) -> Vec<Rect> {
+    let (long, short) = (width.max(height), width.min(height));
+    if short <= 0 || f64::from(long) <= 1.2 * f64::from(short) {
+        return Vec::new();
+    }
+    let n = (f64::from(long) / f64::from(short)).ceil() as i32;
+    (0..n)
+        .map(|i| {
+            let offset =
+                ((f64::from(long - short) * f64::from(i)) / f64::from(n - 1)).round() as i32;
+            if width >= height {
+                Rect::new(offset, 0, short, short)
+            } else {
+                Rect::new(0, offset, short, short)
+            }
+        })
+        .collect()
 }
 
 /// Finds the model: the configured path, else next to the executable's workspace (`models/`).
@@ -263,7 +351,7 @@ pub fn locate_model(configured: &Path) -> anyhow::Result<ModelSource> {
 }
 
 /// The network input: 416x416, BGR, per-channel (pixel − mean) / std, NCHW.
-fn preprocess(frame: &Mat) -> opencv::Result<Mat> {
+fn preprocess(frame: &impl cvcore::ToInputArray) -> opencv::Result<Mat> {
     let mut resized = Mat::default();
     imgproc::resize(
         frame,
@@ -322,16 +410,29 @@ fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     if union <= 0.0 { 0.0 } else { inter / union }
 }
 
-/// Per-class non-maximum suppression.
-fn nms(mut candidates: Vec<(usize, f64, [f64; 4])>) -> Vec<(usize, f64, [f64; 4])> {
-    candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut kept: Vec<(usize, f64, [f64; 4])> = Vec::new();
+/// Non-maximum suppression across classes: a box overlapping a more confident one by half
+/// (intersection over union) is dropped, and so is a tile's box that lies mostly (80 %) inside a
+/// kept one (a tile sees part of a large vehicle as a vehicle of its own).
+fn nms(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
+    candidates.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
-        if kept.iter().all(|k| k.0 != c.0 || iou(&k.2, &c.2) < NMS_IOU) {
+        let dropped = kept.iter().any(|k| {
+            iou(&k.bbox, &c.bbox) >= NMS_IOU || (c.tiled && inside(&c.bbox, &k.bbox) >= 0.8)
+        });
+        if !dropped {
             kept.push(c);
         }
     }
     kept
+}
+
+/// The share of `a`'s area that lies inside `b`.
+fn inside(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0);
+    if area <= 0.0 { 0.0 } else { ix * iy / area }
 }
 
 /// Reads text in a vehicle's box with the `tesseract` command (Debian's `tesseract-ocr`).
@@ -461,10 +562,7 @@ impl Detector for LocalDetector {
 
     async fn detect(&self, frame: &FrameImage, want_text: bool) -> Result<Analysis, DetectError> {
         let image = frame.image.clone();
-        let this = Self {
-            net: self.net.clone(),
-            min_confidence: self.min_confidence,
-        };
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let metrics = crate::metrics::global();
             let outcome = |ok: bool| if ok { "ok" } else { "error" };

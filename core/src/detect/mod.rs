@@ -65,7 +65,8 @@ impl BBox {
 pub struct ColorShare {
     /// The named colour.
     pub color: Color,
-    /// Fraction of the box, 0..1.
+    /// Its share of the vehicle, 0..1 (for the local detector, after colours its surroundings
+    /// share are discounted: see [`colors::dominant_colors`]).
     pub fraction: f64,
 }
 
@@ -93,12 +94,7 @@ impl VehicleDetection {
         let chromatic = self
             .colors
             .iter()
-            .filter(|c| {
-                !matches!(
-                    c.color,
-                    Color::Black | Color::White | Color::Gray | Color::Silver
-                )
-            })
+            .filter(|c| !c.color.is_achromatic())
             .max_by(|a, b| a.fraction.total_cmp(&b.fraction));
         match chromatic {
             Some(c) if c.fraction >= 0.2 => Some(c.color),
@@ -186,10 +182,13 @@ pub trait Detector: Send + Sync {
 /// When the local model is missing or invalid, or the AWS configuration cannot be loaded.
 pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Detector>> {
     Ok(match settings.detector.provider {
-        DetectorProvider::Local => Arc::new(local::LocalDetector::load(
-            &settings.detector.model_path,
-            settings.detector.min_confidence,
-        )?),
+        DetectorProvider::Local => Arc::new(
+            local::LocalDetector::load(
+                &settings.detector.model_path,
+                settings.detector.min_confidence,
+            )?
+            .with_tiles(settings.detector.tiles),
+        ),
         DetectorProvider::Rekognition => {
             Arc::new(rekognition::RekognitionDetector::from_env().await)
         }

@@ -117,6 +117,12 @@ impl Color {
         }
     }
 
+    /// Black, white, gray and silver: the colours every vehicle also shows in its windows, tyres
+    /// and shadows.
+    pub fn is_achromatic(self) -> bool {
+        matches!(self, Self::Black | Self::White | Self::Gray | Self::Silver)
+    }
+
     /// Whether a detected colour satisfies a searched one. Silver and gray are the same paint to
     /// a camera (and to Rekognition's simplified palette), so each accepts the other.
     pub fn matches(self, detected: Color) -> bool {
