@@ -103,6 +103,7 @@ fn check_decodable(path: &Path) -> anyhow::Result<()> {
     let options = SamplerOptions {
         fps: 1.0,
         snap_to_keyframes: false,
+        quiet_threshold: 0.0,
     };
     let mut sampler = Sampler::open(path, 0, 1_000, options).with_context(|| {
         format!(

@@ -85,6 +85,7 @@ fn run_mode(mode: &str, path: &Path) {
             let options = SamplerOptions {
                 fps: 1.0,
                 snap_to_keyframes: mode == "keyframes",
+                quiet_threshold: 0.0,
             };
             let mut sampler = Sampler::open(path, 0, i64::from(SECONDS) * 1000, options).unwrap();
             while let Some(frame) = sampler.next_frame().unwrap() {

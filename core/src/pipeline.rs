@@ -179,6 +179,8 @@ impl Analyzer {
         SamplerOptions {
             fps: self.sampler.fps,
             snap_to_keyframes: false,
+            // A stand-in is what the motion gate would decide on the decoded frame: reuse.
+            quiet_threshold: self.sampler.gate_threshold,
         }
     }
 

@@ -87,6 +87,7 @@ fn the_red_bus_crossing_a_recording_matches_onibus_vermelho_and_not_carro_azul()
     let options = SamplerOptions {
         fps: 1.0,
         snap_to_keyframes: false,
+        quiet_threshold: 0.0,
     };
     let mut sampler = Sampler::open(&path, 0, 8_000, options).unwrap();
     let mut matched_seconds = Vec::new();

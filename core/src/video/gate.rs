@@ -70,6 +70,19 @@ impl MotionGate {
     }
 }
 
+/// The largest change of any block of the gate's grid between two frames (BGR), in grey levels:
+/// what the gate compares with its threshold.
+///
+/// # Errors
+/// OpenCV's error.
+pub fn largest_block_change(a: &Mat, b: &Mat) -> opencv::Result<f64> {
+    let mut diff = Mat::default();
+    core::absdiff(&signature(a)?, &signature(b)?, &mut diff)?;
+    let mut max = 0.0;
+    core::min_max_loc(&diff, None, Some(&mut max), None, None, &core::no_array())?;
+    Ok(max)
+}
+
 /// The frame as a grid of block means in grey, as 32-bit floats (no rounding to whole levels).
 fn signature(frame: &Mat) -> opencv::Result<Mat> {
     let mut gray = Mat::default();

@@ -11,6 +11,12 @@
 //! - in keyframe-aligned mode (the requested interval is at least the keyframe interval, or the
 //!   caller allows snapping) every sample is snapped to its nearest keyframe and only keyframes
 //!   are decoded.
+//! - a sample inside a *quiet* group of pictures (GOP) is not decoded at all when the caller
+//!   allows stand-ins ([`SamplerOptions::quiet_threshold`]): its packets are as small as the
+//!   recording's quietest (nothing moved: inter frames of a still scene are nearly empty), and the
+//!   GOP's two keyframes look the same to the motion gate's measure. It is delivered as the GOP's
+//!   first keyframe, which it cannot differ from by more than the encoder's noise. See
+//!   [`quiet_gops`] for what counts as quiet and where that can be wrong.
 //!
 //! OpenCV's FFmpeg backend takes decoder options only from the `OPENCV_FFMPEG_CAPTURE_OPTIONS`
 //! environment variable, read when a capture is opened. Every capture here is opened under one
@@ -93,6 +99,11 @@ pub struct SamplerOptions {
     /// Allow snapping samples to the nearest keyframe (cheapest; timestamps move by up to half a
     /// keyframe interval).
     pub snap_to_keyframes: bool,
+    /// Stand-ins for samples in quiet GOPs: when above 0, a sample inside a GOP whose packets
+    /// say nothing moved, and whose two keyframes differ by less than this many grey levels in
+    /// every block of the motion gate's grid, is delivered as the GOP's first keyframe without
+    /// decoding the GOP (its offset stays the sample's). 0 decodes every sample.
+    pub quiet_threshold: f64,
 }
 
 /// One sampled frame.
@@ -114,6 +125,8 @@ pub struct SamplerStats {
     pub seeks: u64,
     /// Samples read from the keyframe-only capture.
     pub keyframe_reads: u64,
+    /// Samples in quiet GOPs delivered as their GOP's first keyframe, undecoded.
+    pub stand_ins: u64,
     /// Samples delivered.
     pub samples: u64,
 }
@@ -179,6 +192,12 @@ pub struct Sampler {
     keys_last: i64,
     /// Frames the keyframe capture has returned since it was opened.
     keys_read: usize,
+    /// Per GOP (keyframe `i` to keyframe `i + 1`): whether its packets say nothing moved.
+    quiet: Vec<bool>,
+    quiet_threshold: f64,
+    /// The last keyframes decoded (index, BGR picture), at most two: a stand-in needs both ends
+    /// of its GOP, and the next sample is often the second.
+    held: Vec<(i64, Mat)>,
     stats: SamplerStats,
 }
 
@@ -201,6 +220,8 @@ impl Sampler {
             announced: frame_count,
             keyframes,
             packets,
+            gop_bytes,
+            key_bytes,
         } = open_indexed(path)?;
         if frame_count <= 0 {
             return Err(corrupt(path, "the container announces no frames"));
@@ -215,6 +236,11 @@ impl Sampler {
             options,
         );
 
+        let quiet = if options.quiet_threshold > 0.0 {
+            quiet_gops(&keyframes, &gop_bytes, &key_bytes)
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             path: path.to_owned(),
             main,
@@ -227,6 +253,9 @@ impl Sampler {
             main_next: 0,
             keys_last: -1,
             keys_read: 0,
+            quiet,
+            quiet_threshold: options.quiet_threshold,
+            held: Vec::new(),
             stats: SamplerStats::default(),
         })
     }
@@ -270,6 +299,8 @@ impl Sampler {
         }
         let frame = if self.keyframes.binary_search(&target).is_ok() {
             self.read_keyframe(target)?
+        } else if let Some(frame) = self.stand_in(target)? {
+            frame
         } else {
             self.read_main(target)?
         };
@@ -298,6 +329,17 @@ impl Sampler {
     }
 
     fn read_keyframe(&mut self, target: i64) -> Result<SampledFrame, SampleError> {
+        let (index, image) = self.keyframe(target)?;
+        self.stats.keyframe_reads += 1;
+        Ok(self.sample(index, image))
+    }
+
+    /// The first keyframe at or after `target`, from the keyframes held or the keyframe-only
+    /// capture (which is reopened to go back).
+    fn keyframe(&mut self, target: i64) -> Result<(i64, Mat), SampleError> {
+        if let Some((index, image)) = self.held.iter().find(|(i, _)| *i == target) {
+            return Ok((*index, image.clone()));
+        }
         if self.keys_only.is_none() || self.keys_last >= target {
             let capture = open_capture(&self.path, Some("avdiscard;nonkey"), &[])
                 .map_err(self.opencv_err())?;
@@ -328,7 +370,6 @@ impl Sampler {
                 break;
             }
         }
-        self.stats.keyframe_reads += 1;
         let mut image = Mat::default();
         let capture = self.keys_only.as_mut().expect("opened above");
         let ok = capture.retrieve(&mut image, 0);
@@ -339,7 +380,36 @@ impl Sampler {
         if !ok || image.empty() {
             return Err(self.truncated(target));
         }
-        Ok(self.sample(self.keys_last, image))
+        if self.held.len() == 2 {
+            self.held.remove(0);
+        }
+        self.held.push((self.keys_last, image.clone()));
+        Ok((self.keys_last, image))
+    }
+
+    /// `target` delivered as the first keyframe of its GOP, when the GOP is quiet and its two
+    /// keyframes look the same; `None` when it must be decoded.
+    fn stand_in(&mut self, target: i64) -> Result<Option<SampledFrame>, SampleError> {
+        let gop = match self.keyframes.binary_search(&target) {
+            Ok(_) | Err(0) => return Ok(None),
+            Err(i) => i - 1,
+        };
+        if !self.quiet.get(gop).copied().unwrap_or(false) {
+            return Ok(None);
+        }
+        let (first, second) = (self.keyframes[gop], self.keyframes[gop + 1]);
+        if self.truncated_at.is_some_and(|at| second >= at) {
+            return Ok(None);
+        }
+        let (_, start) = self.keyframe(first)?;
+        let (_, end) = self.keyframe(second)?;
+        let change =
+            crate::video::gate::largest_block_change(&start, &end).map_err(self.opencv_err())?;
+        if change >= self.quiet_threshold {
+            return Ok(None);
+        }
+        self.stats.stand_ins += 1;
+        Ok(Some(self.sample(target, start)))
     }
 
     fn read_main(&mut self, target: i64) -> Result<SampledFrame, SampleError> {
@@ -514,6 +584,11 @@ struct Opened {
     announced: i64,
     keyframes: Vec<i64>,
     packets: i64,
+    /// Bytes of the inter (non-key) packets of each GOP, in keyframe order: `gop_bytes[i]` is
+    /// what follows keyframe `i` up to the next keyframe (the last one up to the end).
+    gop_bytes: Vec<u64>,
+    /// Bytes of each keyframe's packet.
+    key_bytes: Vec<u64>,
 }
 
 fn corrupt(path: &Path, reason: &str) -> SampleError {
@@ -545,32 +620,98 @@ fn open_indexed(path: &Path) -> Result<Opened, SampleError> {
     if !(fps.is_finite() && fps > 0.0) {
         return Err(corrupt(path, "the container announces no frame rate"));
     }
-    let (keyframes, packets) = index_keyframes(path).map_err(opencv)?;
+    let Index {
+        keyframes,
+        packets,
+        gop_bytes,
+        key_bytes,
+    } = index_keyframes(path).map_err(opencv)?;
     Ok(Opened {
         capture,
         fps,
         announced,
         keyframes,
         packets,
+        gop_bytes,
+        key_bytes,
     })
 }
 
-/// Keyframe indexes and the number of video packets, from a demux-only pass (packets in decode
-/// order; with closed GOPs a keyframe's index is the same in presentation order).
-fn index_keyframes(path: &Path) -> opencv::Result<(Vec<i64>, i64)> {
+/// What a demux-only pass reads.
+#[derive(Default)]
+struct Index {
+    keyframes: Vec<i64>,
+    packets: i64,
+    gop_bytes: Vec<u64>,
+    key_bytes: Vec<u64>,
+}
+
+/// Keyframe indexes, the number of video packets and their sizes per GOP, from a demux-only pass
+/// (packets in decode order; with closed GOPs a keyframe's index is the same in presentation
+/// order).
+fn index_keyframes(path: &Path) -> opencv::Result<Index> {
     let mut raw = open_capture(path, None, &[videoio::CAP_PROP_FORMAT, -1])?;
+    let mut index = Index::default();
     if !raw.is_opened()? {
-        return Ok((Vec::new(), 0));
+        return Ok(index);
     }
-    let mut keyframes = Vec::new();
-    let mut index = 0i64;
+    let mut packet = Mat::default();
     while raw.grab()? {
+        let bytes = if raw.retrieve(&mut packet, 0)? {
+            packet.total() as u64 * packet.elem_size()? as u64
+        } else {
+            0
+        };
         if raw.get(videoio::CAP_PROP_LRF_HAS_KEY_FRAME)? > 0.0 {
-            keyframes.push(index);
+            index.keyframes.push(index.packets);
+            index.key_bytes.push(bytes);
+            index.gop_bytes.push(0);
+        } else if let Some(gop) = index.gop_bytes.last_mut() {
+            *gop += bytes;
         }
-        index += 1;
+        index.packets += 1;
     }
-    Ok((keyframes, index))
+    Ok(index)
+}
+
+/// Which GOPs are quiet: nothing in them moved, by their packets alone. `keyframes` are the
+/// keyframes' frame indexes, `gop_bytes[i]` the size of GOP `i`'s inter packets (keyframe `i` to
+/// keyframe `i + 1`; the last GOP, with no keyframe after it, is never quiet), `key_bytes` the
+/// keyframes' sizes.
+///
+/// A GOP is quiet when its inter packets weigh at most 1.5 times the recording's quiet floor
+/// (the tenth percentile of its complete GOPs; at least four are needed), and either
+/// - the recording has busier GOPs, at least twice the floor: its encoder spends bytes on motion
+///   (variable bit rate), so a GOP at the floor is a still one; or
+/// - its inter frames average at most 2 % of a keyframe: a still scene whatever the rest of the
+///   recording does (an encoder that pads to a constant bit rate never gets that small).
+///
+/// Where it can be wrong: a constant-bit-rate stream with a busy GOP somewhere looks variable;
+/// its other GOPs then pass on bytes alone, and only the keyframe check guards them, so a vehicle
+/// that enters and leaves the picture between two keyframes (2 s apart with a camera's usual
+/// settings) could be stood in for. The caller's threshold should be the motion gate's, which
+/// makes the same call on decoded frames.
+pub fn quiet_gops(keyframes: &[i64], gop_bytes: &[u64], key_bytes: &[u64]) -> Vec<bool> {
+    let complete = &gop_bytes[..gop_bytes.len().saturating_sub(1)];
+    if complete.len() < 4 || keyframes.len() != gop_bytes.len() {
+        return vec![false; gop_bytes.len()];
+    }
+    let mut sorted = complete.to_vec();
+    sorted.sort_unstable();
+    let floor = sorted[sorted.len() / 10];
+    let variable = sorted[sorted.len() - 1] >= 2 * floor.max(1);
+    let mut keys = key_bytes.to_vec();
+    keys.sort_unstable();
+    let key = keys.get(keys.len() / 2).copied().unwrap_or(0) as f64;
+    (0..gop_bytes.len())
+        .map(|i| {
+            if i + 1 >= gop_bytes.len() || gop_bytes[i] as f64 > 1.5 * floor as f64 {
+                return false;
+            }
+            let inter_frames = (keyframes[i + 1] - keyframes[i] - 1).max(1) as f64;
+            variable || gop_bytes[i] as f64 / inter_frames <= 0.02 * key
+        })
+        .collect()
 }
 
 fn median_interval(keyframes: &[i64]) -> Option<i64> {
