@@ -58,17 +58,6 @@ pub struct EstimateRequest<'a> {
     pub price_per_call_usd: f64,
 }
 
-/// The sizes of a search without touching the frame cache: recordings, video seconds, frames.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Size {
-    /// Recordings.
-    pub recordings: u64,
-    /// Video seconds in the window.
-    pub video_seconds: f64,
-    /// Frames to sample.
-    pub frames: u64,
-}
-
 /// One recording's part of a search: its id and the sampled offsets' range `[from_ms, to_ms)`.
 struct Part {
     recording_id: i64,
@@ -101,39 +90,37 @@ fn frames_of(part: &Part, fps: f64) -> u64 {
     grid_offsets(part.from_ms, part.to_ms, fps).count() as u64
 }
 
-/// The exact size of a search (recordings, seconds, frames): cheap, for the caps.
-///
-/// # Errors
-/// The database error.
-pub async fn size(
-    db: &impl sea_orm::ConnectionTrait,
-    request: &EstimateRequest<'_>,
-) -> Result<Size, sea_orm::DbErr> {
-    let parts = parts(db, request).await?;
-    Ok(Size {
-        recordings: parts.len() as u64,
-        video_seconds: parts
-            .iter()
-            .map(|p| (p.to_ms - p.from_ms) as f64 / 1000.0)
-            .sum(),
-        frames: parts.iter().map(|p| frames_of(p, request.fps)).sum(),
-    })
-}
-
-/// The full estimate, frame cache and detector rate included.
+/// The estimate of a search, frame cache and detector rate included. The recordings are read
+/// once; a search over more than `cache_lookup_limit` recordings (over its cap, and refused) is
+/// answered without reading the frame cache or the city's history: every frame counts as a call.
 ///
 /// # Errors
 /// The database error.
 pub async fn estimate(
     db: &impl sea_orm::ConnectionTrait,
     request: &EstimateRequest<'_>,
+    cache_lookup_limit: u64,
 ) -> Result<Estimate, sea_orm::DbErr> {
     let parts = parts(db, request).await?;
+    let millis: i64 = parts.iter().map(|p| p.to_ms - p.from_ms).sum();
+    let recordings = parts.len() as u64;
+    if recordings > cache_lookup_limit {
+        let frames: u64 = parts.iter().map(|p| frames_of(p, request.fps)).sum();
+        return Ok(Estimate {
+            recordings,
+            video_seconds: millis as f64 / 1000.0,
+            frames,
+            cached_frames: 0,
+            detector_rate: 1.0,
+            detector_calls: frames,
+            price_per_call_usd: request.price_per_call_usd,
+            cost_usd: frames as f64 * request.price_per_call_usd,
+        });
+    }
     let ids: Vec<i64> = parts.iter().map(|p| p.recording_id).collect();
     let cached = frames::cached_offsets(db, &ids, request.provider).await?;
-    let (mut frames, mut cached_frames, mut millis) = (0u64, 0u64, 0i64);
+    let (mut frames, mut cached_frames) = (0u64, 0u64);
     for part in &parts {
-        millis += part.to_ms - part.from_ms;
         let in_cache: Option<&HashSet<i64>> = cached.get(&part.recording_id);
         for offset in grid_offsets(part.from_ms, part.to_ms, request.fps) {
             frames += 1;
@@ -154,7 +141,7 @@ pub async fn estimate(
     let detector_calls =
         ((frames - cached_frames) as f64 * detector_rate * per_frame).ceil() as u64;
     Ok(Estimate {
-        recordings: parts.len() as u64,
+        recordings,
         video_seconds: millis as f64 / 1000.0,
         frames,
         cached_frames,

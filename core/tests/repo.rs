@@ -566,3 +566,106 @@ async fn a_recording_is_never_deleted_from_under_a_task_or_a_sighting_on_postgre
 async fn a_recording_is_never_deleted_from_under_a_task_or_a_sighting_on_sqlite() {
     a_recording_is_never_deleted_from_under_a_task_or_a_sighting(TestDb::sqlite().await).await;
 }
+
+/// Each city's searches in flight as the rows say.
+async fn counted_in_flight(db: &DatabaseConnection, city_id: i64) -> u64 {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    entity::vehicle_search::Entity::find()
+        .filter(entity::vehicle_search::Column::CityId.eq(city_id))
+        .filter(entity::vehicle_search::Column::Status.is_in(["pending", "processing"]))
+        .count(db)
+        .await
+        .unwrap()
+}
+
+/// The quota's count (`searches::in_flight`, kept by triggers) equals the rows' after `step`.
+async fn assert_in_flight(db: &DatabaseConnection, cities: &[(i64, u64)], step: &str) {
+    for &(city, expected) in cities {
+        let kept = searches::in_flight(db, city).await.unwrap();
+        assert_eq!(
+            counted_in_flight(db, city).await,
+            expected,
+            "{step}: the rows of city {city}"
+        );
+        assert_eq!(kept, expected, "{step}: the count of city {city}");
+    }
+}
+
+/// The quota reads a count the database keeps: it follows a search's every way in and out of
+/// flight (created, planned, failed, cancelled, ended by a bulk update, reopened, deleted,
+/// created concurrently), per city, and a database migrated with searches in flight starts with
+/// them counted.
+async fn the_in_flight_count_follows_every_status_change(test: TestDb) {
+    use migration::{Migrator, MigratorTrait};
+    let db = &test.db;
+    let f = fixture(db).await;
+    let other = Fixture {
+        city: sentinela_testkit::city(db, "Campinas").await,
+        cameras: Vec::new(),
+    };
+    let window = TimeRange::new(t0(), t0() + Duration::hours(1)).unwrap();
+    // Searches made before the count existed are counted when it is created.
+    Migrator::down(db, Some(1)).await.expect("down one");
+    let before = search_over(db, &f, window).await;
+    Migrator::up(db, None).await.expect("up again");
+    assert_in_flight(db, &[(f.city.id, 1), (other.city.id, 0)], "migrated").await;
+
+    let mut ids = vec![before];
+    for _ in 0..3 {
+        ids.push(search_over(db, &f, window).await);
+    }
+    let elsewhere = search_over(db, &other, window).await;
+    assert_in_flight(db, &[(f.city.id, 4), (other.city.id, 1)], "created").await;
+    assert!(searches::start_processing(db, ids[0], 3).await.unwrap());
+    assert_in_flight(db, &[(f.city.id, 4), (other.city.id, 1)], "planned").await;
+    assert!(searches::fail(db, ids[1], "boom").await.unwrap());
+    assert!(!searches::fail(db, ids[1], "again").await.unwrap());
+    assert_in_flight(db, &[(f.city.id, 3), (other.city.id, 1)], "failed").await;
+    assert!(searches::cancel(db, ids[2]).await.unwrap());
+    assert_in_flight(db, &[(f.city.id, 2), (other.city.id, 1)], "cancelled").await;
+    set_search_status(db, ids[0], SearchStatus::Completed).await;
+    assert_in_flight(db, &[(f.city.id, 1), (other.city.id, 1)], "completed").await;
+    set_search_status(db, ids[0], SearchStatus::Processing).await;
+    assert_in_flight(db, &[(f.city.id, 2), (other.city.id, 1)], "reopened").await;
+    assert!(searches::delete(db, ids[0]).await.unwrap());
+    assert!(searches::delete(db, ids[1]).await.unwrap());
+    assert_in_flight(db, &[(f.city.id, 1), (other.city.id, 1)], "deleted").await;
+
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let db = db.clone();
+            let city = other.city.clone();
+            tokio::spawn(async move {
+                let other = Fixture {
+                    city,
+                    cameras: Vec::new(),
+                };
+                search_over(&db, &other, window).await
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    assert_in_flight(db, &[(f.city.id, 1), (other.city.id, 17)], "concurrent").await;
+    // One statement ending many searches, the way a loop standing in for workers does.
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared(&format!(
+        "UPDATE vehicle_search SET status = 'completed' WHERE status = 'pending' AND city_id = {} AND id <> {elsewhere}",
+        other.city.id
+    ))
+    .await
+    .unwrap();
+    assert_in_flight(db, &[(f.city.id, 1), (other.city.id, 1)], "ended in bulk").await;
+    test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_in_flight_count_follows_every_status_change_on_postgres() {
+    the_in_flight_count_follows_every_status_change(TestDb::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_in_flight_count_follows_every_status_change_on_sqlite() {
+    the_in_flight_count_follows_every_status_change(TestDb::sqlite().await).await;
+}

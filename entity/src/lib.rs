@@ -11,6 +11,7 @@
 //! - [`recording`]: one recorded segment of a camera (a file with a start and an end).
 //! - [`vehicle_search`]: an operator's search and its progress counters.
 //! - [`search_task`]: one recording-range job of a search.
+//! - [`search_load`]: a city's searches in flight, kept by triggers (the quota reads it).
 //! - [`trajectory_point`]: a sighting of the searched vehicle.
 //! - [`frame_analysis`]: the detector-result cache, per recording, offset and provider.
 //! - [`api_key`]: hashed API keys, scoped to a city or admin.
@@ -32,6 +33,7 @@ pub mod frame_analysis;
 pub mod idempotency_key;
 pub mod recording;
 pub mod search_directory;
+pub mod search_load;
 pub mod search_task;
 pub mod status;
 pub mod trajectory_point;

@@ -21,6 +21,8 @@
 //!   snapshot, so a repeated search reuses it without decoding.
 //! - `m20261201_000007_search_status_city_index`: counting a city's searches in flight reads only
 //!   those.
+//! - `m20261201_000008_search_load`: each city's searches in flight as a count kept by triggers,
+//!   so the quota reads one row.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -33,6 +35,7 @@ mod m20261201_000004_console_sessions;
 mod m20261201_000005_resilience;
 mod m20261201_000006_frame_snapshots;
 mod m20261201_000007_search_status_city_index;
+mod m20261201_000008_search_load;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -50,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_resilience::Migration),
             Box::new(m20261201_000006_frame_snapshots::Migration),
             Box::new(m20261201_000007_search_status_city_index::Migration),
+            Box::new(m20261201_000008_search_load::Migration),
         ]
     }
 }

@@ -750,21 +750,7 @@ async fn estimate_of(
         reads_text: v.plate.is_some(),
         price_per_call_usd: state.bounds.price_per_call,
     };
-    let size = estimate::size(&v.db, &request).await?;
-    if size.recordings > cache_lookup_limit {
-        let calls = size.frames;
-        return Ok(Estimate {
-            recordings: size.recordings,
-            video_seconds: size.video_seconds,
-            frames: size.frames,
-            cached_frames: 0,
-            detector_rate: 1.0,
-            detector_calls: calls,
-            price_per_call_usd: request.price_per_call_usd,
-            cost_usd: calls as f64 * request.price_per_call_usd,
-        });
-    }
-    Ok(estimate::estimate(&v.db, &request).await?)
+    Ok(estimate::estimate(&v.db, &request, cache_lookup_limit).await?)
 }
 
 /// The estimate of a search that fits its city's caps, or 422 carrying the estimate.
@@ -878,7 +864,7 @@ async fn start(
         .max_searches_in_flight
         .and_then(|n| u64::try_from(n).ok())
         .unwrap_or(u64::from(state.bounds.max_in_flight));
-    let in_flight = searches::in_flight(&v.db, v.city.id, quota).await?;
+    let in_flight = searches::in_flight(&v.db, v.city.id).await?;
     if in_flight >= quota {
         return Err(ApiError::too_many(
             format!(

@@ -234,58 +234,61 @@ pub async fn observed_detector_rate(
     db: &impl ConnectionTrait,
     city_id: i64,
 ) -> Result<Option<f64>, DbErr> {
-    use sea_orm::QuerySelect;
-    // The city's latest 200 searches by the (city, created) index, the completed ones kept: a
-    // bounded read however many searches the city has made (a filter on status first would read
-    // every completed search of the city to find the newest).
-    let latest: Vec<(String, i64, i64)> = vehicle_search::Entity::find()
-        .select_only()
-        .column(vehicle_search::Column::Status)
-        .column(vehicle_search::Column::FramesAnalyzed)
-        .column(vehicle_search::Column::DetectorCalls)
-        .filter(vehicle_search::Column::CityId.eq(city_id))
-        .order_by_desc(vehicle_search::Column::CreatedAt)
+    use sea_orm::sea_query::{Alias, Func, Order, Query};
+    use vehicle_search::Column as C;
+    // The city's latest 200 searches by the (city, created) index, the completed ones that
+    // analysed frames kept, the newest 50 of those summed, all in the database: a bounded read
+    // however many searches the city has made (a filter on status first would read every
+    // completed search of the city to find the newest), and one row back.
+    let latest = Query::select()
+        .columns([C::Status, C::FramesAnalyzed, C::DetectorCalls, C::CreatedAt])
+        .from(vehicle_search::Entity)
+        .and_where(Expr::col(C::CityId).eq(city_id))
+        .order_by(C::CreatedAt, Order::Desc)
         .limit(200)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let completed = [
-        SearchStatus::Completed.as_str(),
-        SearchStatus::CompletedWithErrors.as_str(),
-    ];
-    let rows: Vec<(i64, i64)> = latest
-        .into_iter()
-        .filter(|(status, frames, _)| completed.contains(&status.as_str()) && *frames > 0)
-        .map(|(_, frames, calls)| (frames, calls))
-        .take(50)
-        .collect();
-    let (frames, calls) = rows.iter().fold((0i64, 0i64), |(f, c), (frames, calls)| {
-        (f + frames, c + calls)
-    });
-    Ok((frames > 0).then(|| calls as f64 / frames as f64))
+        .to_owned();
+    let rated = Query::select()
+        .columns([C::FramesAnalyzed, C::DetectorCalls])
+        .from_subquery(latest, Alias::new("latest"))
+        .and_where(Expr::col(C::Status).is_in([
+            SearchStatus::Completed.as_str(),
+            SearchStatus::CompletedWithErrors.as_str(),
+        ]))
+        .and_where(Expr::col(C::FramesAnalyzed).gt(0))
+        .order_by(C::CreatedAt, Order::Desc)
+        .limit(50)
+        .to_owned();
+    let sum = |c: C| Func::cast_as(Func::sum(Expr::col(c)), Alias::new("BIGINT"));
+    let totals = Query::select()
+        .expr_as(sum(C::FramesAnalyzed), Alias::new("frames"))
+        .expr_as(sum(C::DetectorCalls), Alias::new("calls"))
+        .from_subquery(rated, Alias::new("rated"))
+        .to_owned();
+    let Some(row) = db.query_one(&totals).await? else {
+        return Ok(None);
+    };
+    let frames: Option<i64> = row.try_get("", "frames")?;
+    let calls: Option<i64> = row.try_get("", "calls")?;
+    Ok(match (frames, calls) {
+        (Some(frames), Some(calls)) if frames > 0 => Some(calls as f64 / frames as f64),
+        _ => None,
+    })
 }
 
-/// How many of the city's searches are pending or processing, counted up to `at_most` (what a
-/// quota needs: the count stops at the quota instead of reading every waiting search).
+/// How many of the city's searches are pending or processing: the sum of a few rows, which
+/// triggers on `vehicle_search` keep exact in the same transaction as every change of a search's status
+/// (a count of the rows would walk every index entry the city's recently ended searches left
+/// until vacuum removes them).
 ///
 /// # Errors
 /// The database error.
-pub async fn in_flight(
-    db: &impl ConnectionTrait,
-    city_id: i64,
-    at_most: u64,
-) -> Result<u64, DbErr> {
-    use sea_orm::QuerySelect;
-    let ids: Vec<i64> = vehicle_search::Entity::find()
-        .select_only()
-        .column(vehicle_search::Column::Id)
-        .filter(vehicle_search::Column::CityId.eq(city_id))
-        .filter(vehicle_search::Column::Status.is_in(active_statuses()))
-        .limit(at_most)
-        .into_tuple()
+pub async fn in_flight(db: &impl ConnectionTrait, city_id: i64) -> Result<u64, DbErr> {
+    let shards = entity::search_load::Entity::find()
+        .filter(entity::search_load::Column::CityId.eq(city_id))
         .all(db)
         .await?;
-    Ok(ids.len() as u64)
+    let total: i64 = shards.iter().map(|s| s.in_flight).sum();
+    Ok(u64::try_from(total).unwrap_or(0))
 }
 
 /// Which searches a list shows.
