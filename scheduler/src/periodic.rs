@@ -379,6 +379,55 @@ impl RedisLock {
     }
 }
 
+/// The ticks of a cron schedule, as Unix timestamps. A tick its reader was too late for is
+/// skipped, and counting goes on from now.
+///
+/// apalis-cron 1.0.0 answers a next tick already in the past (the reader was late: a push retried
+/// while Redis was down, a stalled process) with an error, and keeps that tick: every later poll
+/// then fails the same way at once, and a loop that skips the error spins at full speed. A new
+/// stream counts from now.
+struct Ticks {
+    job: PeriodicJob,
+    schedule: cron::Schedule,
+    stream: TickStream,
+}
+
+/// apalis-cron's ticks as Unix timestamps.
+type TickStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<u64, apalis_cron::Error>> + Send>>;
+
+impl Ticks {
+    fn new(job: PeriodicJob, schedule: cron::Schedule) -> Self {
+        let stream = Self::stream(&schedule);
+        Self {
+            job,
+            schedule,
+            stream,
+        }
+    }
+
+    fn stream(schedule: &cron::Schedule) -> TickStream {
+        Box::pin(
+            CronScheduler::new(schedule.clone())
+                .into_stream()
+                .map(|tick| tick.map(|t| t.get_timestamp())),
+        )
+    }
+
+    /// The next tick; `None` when the schedule has no more.
+    async fn next(&mut self) -> Option<u64> {
+        loop {
+            match self.stream.next().await? {
+                Ok(tick) => return Some(tick),
+                Err(error) => {
+                    tracing::warn!(job = self.job.as_str(), %error, "cron tick missed; counting from now");
+                    self.stream = Self::stream(&self.schedule);
+                }
+            }
+        }
+    }
+}
+
 /// Pushes every tick of `schedule` until `shutdown` resolves.
 async fn produce_ticks(
     queue: JobQueue,
@@ -386,7 +435,7 @@ async fn produce_ticks(
     schedule: cron::Schedule,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticks = Box::pin(CronScheduler::new(schedule).into_stream());
+    let mut ticks = Ticks::new(job, schedule);
     let mut shutdown = shutdown;
     loop {
         let tick = tokio::select! {
@@ -394,13 +443,6 @@ async fn produce_ticks(
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let Some(tick) = tick else { return };
-        let tick = match tick {
-            Ok(tick) => tick.get_timestamp(),
-            Err(error) => {
-                tracing::warn!(job = job.as_str(), %error, "cron tick skipped");
-                continue;
-            }
-        };
         let run = PeriodicRun { job, tick };
         // A failed push is retried a few times within the tick; the next tick comes anyway.
         let mut delay = Duration::from_millis(200);
@@ -560,6 +602,38 @@ pub async fn run_scheduler(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader late for a tick (a push retried while Redis was down) gets the next tick after
+    /// it: apalis-cron alone answers every later poll with the same error at once, for ever.
+    #[tokio::test]
+    async fn a_reader_late_for_a_tick_gets_the_next_one() {
+        let schedule = parse_schedule(PeriodicJob::Recover, "* * * * * *")
+            .unwrap()
+            .schedule
+            .unwrap();
+        let mut raw = Ticks::stream(&schedule);
+        let mut ticks = Ticks::new(PeriodicJob::Recover, schedule);
+        let first = ticks.next().await.unwrap();
+        raw.next().await.unwrap().unwrap();
+        // Late: the tick computed when the last one fired passes while nobody polls.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            raw.next().await.unwrap().is_err(),
+            "apalis-cron's stream fails on a tick in the past"
+        );
+        assert!(
+            raw.next().await.unwrap().is_err(),
+            "and keeps failing on it"
+        );
+        let next = tokio::time::timeout(Duration::from_secs(10), ticks.next())
+            .await
+            .expect("a tick within two seconds of being late")
+            .unwrap();
+        assert!(
+            next >= first + 3,
+            "the missed ticks are skipped: {first} then {next}"
+        );
+    }
 
     #[test]
     fn expressions_with_seconds_five_fields_and_off() {
