@@ -52,11 +52,7 @@ impl MotionGate {
             None => GateDecision::Analyze,
             Some(_) if self.threshold <= 0.0 => GateDecision::Analyze,
             Some(last) => {
-                let mut diff = Mat::default();
-                core::absdiff(last, &small, &mut diff)?;
-                let mut max = 0.0;
-                core::min_max_loc(&diff, None, Some(&mut max), None, None, &core::no_array())?;
-                if max >= self.threshold {
+                if largest_difference(last, &small)? >= self.threshold {
                     GateDecision::Analyze
                 } else {
                     GateDecision::Reuse
@@ -76,8 +72,13 @@ impl MotionGate {
 /// # Errors
 /// OpenCV's error.
 pub fn largest_block_change(a: &Mat, b: &Mat) -> opencv::Result<f64> {
+    largest_difference(&signature(a)?, &signature(b)?)
+}
+
+/// The largest difference between two signatures ([`signature`]).
+fn largest_difference(a: &Mat, b: &Mat) -> opencv::Result<f64> {
     let mut diff = Mat::default();
-    core::absdiff(&signature(a)?, &signature(b)?, &mut diff)?;
+    core::absdiff(a, b, &mut diff)?;
     let mut max = 0.0;
     core::min_max_loc(&diff, None, Some(&mut max), None, None, &core::no_array())?;
     Ok(max)

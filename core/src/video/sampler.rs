@@ -198,6 +198,9 @@ pub struct Sampler {
     /// The last keyframes decoded (index, BGR picture), at most two: a stand-in needs both ends
     /// of its GOP, and the next sample is often the second.
     held: Vec<(i64, Mat)>,
+    /// The last GOP whose two keyframes were compared, and whether they looked the same (the
+    /// samples of one GOP share the comparison).
+    compared: Option<(usize, bool)>,
     stats: SamplerStats,
 }
 
@@ -256,6 +259,7 @@ impl Sampler {
             quiet,
             quiet_threshold: options.quiet_threshold,
             held: Vec::new(),
+            compared: None,
             stats: SamplerStats::default(),
         })
     }
@@ -401,13 +405,22 @@ impl Sampler {
         if self.truncated_at.is_some_and(|at| second >= at) {
             return Ok(None);
         }
-        let (_, start) = self.keyframe(first)?;
-        let (_, end) = self.keyframe(second)?;
-        let change =
-            crate::video::gate::largest_block_change(&start, &end).map_err(self.opencv_err())?;
-        if change >= self.quiet_threshold {
+        let same = match self.compared {
+            Some((compared, same)) if compared == gop => same,
+            _ => {
+                let (_, start) = self.keyframe(first)?;
+                let (_, end) = self.keyframe(second)?;
+                let change = crate::video::gate::largest_block_change(&start, &end)
+                    .map_err(self.opencv_err())?;
+                let same = change < self.quiet_threshold;
+                self.compared = Some((gop, same));
+                same
+            }
+        };
+        if !same {
             return Ok(None);
         }
+        let (_, start) = self.keyframe(first)?;
         self.stats.stand_ins += 1;
         Ok(Some(self.sample(target, start)))
     }
