@@ -186,10 +186,14 @@ pub async fn connect_as(
     Ok(db)
 }
 
-/// Applies pending migrations.
+/// Applies pending migrations. A database already migrated by a newer release (every migration
+/// this binary knows applied, and later ones too: a rollout still replacing processes, or a
+/// rollback) is left as it is, with a warning: migrations only add, so this binary runs against
+/// it.
 ///
 /// # Errors
-/// [`DbSetupError::Migrate`] with the migration's reason.
+/// [`DbSetupError::Migrate`] with the migration's reason, or when the database has migrations
+/// this binary does not know while some it knows are not applied (not a newer release's schema).
 pub async fn migrate(db: &DatabaseConnection, url: &SecretString) -> Result<(), DbSetupError> {
     migrate_as(db, url, "DATABASE_URL").await
 }
@@ -203,13 +207,37 @@ pub async fn migrate_as(
     url: &SecretString,
     setting: &'static str,
 ) -> Result<(), DbSetupError> {
-    Migrator::up(db, None)
+    let failed = |source| DbSetupError::Migrate {
+        setting,
+        url: redact_url(url.expose_secret()),
+        source,
+    };
+    let applied: std::collections::HashSet<String> = Migrator::get_migration_models(db)
         .await
-        .map_err(|source| DbSetupError::Migrate {
-            setting,
-            url: redact_url(url.expose_secret()),
-            source,
-        })
+        .map_err(failed)?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    let known: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let mut unknown: Vec<&String> = applied.iter().filter(|v| !known.contains(v)).collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        if known.iter().all(|k| applied.contains(k)) {
+            tracing::warn!(
+                setting,
+                newer = ?unknown,
+                "the database was migrated by a newer release; running against it as it is"
+            );
+            return Ok(());
+        }
+        return Err(failed(DbErr::Custom(format!(
+            "the database has migrations this release does not know ({unknown:?}) but lacks some it does: it is not a newer release's schema"
+        ))));
+    }
+    Migrator::up(db, None).await.map_err(failed)
 }
 
 /// Connects and migrates: what every binary does at start-up.

@@ -70,3 +70,48 @@ async fn migrations_go_up_down_and_up_again_on_sqlite() {
     up_down_up(&test).await;
     test.cleanup().await;
 }
+
+/// A binary older than the schema (a rollout still replacing processes, or a rollback) starts
+/// against it; a database that has a migration this binary does not know but lacks one it does
+/// is refused, naming the unknown one.
+async fn an_older_binary_runs_against_a_newer_schema(test: &TestDb) {
+    use sea_orm::ConnectionTrait;
+    let newer = "m29991231_000001_from_a_newer_release";
+    test.db
+        .execute_unprepared(&format!(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('{newer}', 0)"
+        ))
+        .await
+        .unwrap();
+    sentinela_core::db::migrate(&test.db, &test.url)
+        .await
+        .expect("an older binary starts against a newer schema");
+    assert_eq!(present_tables(&test.db).await, TABLES);
+
+    let last = Migrator::migrations().last().unwrap().name().to_owned();
+    test.db
+        .execute_unprepared(&format!(
+            "DELETE FROM seaql_migrations WHERE version = '{last}'"
+        ))
+        .await
+        .unwrap();
+    let error = sentinela_core::db::migrate(&test.db, &test.url)
+        .await
+        .expect_err("not a newer release's schema")
+        .to_string();
+    assert!(error.contains(newer), "{error}");
+}
+
+#[tokio::test]
+async fn an_older_binary_runs_against_a_newer_schema_on_postgres() {
+    let test = TestDb::postgres().await;
+    an_older_binary_runs_against_a_newer_schema(&test).await;
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_older_binary_runs_against_a_newer_schema_on_sqlite() {
+    let test = TestDb::sqlite().await;
+    an_older_binary_runs_against_a_newer_schema(&test).await;
+    test.cleanup().await;
+}
