@@ -101,8 +101,14 @@ fn keyframe_aligned_mode_decodes_only_keyframes() {
     assert_eq!(indexes, vec![0, 120, 240, 360, 480]);
     let stats = sampler.stats();
     assert_eq!(
-        (stats.grabbed, stats.seeks, stats.keyframe_reads),
-        (0, 0, 5)
+        (
+            stats.grabbed,
+            stats.seeks,
+            stats.keyframe_reads,
+            stats.decoders
+        ),
+        (0, 0, 5, 1),
+        "only the keyframe-only capture is opened"
     );
 
     // Snapping on request at 1 fps: each sample goes to its nearest keyframe, once.
@@ -231,18 +237,19 @@ fn quiet_gops_are_stood_in_for_and_every_sample_stays_within_the_gate_of_the_dec
         to_x: 640,
     });
     let path = render(dir.path(), "street.mp4", &scene);
-    let read = |threshold: f64| {
+    let read_window = |threshold: f64, from_ms: i64, to_ms: i64| {
         let options = SamplerOptions {
             quiet_threshold: threshold,
             ..exact(1.0)
         };
-        let mut sampler = Sampler::open(&path, 0, 20_000, options).unwrap();
+        let mut sampler = Sampler::open(&path, from_ms, to_ms, options).unwrap();
         let mut frames = Vec::new();
         while let Some(frame) = sampler.next_frame().unwrap() {
             frames.push((frame.offset_ms, frame.image));
         }
         (frames, sampler.stats())
     };
+    let read = |threshold: f64| read_window(threshold, 0, 20_000);
     let (decoded, exact_stats) = read(0.0);
     let (stood, stats) = read(2.0);
     assert_eq!(exact_stats.stand_ins, 0);
@@ -272,6 +279,16 @@ fn quiet_gops_are_stood_in_for_and_every_sample_stays_within_the_gate_of_the_dec
             assert_eq!(change, 0.0, "{offset} ms, the bus on screen, is decoded");
         }
     }
+    // Both captures when some sample sits in a busy GOP; a still stretch (keyframes at 14 and
+    // 16 s, stand-ins at 15 and 17 s) never opens the one that decodes every frame.
+    assert_eq!((exact_stats.decoders, stats.decoders), (2, 2));
+    let (still, still_stats) = read_window(2.0, 14_000, 18_000);
+    assert_eq!(still.len(), 4);
+    assert_eq!(
+        (still_stats.stand_ins, still_stats.decoders),
+        (2, 1),
+        "{still_stats:?}"
+    );
 }
 
 #[test]

@@ -129,6 +129,8 @@ pub struct SamplerStats {
     pub stand_ins: u64,
     /// Samples delivered.
     pub samples: u64,
+    /// Decoding captures opened (the keyframe-only one again for each step back).
+    pub decoders: u64,
 }
 
 /// Serialises capture opening with the environment variable that carries FFmpeg options.
@@ -175,9 +177,15 @@ fn set_env(name: &str, value: Option<&str>) {
 }
 
 /// A recording opened for sampling. Blocking: run it on a blocking thread.
+///
+/// It decodes through two FFmpeg captures, each opened when a sample first needs it: the main one,
+/// which decodes every frame, for samples between keyframes, and one that decodes only keyframes,
+/// for keyframe samples and the two ends of quiet GOPs. A decoding capture costs 26–31 MB
+/// (FFmpeg's frame-threaded decoder and its frame pool), so a recording whose samples are all
+/// keyframes or stand-ins never opens the main one.
 pub struct Sampler {
     path: PathBuf,
-    main: VideoCapture,
+    main: Option<VideoCapture>,
     keys_only: Option<VideoCapture>,
     video_fps: f64,
     frame_count: i64,
@@ -218,7 +226,6 @@ impl Sampler {
         options: SamplerOptions,
     ) -> Result<Self, SampleError> {
         let Opened {
-            capture: main,
             fps: video_fps,
             announced: frame_count,
             keyframes,
@@ -246,7 +253,7 @@ impl Sampler {
         };
         Ok(Self {
             path: path.to_owned(),
-            main,
+            main: None,
             keys_only: None,
             video_fps,
             frame_count,
@@ -345,9 +352,9 @@ impl Sampler {
             return Ok((*index, image.clone()));
         }
         if self.keys_only.is_none() || self.keys_last >= target {
-            let capture = open_capture(&self.path, Some("avdiscard;nonkey"), &[])
-                .map_err(self.opencv_err())?;
-            self.keys_only = Some(capture);
+            self.keys_only = None;
+            self.keys_only = Some(open_decoder(&self.path, Some("avdiscard;nonkey"))?);
+            self.stats.decoders += 1;
             self.keys_last = -1;
             self.keys_read = 0;
         }
@@ -425,7 +432,28 @@ impl Sampler {
         Ok(Some(self.sample(target, start)))
     }
 
+    /// `target` decoded by the main capture, opened now if this is its first sample.
     fn read_main(&mut self, target: i64) -> Result<SampledFrame, SampleError> {
+        let mut main = match self.main.take() {
+            Some(capture) => capture,
+            None => {
+                let capture = open_decoder(&self.path, None)?;
+                self.stats.decoders += 1;
+                self.main_next = 0;
+                capture
+            }
+        };
+        // On an error the capture is dropped with this sample: the next one opens it again.
+        let frame = self.decode(&mut main, target)?;
+        self.main = Some(main);
+        Ok(frame)
+    }
+
+    fn decode(
+        &mut self,
+        main: &mut VideoCapture,
+        target: i64,
+    ) -> Result<SampledFrame, SampleError> {
         // OpenCV's seek lands on the last keyframe at or before `target - 16` and decodes forward.
         let landing = last_at_or_before(&self.keyframes, target - 16).unwrap_or(0);
         let forward_cost = if self.main_next <= target {
@@ -434,8 +462,7 @@ impl Sampler {
             i64::MAX
         };
         if target - landing < forward_cost {
-            let ok = self
-                .main
+            let ok = main
                 .set(videoio::CAP_PROP_POS_FRAMES, target as f64)
                 .map_err(self.opencv_err())?;
             if !ok {
@@ -445,22 +472,19 @@ impl Sampler {
             self.main_next = target;
         }
         while self.main_next < target {
-            if !self.main.grab().map_err(self.opencv_err())? {
+            if !main.grab().map_err(self.opencv_err())? {
                 return Err(self.truncated(self.main_next));
             }
             self.stats.grabbed += 1;
             self.main_next += 1;
         }
-        if !self.main.grab().map_err(self.opencv_err())? {
+        if !main.grab().map_err(self.opencv_err())? {
             return Err(self.truncated(target));
         }
         self.main_next = target + 1;
-        let index = self.index_of(&self.main).map_err(self.opencv_err())?;
+        let index = self.index_of(main).map_err(self.opencv_err())?;
         let mut image = Mat::default();
-        let ok = self
-            .main
-            .retrieve(&mut image, 0)
-            .map_err(self.opencv_err())?;
+        let ok = main.retrieve(&mut image, 0).map_err(self.opencv_err())?;
         if !ok || image.empty() {
             return Err(self.truncated(target));
         }
@@ -567,13 +591,15 @@ pub struct VideoInfo {
     pub duration: std::time::Duration,
 }
 
-/// Reads a recording's frame rate and real length (by demuxing its packets, without decoding),
-/// as index sync does for each new segment. Blocking.
+/// Reads a recording's frame rate and real length (by demuxing its packets), and checks that
+/// FFmpeg has a decoder for it, as index sync does for each new segment. Blocking.
 ///
 /// # Errors
 /// [`SampleError::Missing`] or [`SampleError::Corrupt`] when the file cannot be read as a video.
 pub fn probe(path: &Path) -> Result<VideoInfo, SampleError> {
     let opened = open_indexed(path)?;
+    // A recording no search could decode is refused here, once, rather than by every search.
+    drop(open_decoder(path, None)?);
     let frames = match (opened.packets, opened.announced) {
         (0, a) => a,
         (p, a) if a > 0 => p.min(a),
@@ -589,9 +615,8 @@ pub fn probe(path: &Path) -> Result<VideoInfo, SampleError> {
     })
 }
 
-/// A recording opened for decoding, with what its container announces and its packets' index.
+/// What a recording's container announces and its packets' index, read without decoding.
 struct Opened {
-    capture: VideoCapture,
     fps: f64,
     /// Frames the container announces (0 or less when it does not know).
     announced: i64,
@@ -611,7 +636,11 @@ fn corrupt(path: &Path, reason: &str) -> SampleError {
     }
 }
 
-/// Opens `path` with OpenCV, reads its frame rate and frame count, and indexes its packets.
+const CANNOT_OPEN: &str = "OpenCV's FFmpeg backend cannot open it (not a video, an unsupported codec, or a damaged container)";
+
+/// Reads `path`'s frame rate and frame count and indexes its packets, in one demux-only pass
+/// through OpenCV's FFmpeg backend: no decoder is opened (so no frame is decoded and none of a
+/// decoder's memory is taken).
 fn open_indexed(path: &Path) -> Result<Opened, SampleError> {
     std::fs::File::open(path).map_err(|e| SampleError::Missing {
         path: path.to_owned(),
@@ -621,70 +650,60 @@ fn open_indexed(path: &Path) -> Result<Opened, SampleError> {
         path: path.to_owned(),
         source,
     };
-    let capture = open_capture(path, None, &[]).map_err(opencv)?;
-    if !capture.is_opened().map_err(opencv)? {
-        return Err(corrupt(
-            path,
-            "OpenCV's FFmpeg backend cannot open it (not a video, an unsupported codec, or a damaged container)",
-        ));
+    // Raw mode: `grab` reads the next packet, `retrieve` returns its bytes.
+    let mut raw = open_capture(path, None, &[videoio::CAP_PROP_FORMAT, -1]).map_err(opencv)?;
+    if !raw.is_opened().map_err(opencv)? {
+        return Err(corrupt(path, CANNOT_OPEN));
     }
-    let fps = capture.get(videoio::CAP_PROP_FPS).map_err(opencv)?;
-    let announced = capture.get(videoio::CAP_PROP_FRAME_COUNT).map_err(opencv)? as i64;
+    let fps = raw.get(videoio::CAP_PROP_FPS).map_err(opencv)?;
+    let announced = raw.get(videoio::CAP_PROP_FRAME_COUNT).map_err(opencv)? as i64;
     if !(fps.is_finite() && fps > 0.0) {
         return Err(corrupt(path, "the container announces no frame rate"));
     }
-    let Index {
-        keyframes,
-        packets,
-        gop_bytes,
-        key_bytes,
-    } = index_keyframes(path).map_err(opencv)?;
-    Ok(Opened {
-        capture,
+    let mut opened = Opened {
         fps,
         announced,
-        keyframes,
-        packets,
-        gop_bytes,
-        key_bytes,
-    })
-}
-
-/// What a demux-only pass reads.
-#[derive(Default)]
-struct Index {
-    keyframes: Vec<i64>,
-    packets: i64,
-    gop_bytes: Vec<u64>,
-    key_bytes: Vec<u64>,
-}
-
-/// Keyframe indexes, the number of video packets and their sizes per GOP, from a demux-only pass
-/// (packets in decode order; with closed GOPs a keyframe's index is the same in presentation
-/// order).
-fn index_keyframes(path: &Path) -> opencv::Result<Index> {
-    let mut raw = open_capture(path, None, &[videoio::CAP_PROP_FORMAT, -1])?;
-    let mut index = Index::default();
-    if !raw.is_opened()? {
-        return Ok(index);
-    }
+        keyframes: Vec::new(),
+        packets: 0,
+        gop_bytes: Vec::new(),
+        key_bytes: Vec::new(),
+    };
+    // Packets in decode order; with closed GOPs a keyframe's index is the same in presentation
+    // order.
     let mut packet = Mat::default();
-    while raw.grab()? {
-        let bytes = if raw.retrieve(&mut packet, 0)? {
-            packet.total() as u64 * packet.elem_size()? as u64
+    while raw.grab().map_err(opencv)? {
+        let bytes = if raw.retrieve(&mut packet, 0).map_err(opencv)? {
+            packet.total() as u64 * packet.elem_size().map_err(opencv)? as u64
         } else {
             0
         };
-        if raw.get(videoio::CAP_PROP_LRF_HAS_KEY_FRAME)? > 0.0 {
-            index.keyframes.push(index.packets);
-            index.key_bytes.push(bytes);
-            index.gop_bytes.push(0);
-        } else if let Some(gop) = index.gop_bytes.last_mut() {
+        if raw
+            .get(videoio::CAP_PROP_LRF_HAS_KEY_FRAME)
+            .map_err(opencv)?
+            > 0.0
+        {
+            opened.keyframes.push(opened.packets);
+            opened.key_bytes.push(bytes);
+            opened.gop_bytes.push(0);
+        } else if let Some(gop) = opened.gop_bytes.last_mut() {
             *gop += bytes;
         }
-        index.packets += 1;
+        opened.packets += 1;
     }
-    Ok(index)
+    Ok(opened)
+}
+
+/// A capture that decodes `path` (with FFmpeg options `extra`, see [`open_capture`]).
+fn open_decoder(path: &Path, extra: Option<&str>) -> Result<VideoCapture, SampleError> {
+    let opencv = |source| SampleError::OpenCv {
+        path: path.to_owned(),
+        source,
+    };
+    let capture = open_capture(path, extra, &[]).map_err(opencv)?;
+    if !capture.is_opened().map_err(opencv)? {
+        return Err(corrupt(path, CANNOT_OPEN));
+    }
+    Ok(capture)
 }
 
 /// Which GOPs are quiet: nothing in them moved, by their packets alone. `keyframes` are the
