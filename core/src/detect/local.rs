@@ -56,6 +56,9 @@ impl LocalDetector {
         let bytes = source.bytes()?;
         let net = dnn::read_net_from_onnx_buffer(&Vector::from_slice(&bytes))
             .with_context(|| format!("OpenCV cannot load {source}"))?;
+        if let std::borrow::Cow::Borrowed(bundled) = bytes {
+            release_pages(bundled);
+        }
         tracing::info!(model = %source, "local detector model loaded");
         Ok(Self {
             net: Arc::new(Mutex::new(net)),
@@ -297,6 +300,30 @@ impl ModelSource {
         Ok(bytes)
     }
 }
+
+/// Gives back the resident pages of `bytes`, a part of this executable's read-only data that was
+/// read once (the bundled model, 15 MB, checked and handed to OpenCV, which keeps its own copy of
+/// the weights): they would otherwise stay in the process's resident memory for its lifetime.
+/// They are clean pages of a private file mapping, so a later read finds the same bytes again
+/// from the file.
+#[cfg(all(target_os = "linux", feature = "bundled-model"))]
+#[allow(unsafe_code)]
+fn release_pages(bytes: &'static [u8]) {
+    const PAGE: usize = 4096;
+    let start = (bytes.as_ptr() as usize).div_ceil(PAGE) * PAGE;
+    let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: `[start, end)` holds whole pages inside `bytes`, read-only data of the
+        // executable that nothing ever writes; MADV_DONTNEED on such pages only drops them from
+        // memory, and the next access reads them from the executable again.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", feature = "bundled-model")))]
+fn release_pages(_bytes: &'static [u8]) {}
 
 fn bundled() -> Option<&'static [u8]> {
     #[cfg(feature = "bundled-model")]
