@@ -38,7 +38,7 @@ ENV SENTINELA__DETECTOR__MODEL_PATH=/app/models/nanodet_m_416.onnx \
     API_BIND=0.0.0.0:8000 \
     LOG_FORMAT=json \
     RUST_LOG=info \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=1
 USER sentinela:sentinela
 EXPOSE 8000 9998 9999
 # The API's liveness; worker and scheduler containers override it with their /health/live on

@@ -2,9 +2,11 @@
 //! that every binary drains on.
 
 /// glibc malloc arenas a process keeps unless `MALLOC_ARENA_MAX` says otherwise. glibc's default
-/// (8 per core) lets every decoding and detecting thread grow its own heap: measured on the
-/// end-to-end benchmark, two arenas cut the worker's peak RSS by about a third at the same speed.
-pub const MALLOC_ARENAS: i32 = 2;
+/// (8 per core) lets every decoding and detecting thread grow its own heap. Measured on the
+/// end-to-end benchmark (docs/benchmarks.md): two arenas cut the peak RSS by about a third
+/// against the default, one by another 20–40 MB against two, at the same speed (small
+/// allocations go through each thread's cache without the arena's lock).
+pub const MALLOC_ARENAS: i32 = 1;
 
 /// Runs `main` on a multi-threaded Tokio runtime, after capping glibc's malloc arenas to
 /// [`MALLOC_ARENAS`] (unless `MALLOC_ARENA_MAX` is set): before the runtime starts any thread, so
