@@ -129,7 +129,8 @@ pub struct SamplerStats {
     pub stand_ins: u64,
     /// Samples delivered.
     pub samples: u64,
-    /// Decoding captures opened (the keyframe-only one again for each step back).
+    /// Decoding captures opened (the keyframe-only one again for each step back, the main one
+    /// again after a quiet stretch).
     pub decoders: u64,
 }
 
@@ -182,7 +183,8 @@ fn set_env(name: &str, value: Option<&str>) {
 /// which decodes every frame, for samples between keyframes, and one that decodes only keyframes,
 /// for keyframe samples and the two ends of quiet GOPs. A decoding capture costs 26–31 MB
 /// (FFmpeg's frame-threaded decoder and its frame pool), so a recording whose samples are all
-/// keyframes or stand-ins never opens the main one.
+/// keyframes or stand-ins never opens the main one, and the main one is closed again when no
+/// sample in the next two GOPs needs it.
 pub struct Sampler {
     path: PathBuf,
     main: Option<VideoCapture>,
@@ -316,7 +318,33 @@ impl Sampler {
             self.read_main(target)?
         };
         self.stats.samples += 1;
+        self.release_idle_main();
         Ok(Some(frame))
+    }
+
+    /// Closes the main capture, and gives back its decoder's memory, when no sample in the next
+    /// two GOPs is one it would decode (a sample between keyframes, outside a quiet GOP): the
+    /// next one it would decode is then reached by a seek, which a capture opened again does as
+    /// well. So the main capture lives through a stretch where something moves, not through the
+    /// quiet rest of the recording after it.
+    fn release_idle_main(&mut self) {
+        if self.main.is_none() {
+            return;
+        }
+        let horizon = self.main_next + 2 * median_interval(&self.keyframes).unwrap_or(0);
+        let decodes = |target: i64| match self.keyframes.binary_search(&target) {
+            Ok(_) => false,
+            Err(0) => true,
+            Err(i) => !self.quiet.get(i - 1).copied().unwrap_or(false),
+        };
+        if !self
+            .targets
+            .iter()
+            .take_while(|&&target| target <= horizon)
+            .any(|&target| decodes(target))
+        {
+            self.main = None;
+        }
     }
 
     fn opencv_err(&self) -> impl Fn(opencv::Error) -> SampleError + '_ {
