@@ -278,13 +278,16 @@ impl Analyzer {
 
         let metrics = crate::metrics::global();
         while let Some(frame) = rx.recv().await {
-            let frame = frame?;
+            let mut frame = frame?;
+            // One picture shared by the gate, the detector and the snapshot, never copied: two
+            // analyses in flight would otherwise hold several 2.7 MB copies of each 720p frame.
+            let image = Arc::new(std::mem::take(&mut frame.image));
             metrics.frames_sampled.inc();
             if self.cancelled(&input.db, input.search_id).await? {
                 report.cancelled = true;
                 return Ok(report);
             }
-            let (next_gate, decision) = gate_frame(frame.image.clone(), gate).await?;
+            let (next_gate, decision) = gate_frame(Arc::clone(&image), gate).await?;
             gate = next_gate;
             let cached = cached_analysis(cache, frame.offset_ms, wants_text);
             let mut encoded: Option<Vec<u8>> = None;
@@ -304,7 +307,7 @@ impl Analyzer {
                 // Only remote providers read the JPEG; a local one works on the decoded frame, and
                 // the snapshot of a non-matching frame is never written, so don't encode for it.
                 let bytes = if self.detector.wants_jpeg() {
-                    self.encode(&frame.image).await?
+                    self.encode(&image).await?
                 } else {
                     Vec::new()
                 };
@@ -315,7 +318,7 @@ impl Analyzer {
                         .await
                         .map_err(|e| anyhow::Error::new(e).context("detector rate limit"))?;
                     let image = FrameImage {
-                        image: frame.image.clone(),
+                        image: Arc::clone(&image),
                         jpeg: bytes,
                     };
                     let called = std::time::Instant::now();
@@ -346,7 +349,7 @@ impl Analyzer {
 
             if let Some(found) = input.criteria.best_match(&analysis) {
                 let evidence = Evidence::Frame {
-                    image: &frame.image,
+                    image: &image,
                     encoded,
                 };
                 self.sight(
@@ -508,8 +511,8 @@ impl Analyzer {
         Ok(())
     }
 
-    async fn encode(&self, image: &Mat) -> Result<Vec<u8>, AnalyzeError> {
-        let image = image.clone();
+    async fn encode(&self, image: &Arc<Mat>) -> Result<Vec<u8>, AnalyzeError> {
+        let image = Arc::clone(image);
         let (max, quality) = (self.sampler.max_dimension, self.sampler.jpeg_quality);
         tokio::task::spawn_blocking(move || {
             let fitted = jpeg::fit(&image, max)?;
@@ -688,7 +691,7 @@ static OBJECT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 enum Evidence<'a> {
     /// The decoded frame, and its JPEG when one was encoded for the detector.
     Frame {
-        image: &'a Mat,
+        image: &'a Arc<Mat>,
         encoded: Option<Vec<u8>>,
     },
     /// The snapshot an earlier search cut from the same frame (its SHA-256).
@@ -759,7 +762,7 @@ fn sighting_interval(
 
 /// Runs the gate off the async runtime; hands the gate back for the next frame.
 async fn gate_frame(
-    image: Mat,
+    image: Arc<Mat>,
     mut gate: MotionGate,
 ) -> Result<(MotionGate, GateDecision), AnalyzeError> {
     tokio::task::spawn_blocking(move || {

@@ -165,7 +165,10 @@ fn frame() -> FrameImage {
     let image =
         Mat::new_rows_cols_with_default(64, 64, opencv::core::CV_8UC3, Scalar::all(90.0)).unwrap();
     let jpeg = sentinela_core::video::jpeg::encode(&image, 80).unwrap();
-    FrameImage { image, jpeg }
+    FrameImage {
+        image: std::sync::Arc::new(image),
+        jpeg,
+    }
 }
 
 #[tokio::test]

@@ -588,7 +588,7 @@ impl Detector for LocalDetector {
     }
 
     async fn detect(&self, frame: &FrameImage, want_text: bool) -> Result<Analysis, DetectError> {
-        let image = frame.image.clone();
+        let image = std::sync::Arc::clone(&frame.image);
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let metrics = crate::metrics::global();

@@ -130,8 +130,9 @@ pub struct Analysis {
 /// A frame handed to a detector: the decoded picture (for local providers) and its JPEG (for
 /// remote ones).
 pub struct FrameImage {
-    /// BGR picture.
-    pub image: Mat,
+    /// BGR picture (shared: the pipeline hands the same decoded frame to the gate, the detector
+    /// and the snapshot).
+    pub image: std::sync::Arc<Mat>,
     /// JPEG bytes of the same picture; empty for providers whose [`Detector::wants_jpeg`] is false.
     pub jpeg: Vec<u8>,
 }
