@@ -309,13 +309,18 @@ impl ModelSource {
 #[cfg(all(target_os = "linux", feature = "bundled-model"))]
 #[allow(unsafe_code)]
 fn release_pages(bytes: &'static [u8]) {
-    const PAGE: usize = 4096;
-    let start = (bytes.as_ptr() as usize).div_ceil(PAGE) * PAGE;
-    let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+    // SAFETY: sysconf only reads a system constant.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+    if page == 0 {
+        return;
+    }
+    let start = (bytes.as_ptr() as usize).div_ceil(page) * page;
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
     if end > start {
         // SAFETY: `[start, end)` holds whole pages inside `bytes`, read-only data of the
         // executable that nothing ever writes; MADV_DONTNEED on such pages only drops them from
-        // memory, and the next access reads them from the executable again.
+        // memory, and the next access reads them from the executable again. A failure (EINVAL,
+        // EAGAIN) leaves them resident, as before.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
