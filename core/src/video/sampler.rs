@@ -198,6 +198,8 @@ pub struct Sampler {
     targets: std::collections::VecDeque<i64>,
     /// Index of the next frame the main capture returns.
     main_next: i64,
+    /// How far ahead (frames, two usual GOPs) a sample keeps the main capture open.
+    main_horizon: i64,
     /// Index of the last frame the keyframe capture returned.
     keys_last: i64,
     /// Frames the keyframe capture has returned since it was opened.
@@ -248,6 +250,7 @@ impl Sampler {
             options,
         );
 
+        let main_horizon = 2 * median_interval(&keyframes).unwrap_or(0);
         let quiet = if options.quiet_threshold > 0.0 {
             quiet_gops(&keyframes, &gop_bytes, &key_bytes)
         } else {
@@ -263,6 +266,7 @@ impl Sampler {
             truncated_at,
             targets: targets.into(),
             main_next: 0,
+            main_horizon,
             keys_last: -1,
             keys_read: 0,
             quiet,
@@ -331,7 +335,7 @@ impl Sampler {
         if self.main.is_none() {
             return;
         }
-        let horizon = self.main_next + 2 * median_interval(&self.keyframes).unwrap_or(0);
+        let horizon = self.main_next + self.main_horizon;
         let decodes = |target: i64| match self.keyframes.binary_search(&target) {
             Ok(_) => false,
             Err(0) => true,
@@ -380,6 +384,7 @@ impl Sampler {
             return Ok((*index, image.clone()));
         }
         if self.keys_only.is_none() || self.keys_last >= target {
+            // The old capture goes before the new one opens: never two decoders of one kind.
             self.keys_only = None;
             self.keys_only = Some(open_decoder(&self.path, Some("avdiscard;nonkey"))?);
             self.stats.decoders += 1;
