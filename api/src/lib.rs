@@ -112,6 +112,9 @@ pub struct AppState {
     pub keys: Arc<cache::TtlCache<String, sentinela_core::entity::api_key::Model>>,
     /// Cities by id, trusted for `api.auth_cache_secs`.
     pub cities: Arc<cache::TtlCache<i64, sentinela_core::entity::city::Model>>,
+    /// Each city's observed detector rate (calls per analysed frame over its latest searches,
+    /// `None` without history), an input of every estimate, trusted for `api.auth_cache_secs`.
+    pub detector_rates: Arc<cache::TtlCache<i64, Option<f64>>>,
 }
 
 impl AppState {
@@ -154,8 +157,19 @@ impl AppState {
     /// 404 for an unknown city, 503 when its database URL cannot be used, the control
     /// database's error otherwise.
     pub async fn city_db(&self, city_id: i64) -> Result<DatabaseConnection, error::ApiError> {
+        Ok(self.city_db_routed(city_id).await?.0)
+    }
+
+    /// [`AppState::city_db`], and whether it is the shared (control) database.
+    ///
+    /// # Errors
+    /// See [`AppState::city_db`].
+    pub async fn city_db_routed(
+        &self,
+        city_id: i64,
+    ) -> Result<(DatabaseConnection, bool), error::ApiError> {
         use sentinela_core::tenancy::RouteError;
-        self.dbs.city(city_id).await.map_err(|e| match e {
+        self.dbs.city_routed(city_id).await.map_err(|e| match e {
             RouteError::UnknownCity(id) => error::ApiError::not_found("city", id),
             RouteError::BadUrl { city, .. } => {
                 tracing::error!(error = %e, "city database misconfigured");
@@ -195,6 +209,7 @@ impl AppState {
         Self {
             keys: Arc::new(cache::TtlCache::new(trusted)),
             cities: Arc::new(cache::TtlCache::new(trusted)),
+            detector_rates: Arc::new(cache::TtlCache::new(trusted)),
             dbs,
             queue,
             snapshot_dir: settings.storage.snapshot_dir.clone(),

@@ -56,6 +56,9 @@ pub struct EstimateRequest<'a> {
     pub reads_text: bool,
     /// Price of one call.
     pub price_per_call_usd: f64,
+    /// The city's observed detector rate when the caller already has it (a cache); read from
+    /// the city's latest searches otherwise.
+    pub detector_rate: Option<f64>,
 }
 
 /// One recording's part of a search: its id and the sampled offsets' range `[from_ms, to_ms)`.
@@ -72,7 +75,48 @@ async fn parts(
     let spans =
         recordings::overlapping_spans(db, request.city_id, request.window, request.camera_ids)
             .await?;
-    Ok(spans
+    Ok(clip(request, spans))
+}
+
+/// A search's recordings read together with its city's searches in flight (one statement: a
+/// search start checks the quota, then estimates from these).
+pub struct Covered {
+    /// The city's searches pending or processing.
+    pub in_flight: u64,
+    parts: Vec<Part>,
+}
+
+/// [`Covered`] for `request`.
+///
+/// # Errors
+/// The database error.
+pub async fn covered(
+    db: &impl sea_orm::ConnectionTrait,
+    request: &EstimateRequest<'_>,
+) -> Result<Covered, sea_orm::DbErr> {
+    let (in_flight, spans) = recordings::in_flight_and_overlapping_spans(
+        db,
+        request.city_id,
+        request.window,
+        request.camera_ids,
+    )
+    .await?;
+    Ok(Covered {
+        in_flight,
+        parts: clip(request, spans),
+    })
+}
+
+/// The parts of the recordings' spans inside the window.
+fn clip(
+    request: &EstimateRequest<'_>,
+    spans: Vec<(
+        i64,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    )>,
+) -> Vec<Part> {
+    spans
         .into_iter()
         .filter_map(|(id, started_at, ended_at)| {
             let recording = TimeRange::new(started_at, ended_at).ok()?;
@@ -83,7 +127,7 @@ async fn parts(
                 to_ms: (clipped.end() - started_at).num_milliseconds(),
             })
         })
-        .collect())
+        .collect()
 }
 
 fn frames_of(part: &Part, fps: f64) -> u64 {
@@ -102,6 +146,28 @@ pub async fn estimate(
     cache_lookup_limit: u64,
 ) -> Result<Estimate, sea_orm::DbErr> {
     let parts = parts(db, request).await?;
+    estimate_parts(db, request, parts, cache_lookup_limit).await
+}
+
+/// [`estimate`] over recordings already read with [`covered`].
+///
+/// # Errors
+/// The database error.
+pub async fn estimate_covered(
+    db: &impl sea_orm::ConnectionTrait,
+    request: &EstimateRequest<'_>,
+    covered: Covered,
+    cache_lookup_limit: u64,
+) -> Result<Estimate, sea_orm::DbErr> {
+    estimate_parts(db, request, covered.parts, cache_lookup_limit).await
+}
+
+async fn estimate_parts(
+    db: &impl sea_orm::ConnectionTrait,
+    request: &EstimateRequest<'_>,
+    parts: Vec<Part>,
+    cache_lookup_limit: u64,
+) -> Result<Estimate, sea_orm::DbErr> {
     let millis: i64 = parts.iter().map(|p| p.to_ms - p.from_ms).sum();
     let recordings = parts.len() as u64;
     if recordings > cache_lookup_limit {
@@ -129,10 +195,13 @@ pub async fn estimate(
             }
         }
     }
-    let detector_rate = searches::observed_detector_rate(db, request.city_id)
-        .await?
-        .unwrap_or(1.0)
-        .clamp(0.0, 1.0);
+    let detector_rate = match request.detector_rate {
+        Some(rate) => rate,
+        None => searches::observed_detector_rate(db, request.city_id)
+            .await?
+            .unwrap_or(1.0),
+    }
+    .clamp(0.0, 1.0);
     let per_frame = if request.reads_text && request.provider == "rekognition" {
         2.0
     } else {

@@ -107,10 +107,20 @@ impl Databases {
     /// # Errors
     /// [`RouteError`]: an unknown city, an unusable URL, or the control database failing.
     pub async fn city(&self, city_id: i64) -> Result<DatabaseConnection, RouteError> {
-        let url = self.route(city_id).await?;
-        match url {
-            None => Ok(self.control.clone()),
-            Some(url) => self.pool(city_id, &url).await,
+        Ok(self.city_routed(city_id).await?.0)
+    }
+
+    /// The connection holding `city_id`'s data, and whether it is the shared (control) database.
+    ///
+    /// # Errors
+    /// See [`Databases::city`].
+    pub async fn city_routed(
+        &self,
+        city_id: i64,
+    ) -> Result<(DatabaseConnection, bool), RouteError> {
+        match self.route(city_id).await? {
+            None => Ok((self.control.clone(), true)),
+            Some(url) => Ok((self.pool(city_id, &url).await?, false)),
         }
     }
 
@@ -233,6 +243,7 @@ async fn open_lazy(
         .min_connections(0)
         .max_connections(settings.max_connections)
         .idle_timeout(Duration::from_secs(settings.idle_timeout_secs))
+        .test_before_acquire_if_idle_for(crate::db::PING_IF_IDLE_FOR)
         .connect_timeout(Duration::from_secs(settings.acquire_timeout_secs))
         .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs));
     Database::connect(options).await.map_err(|e| e.to_string())

@@ -78,9 +78,9 @@ async fn minute_recordings(
     out
 }
 
+/// A search started as the API starts one in the shared database ([`searches::create_in_shared`]).
 async fn search_over(db: &DatabaseConnection, f: &Fixture, window: TimeRange) -> i64 {
-    searches::create(
-        db,
+    searches::create_in_shared(
         db,
         NewSearch {
             city_id: f.city.id,
@@ -578,8 +578,10 @@ async fn counted_in_flight(db: &DatabaseConnection, city_id: i64) -> u64 {
         .unwrap()
 }
 
-/// The quota's count (`searches::in_flight`, kept by triggers) equals the rows' after `step`.
+/// The quota's count (`searches::in_flight`, kept by triggers) equals the rows' after `step`,
+/// and so does the count a search start reads with the recordings.
 async fn assert_in_flight(db: &DatabaseConnection, cities: &[(i64, u64)], step: &str) {
+    let any = TimeRange::new(t0(), t0() + Duration::hours(1)).unwrap();
     for &(city, expected) in cities {
         let kept = searches::in_flight(db, city).await.unwrap();
         assert_eq!(
@@ -588,7 +590,93 @@ async fn assert_in_flight(db: &DatabaseConnection, cities: &[(i64, u64)], step: 
             "{step}: the rows of city {city}"
         );
         assert_eq!(kept, expected, "{step}: the count of city {city}");
+        let (read, _) = recordings::in_flight_and_overlapping_spans(db, city, &any, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            read, expected,
+            "{step}: the count read at a start, city {city}"
+        );
     }
+}
+
+/// A search start reads the city's searches in flight and the window's recordings in one
+/// statement: the same spans as `overlapping_spans` (window edges, camera filter, disabled
+/// cameras, another city), with the count, also when no recording overlaps. A search created in
+/// the shared database in one statement has its directory entry and the row `create` makes.
+async fn a_search_start_reads_its_quota_and_recordings_together(test: TestDb) {
+    use sea_orm::{ActiveModelTrait, Set};
+    use sentinela_core::repo::directory;
+    let db = &test.db;
+    let f = fixture(db).await;
+    let recs = minute_recordings(db, &f, 6).await;
+    let other = sentinela_testkit::city(db, "Rio").await;
+    let mut disabled: camera::ActiveModel = f.cameras[1].clone().into();
+    disabled.enabled = Set(false);
+    disabled.update(db).await.unwrap();
+    let windows = [
+        TimeRange::new(t0() + Duration::seconds(90), t0() + Duration::minutes(3)).unwrap(),
+        TimeRange::new(t0(), t0() + Duration::minutes(6)).unwrap(),
+        TimeRange::new(t0() + Duration::hours(2), t0() + Duration::hours(3)).unwrap(),
+    ];
+    let only_cam2 = [f.cameras[2].id];
+    let mut in_flight = 0;
+    for round in 0..2 {
+        for window in &windows {
+            for (city, cameras) in [
+                (f.city.id, None),
+                (f.city.id, Some(&only_cam2[..])),
+                (other.id, None),
+            ] {
+                let (count, spans) =
+                    recordings::in_flight_and_overlapping_spans(db, city, window, cameras)
+                        .await
+                        .unwrap();
+                let alone = recordings::overlapping_spans(db, city, window, cameras)
+                    .await
+                    .unwrap();
+                assert_eq!(spans, alone, "round {round}, city {city}, {window:?}");
+                let expected = if city == f.city.id { in_flight } else { 0 };
+                assert_eq!(count, expected, "round {round}, city {city}");
+            }
+        }
+        let first = search_over(db, &f, windows[1]).await;
+        let second = search_over(db, &f, windows[1]).await;
+        in_flight += 2;
+        assert!(second > first, "ids from the directory's sequence");
+        for id in [first, second] {
+            assert_eq!(
+                directory::city_of_search(db, id).await.unwrap(),
+                Some(f.city.id)
+            );
+            let row = searches::get(db, id).await.unwrap().unwrap();
+            assert_eq!(row.status, SearchStatus::Pending);
+            assert_eq!(row.plate.as_deref(), Some("ABC1D23"));
+            assert_eq!(
+                (row.start_date, row.end_date),
+                (t0(), t0() + Duration::minutes(6))
+            );
+        }
+    }
+    let all = recordings::overlapping_spans(db, f.city.id, &windows[1], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [0, 2, 3, 5].map(|i| recs[i].id),
+        "camera 1 is disabled"
+    );
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_search_start_reads_its_quota_and_recordings_together_on_postgres() {
+    a_search_start_reads_its_quota_and_recordings_together(TestDb::postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_search_start_reads_its_quota_and_recordings_together_on_sqlite() {
+    a_search_start_reads_its_quota_and_recordings_together(TestDb::sqlite().await).await;
 }
 
 /// The quota reads a count the database keeps: it follows a search's every way in and out of

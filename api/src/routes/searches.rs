@@ -633,6 +633,8 @@ struct Validated {
     city: entity::city::Model,
     /// The database holding the city's data.
     db: sea_orm::DatabaseConnection,
+    /// Whether that is the shared (control) database.
+    shared: bool,
     plate: Option<PlatePattern>,
     color: Option<Color>,
     vehicle_type: Option<VehicleType>,
@@ -700,7 +702,7 @@ async fn validate(
     if !auth.0.sees_city(city.id) {
         return Err(unknown_city());
     }
-    let db = state.city_db(city.id).await?;
+    let (db, shared) = state.city_db_routed(city.id).await?;
     if let Some(ids) = &body.camera_ids {
         let mut distinct = ids.clone();
         distinct.sort_unstable();
@@ -716,6 +718,7 @@ async fn validate(
     Ok(Validated {
         city,
         db,
+        shared,
         plate,
         color,
         vehicle_type,
@@ -741,7 +744,16 @@ async fn estimate_of(
     v: &Validated,
     cache_lookup_limit: u64,
 ) -> Result<Estimate, ApiError> {
-    let request = EstimateRequest {
+    let request = estimate_request(state, v).await?;
+    Ok(estimate::estimate(&v.db, &request, cache_lookup_limit).await?)
+}
+
+/// What a validated search is estimated with.
+async fn estimate_request<'a>(
+    state: &AppState,
+    v: &'a Validated,
+) -> Result<EstimateRequest<'a>, ApiError> {
+    Ok(EstimateRequest {
         city_id: v.city.id,
         window: &v.window,
         camera_ids: v.body.camera_ids.as_deref(),
@@ -749,14 +761,28 @@ async fn estimate_of(
         provider: state.bounds.provider,
         reads_text: v.plate.is_some(),
         price_per_call_usd: state.bounds.price_per_call,
-    };
-    Ok(estimate::estimate(&v.db, &request, cache_lookup_limit).await?)
+        detector_rate: Some(detector_rate(state, v).await?),
+    })
 }
 
-/// The estimate of a search that fits its city's caps, or 422 carrying the estimate.
-async fn within_caps(state: &AppState, v: &Validated) -> Result<Estimate, ApiError> {
+/// The city's observed detector rate (1 without history), from the replica's cache when read
+/// less than `api.auth_cache_secs` ago: an average over the city's latest 50 searches, which one
+/// more search moves by a fiftieth at most.
+async fn detector_rate(state: &AppState, v: &Validated) -> Result<f64, ApiError> {
+    let rate = match state.detector_rates.get(&v.city.id) {
+        Some(rate) => rate,
+        None => {
+            let rate = searches::observed_detector_rate(&v.db, v.city.id).await?;
+            state.detector_rates.put(v.city.id, rate);
+            rate
+        }
+    };
+    Ok(rate.unwrap_or(1.0))
+}
+
+/// The estimate of a search when it fits its city's caps, or 422 carrying the estimate.
+fn within_caps(state: &AppState, v: &Validated, estimate: Estimate) -> Result<Estimate, ApiError> {
     let (max_recordings, max_frames) = caps(state, &v.city);
-    let estimate = estimate_of(state, v, max_recordings).await?;
     if estimate.recordings > max_recordings {
         return Err(ApiError::over_cap(
             format!(
@@ -864,18 +890,25 @@ async fn start(
         .max_searches_in_flight
         .and_then(|n| u64::try_from(n).ok())
         .unwrap_or(u64::from(state.bounds.max_in_flight));
-    let in_flight = searches::in_flight(&v.db, v.city.id).await?;
-    if in_flight >= quota {
-        return Err(ApiError::too_many(
-            format!(
-                "city {} already has {in_flight} searches pending or processing (quota {quota}); try again when one ends",
-                v.city.id
-            ),
-            30,
-        ));
-    }
-    // The quota first: it is one count, the estimate reads every recording of the window.
-    let estimate = within_caps(state, &v).await?;
+    // The city's searches in flight come with the window's recordings, in one statement; the
+    // quota is checked first, then the caps.
+    let estimate = {
+        let request = estimate_request(state, &v).await?;
+        let covered = estimate::covered(&v.db, &request).await?;
+        let in_flight = covered.in_flight;
+        if in_flight >= quota {
+            return Err(ApiError::too_many(
+                format!(
+                    "city {} already has {in_flight} searches pending or processing (quota {quota}); try again when one ends",
+                    v.city.id
+                ),
+                30,
+            ));
+        }
+        let (max_recordings, _) = caps(state, &v.city);
+        let estimate = estimate::estimate_covered(&v.db, &request, covered, max_recordings).await?;
+        within_caps(state, &v, estimate)?
+    };
     if let Some(budget) = v.city.daily_detector_calls.or(state.bounds.daily_budget) {
         let now = Utc::now();
         let used = usage::calls_on(&v.db, v.city.id, now).await?;
@@ -893,25 +926,25 @@ async fn start(
     let (city, db, plate, color, vehicle_type, window) =
         (v.city, v.db, v.plate, v.color, v.vehicle_type, v.window);
     let body = v.body;
-    let search = searches::create(
-        state.control(),
-        &db,
-        searches::NewSearch {
-            city_id: city.id,
-            user_id: Some(auth.0.user_id.clone()),
-            plate,
-            color,
-            vehicle_type,
-            window,
-            camera_ids: body.camera_ids,
-            estimate: serde_json::to_value(&estimate).ok(),
-            webhook: body
-                .webhook_url
-                .map(|u| u.trim().to_owned())
-                .zip(body.webhook_secret),
-        },
-    )
-    .await?;
+    let new = searches::NewSearch {
+        city_id: city.id,
+        user_id: Some(auth.0.user_id.clone()),
+        plate,
+        color,
+        vehicle_type,
+        window,
+        camera_ids: body.camera_ids,
+        estimate: serde_json::to_value(&estimate).ok(),
+        webhook: body
+            .webhook_url
+            .map(|u| u.trim().to_owned())
+            .zip(body.webhook_secret),
+    };
+    let search = if v.shared {
+        searches::create_in_shared(&db, new).await?
+    } else {
+        searches::create(state.control(), &db, new).await?
+    };
     if let Err(e) = state
         .queue
         .push_search(SearchVehicle {

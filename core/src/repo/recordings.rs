@@ -178,6 +178,73 @@ pub async fn overlapping_spans(
         .await
 }
 
+/// What a search start reads at once: the city's searches in flight (its quota; see
+/// [`super::searches::in_flight`]) and the spans of [`overlapping_spans`], in one statement (one
+/// row per recording, or one row without a recording when none overlaps).
+///
+/// # Errors
+/// The database error.
+pub async fn in_flight_and_overlapping_spans(
+    db: &impl ConnectionTrait,
+    city_id: i64,
+    window: &TimeRange,
+    camera_ids: Option<&[i64]>,
+) -> Result<(u64, Vec<(i64, DateTime<Utc>, DateTime<Utc>)>), DbErr> {
+    use entity::search_load;
+    use sea_orm::QueryTrait;
+    use sea_orm::sea_query::{ExprTrait, Order, Query};
+    let (load, spans) = (Alias::new("load"), Alias::new("spans"));
+    let in_flight = Alias::new("in_flight");
+    let count = Query::select()
+        .expr_as(
+            Func::coalesce([
+                Func::cast_as(
+                    Func::sum(Expr::col(search_load::Column::InFlight)),
+                    Alias::new("BIGINT"),
+                )
+                .into(),
+                Expr::val(0i64),
+            ]),
+            in_flight.clone(),
+        )
+        .from(search_load::Entity)
+        .and_where(Expr::col(search_load::Column::CityId).eq(city_id))
+        .to_owned();
+    let covered = of_enabled_cameras(overlapping_query(city_id, window, camera_ids))
+        .select_only()
+        .column(recording::Column::Id)
+        .column(recording::Column::StartedAt)
+        .column(recording::Column::EndedAt)
+        .into_query();
+    let query = Query::select()
+        .column((load.clone(), in_flight))
+        .column((spans.clone(), recording::Column::Id))
+        .column((spans.clone(), recording::Column::StartedAt))
+        .column((spans.clone(), recording::Column::EndedAt))
+        .from_subquery(count, load)
+        .join_subquery(
+            JoinType::LeftJoin,
+            covered,
+            spans.clone(),
+            Expr::cust("1 = 1"),
+        )
+        .order_by((spans.clone(), recording::Column::StartedAt), Order::Asc)
+        .order_by((spans, recording::Column::Id), Order::Asc)
+        .to_owned();
+    let rows = db.query_all(&query).await?;
+    let mut in_flight = 0;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        in_flight = row.try_get_by_index::<i64>(0)?;
+        if let Some(id) = row.try_get_by_index::<Option<i64>>(1)? {
+            let started_at = row.try_get_by_index::<DateTime<Utc>>(2)?;
+            let ended_at = row.try_get_by_index::<DateTime<Utc>>(3)?;
+            out.push((id, started_at, ended_at));
+        }
+    }
+    Ok((u64::try_from(in_flight).unwrap_or(0), out))
+}
+
 /// Recordings of the city retention must keep: `(in use by a pending or processing search,
 /// holding a sighting of a stored search)`.
 ///

@@ -48,7 +48,80 @@ pub async fn create(
     new: NewSearch,
 ) -> Result<vehicle_search::Model, DbErr> {
     let id = super::directory::allocate_search(control, new.city_id).await?;
-    let inserted = vehicle_search::ActiveModel {
+    let inserted = pending(id, new).insert(db).await;
+    if inserted.is_err() {
+        super::directory::release_search(control, id).await.ok();
+    }
+    inserted
+}
+
+/// [`create`] for a city whose data is in the shared (control) database `db`. On PostgreSQL the
+/// id's allocation and the insert are one statement (a data-modifying `WITH`), so one round trip
+/// and one commit, and a failed insert leaves no directory entry behind; on SQLite, which has no
+/// such statement, it is [`create`].
+///
+/// # Errors
+/// The database error.
+pub async fn create_in_shared(
+    db: &impl ConnectionTrait,
+    new: NewSearch,
+) -> Result<vehicle_search::Model, DbErr> {
+    use sea_orm::sea_query::{Alias, CommonTableExpression, Query, WithClause};
+    use sea_orm::{ActiveValue, DbBackend, FromQueryResult, Iterable, StatementBuilder};
+    use vehicle_search::Column as C;
+    if db.get_database_backend() != DbBackend::Postgres {
+        return create(db, db, new).await;
+    }
+    let city_id = new.city_id;
+    let allocated = Alias::new("allocated");
+    let allocate = Query::insert()
+        .into_table(entity::search_directory::Entity)
+        .columns([entity::search_directory::Column::CityId])
+        .values_panic([city_id.into()])
+        .returning_col(entity::search_directory::Column::Id)
+        .to_owned();
+    let cte = CommonTableExpression::new()
+        .query(allocate)
+        .table_name(allocated.clone())
+        .to_owned();
+    // The row as `create` inserts it, its id read from the allocation.
+    let mut row = pending(0, new);
+    let (mut columns, mut values) = (Vec::new(), Vec::new());
+    for column in C::iter() {
+        if matches!(column, C::Id) {
+            columns.push(column);
+            values.push(Expr::SubQuery(
+                None,
+                Box::new(
+                    Query::select()
+                        .column(entity::search_directory::Column::Id)
+                        .from(allocated.clone())
+                        .to_owned()
+                        .into(),
+                ),
+            ));
+        } else if let ActiveValue::Set(value) | ActiveValue::Unchanged(value) = row.take(column) {
+            columns.push(column);
+            values.push(column.save_as(Expr::val(value)));
+        }
+    }
+    let insert = Query::insert()
+        .into_table(vehicle_search::Entity)
+        .columns(columns)
+        .values_panic(values)
+        .returning_all()
+        .to_owned()
+        .with(WithClause::new().cte(cte).to_owned());
+    let statement = StatementBuilder::build(&insert, &DbBackend::Postgres);
+    vehicle_search::Model::find_by_statement(statement)
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotInserted)
+}
+
+/// A new pending search's row.
+fn pending(id: i64, new: NewSearch) -> vehicle_search::ActiveModel {
+    vehicle_search::ActiveModel {
         id: Set(id),
         city_id: Set(new.city_id),
         user_id: Set(new.user_id),
@@ -79,12 +152,6 @@ pub async fn create(
         webhook_next_at: Set(None),
         webhook_error: Set(None),
     }
-    .insert(db)
-    .await;
-    if inserted.is_err() {
-        super::directory::release_search(control, id).await.ok();
-    }
-    inserted
 }
 
 /// The search with this id.
