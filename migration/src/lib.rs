@@ -36,6 +36,7 @@ mod m20261201_000005_resilience;
 mod m20261201_000006_frame_snapshots;
 mod m20261201_000007_search_status_city_index;
 mod m20261201_000008_search_load;
+mod m20261201_000009_search_index_trim;
 
 /// Applies Sentinela's migrations in order.
 pub struct Migrator;
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_frame_snapshots::Migration),
             Box::new(m20261201_000007_search_status_city_index::Migration),
             Box::new(m20261201_000008_search_load::Migration),
+            Box::new(m20261201_000009_search_index_trim::Migration),
         ]
     }
 }
