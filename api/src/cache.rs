@@ -58,6 +58,20 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         entries.insert(key, (Instant::now(), value));
     }
 
+    /// The entry for `key`, and whether this caller must read it again. A fresh entry is
+    /// returned as is (`false`). An expired one is returned too, and stamped fresh again under the
+    /// lock, so exactly one of the callers that find it expired is told to read it again
+    /// (`true`) while the others go on with the old value until that one puts the new one.
+    pub fn get_or_claim_refresh(&self, key: &K) -> Option<(V, bool)> {
+        let mut entries = self.lock();
+        let (at, value) = entries.get_mut(key)?;
+        if at.elapsed() < self.ttl {
+            return Some((value.clone(), false));
+        }
+        *at = Instant::now();
+        Some((value.clone(), true))
+    }
+
     /// Changes the entry for `key` in place (its age unchanged), if there is one.
     pub fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
         if let Some((_, value)) = self.lock().get_mut(key) {
@@ -87,6 +101,35 @@ mod tests {
         assert_eq!(cache.get(&2), None);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get(&1), None, "expired");
+    }
+
+    #[test]
+    fn one_caller_of_many_refreshes_an_expired_entry() {
+        let cache = TtlCache::new(Duration::from_millis(50));
+        assert_eq!(cache.get_or_claim_refresh(&1), None::<(u8, bool)>);
+        cache.put(1, 10);
+        assert_eq!(cache.get_or_claim_refresh(&1), Some((10, false)));
+        std::thread::sleep(Duration::from_millis(60));
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| cache.get_or_claim_refresh(&1)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            answers.iter().all(|a| a.map(|(v, _)| v) == Some(10)),
+            "{answers:?}"
+        );
+        assert_eq!(
+            answers
+                .iter()
+                .filter(|a| a.is_some_and(|(_, claimed)| claimed))
+                .count(),
+            1,
+            "exactly one refreshes: {answers:?}"
+        );
+        cache.put(1, 11);
+        assert_eq!(cache.get_or_claim_refresh(&1), Some((11, false)));
     }
 
     #[test]

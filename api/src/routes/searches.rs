@@ -767,11 +767,13 @@ async fn estimate_request<'a>(
 
 /// The city's observed detector rate (1 without history), from the replica's cache when read
 /// less than `api.auth_cache_secs` ago: an average over the city's latest 50 searches, which one
-/// more search moves by a fiftieth at most.
+/// more search moves by a fiftieth at most. When it has expired, one request reads it again and
+/// the others meanwhile use the last value (under load, every request in flight would otherwise
+/// read it at once).
 async fn detector_rate(state: &AppState, v: &Validated) -> Result<f64, ApiError> {
-    let rate = match state.detector_rates.get(&v.city.id) {
-        Some(rate) => rate,
-        None => {
+    let rate = match state.detector_rates.get_or_claim_refresh(&v.city.id) {
+        Some((rate, false)) => rate,
+        _ => {
             let rate = searches::observed_detector_rate(&v.db, v.city.id).await?;
             state.detector_rates.put(v.city.id, rate);
             rate
