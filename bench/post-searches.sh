@@ -6,7 +6,8 @@
 # api_baseline.sh) runs first in the same run, with the same wrk load, and the ratios are printed.
 #
 # bash bench/post-searches.sh    (needs PostgreSQL and Redis on 127.0.0.1 for the second case;
-#                                 SEED_ANCHORS_DIR: where the anchors are)
+#                                 SEED_ANCHORS_DIR: where the anchors are;
+#                                 SENTINELA_API_BIN: measure that binary instead of this build)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +20,8 @@ echo "== seed: FastAPI + uvicorn (1 worker) + SQLite + Celery apply_async on Red
 seed=$(bash "$anchors/api_baseline.sh")
 echo "$seed"
 seed_rps=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["req_per_s"])' "$seed")
-bin="$CARGO_TARGET_DIR/release/sentinela-api"
+# SENTINELA_API_BIN: another build to measure (an older commit's, say), instead of this one's.
+bin=${SENTINELA_API_BIN:-$CARGO_TARGET_DIR/release/sentinela-api}
 work=$(mktemp -d)
 key="snt_bench_key"
 pids=()
