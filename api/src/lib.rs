@@ -701,7 +701,15 @@ impl Application {
     /// # Errors
     /// Database, queue or bind errors, naming what failed.
     pub async fn build(settings: Settings, mode: Mode) -> anyhow::Result<Self> {
-        let db = db::connect_and_migrate(&settings.database_url).await?;
+        // Serving requests alone, the api trusts a connection used in the last second (a
+        // statement on one the server has just dropped costs a request a 503); running jobs
+        // too (standalone), it pings before every statement, as the workers do.
+        let liveness = if mode.standalone {
+            db::Liveness::PingAlways
+        } else {
+            db::Liveness::PingIfIdle
+        };
+        let db = db::connect_and_migrate_with(&settings.database_url, liveness).await?;
         let mut admin_key = settings
             .admin_key
             .as_ref()
@@ -736,7 +744,8 @@ impl Application {
             }
         }
         let queue = JobQueue::connect(&settings, &db).await?;
-        let dbs = Arc::new(Databases::new(db, settings.city_databases.clone()));
+        let dbs =
+            Arc::new(Databases::new(db, settings.city_databases.clone()).with_liveness(liveness));
         let acceptor = bind(&settings.api.bind).await?;
         let address = acceptor.local_addr()[0]
             .to_string()

@@ -8,11 +8,25 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::settings::SettingsError;
 
-/// A pooled PostgreSQL connection idle this long is pinged before it is handed out (one round
-/// trip); one used more recently is trusted. Pinging on every acquire (sqlx's default) doubled the
-/// round trips of every statement. The cost of trusting: after a server restart, a connection
-/// used in the last second before it fails its next statement once (the request answers 503, a
-/// job retries) and is closed, not returned to the pool.
+/// How a PostgreSQL pool makes sure of a connection before handing it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Liveness {
+    /// Ping every connection first (sqlx's default): a round trip before every statement. After
+    /// the server restarts, a dead connection is noticed and replaced, and while the server is
+    /// down a statement waits for a new connection (up to the acquire timeout) instead of
+    /// failing at once. For the processes that run jobs, where a failed statement costs one of
+    /// the job's attempts.
+    #[default]
+    PingAlways,
+    /// Ping a connection only when it has been idle for [`PING_IF_IDLE_FOR`]; one used more
+    /// recently is trusted. Under load no connection is idle that long, so no statement pays
+    /// the extra round trip. The cost: when the server goes away or restarts, a connection used
+    /// in the last second fails its next statement once (and is closed, not returned to the
+    /// pool). For the api, where that is one request answered 503, which its client retries.
+    PingIfIdle,
+}
+
+/// See [`Liveness::PingIfIdle`].
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Which database server a URL names.
@@ -145,6 +159,19 @@ pub async fn connect_as(
     url: &SecretString,
     setting: &'static str,
 ) -> Result<DatabaseConnection, DbSetupError> {
+    connect_with(url, setting, Liveness::PingAlways).await
+}
+
+/// [`connect_as`], checking connections as `liveness` says (PostgreSQL only: a connection to a
+/// SQLite file is never pinged).
+///
+/// # Errors
+/// See [`connect`].
+pub async fn connect_with(
+    url: &SecretString,
+    setting: &'static str,
+    liveness: Liveness,
+) -> Result<DatabaseConnection, DbSetupError> {
     let raw = url.expose_secret();
     let backend = Backend::from_url(raw)?;
     let mut options = ConnectOptions::new(raw.to_owned());
@@ -154,10 +181,10 @@ pub async fn connect_as(
         .acquire_timeout(Duration::from_secs(30));
     match backend {
         Backend::Postgres => {
-            options
-                .max_connections(20)
-                .min_connections(1)
-                .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+            options.max_connections(20).min_connections(1);
+            if liveness == Liveness::PingIfIdle {
+                options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+            }
         }
         Backend::Sqlite => {
             // A connection to a file cannot go stale: no ping before handing it out.
@@ -257,7 +284,18 @@ pub async fn migrate_as(
 /// # Errors
 /// See [`connect`] and [`migrate`].
 pub async fn connect_and_migrate(url: &SecretString) -> Result<DatabaseConnection, DbSetupError> {
-    let db = connect(url).await?;
+    connect_and_migrate_with(url, Liveness::PingAlways).await
+}
+
+/// [`connect_and_migrate`], checking connections as `liveness` says.
+///
+/// # Errors
+/// See [`connect`] and [`migrate`].
+pub async fn connect_and_migrate_with(
+    url: &SecretString,
+    liveness: Liveness,
+) -> Result<DatabaseConnection, DbSetupError> {
+    let db = connect_with(url, "DATABASE_URL", liveness).await?;
     migrate(&db, url).await?;
     Ok(db)
 }

@@ -76,6 +76,8 @@ pub struct Databases {
     routes: Mutex<HashMap<i64, Route>>,
     /// Pools to cities' own databases, by URL.
     pools: Mutex<HashMap<String, DatabaseConnection>>,
+    /// How those pools check a connection they hand out.
+    liveness: crate::db::Liveness,
 }
 
 impl std::fmt::Debug for Databases {
@@ -94,7 +96,16 @@ impl Databases {
             settings,
             routes: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
+            liveness: crate::db::Liveness::default(),
         }
+    }
+
+    /// The same, with cities' pools checking connections as `liveness` says (see
+    /// [`crate::db::Liveness`]; the default pings before every statement).
+    #[must_use]
+    pub fn with_liveness(mut self, liveness: crate::db::Liveness) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     /// The control database (cities, API keys, id directories; also the shared city data).
@@ -214,7 +225,7 @@ impl Databases {
         if let Some(conn) = self.pools.lock().ok().and_then(|p| p.get(raw).cloned()) {
             return Ok(conn);
         }
-        let conn = open_lazy(raw, &self.settings)
+        let conn = open_lazy(raw, &self.settings, self.liveness)
             .await
             .map_err(|reason| RouteError::BadUrl {
                 city: city_id,
@@ -234,6 +245,7 @@ impl Databases {
 async fn open_lazy(
     url: &str,
     settings: &CityDatabaseSettings,
+    liveness: crate::db::Liveness,
 ) -> Result<DatabaseConnection, String> {
     check_city_url(url)?;
     let mut options = ConnectOptions::new(url.to_owned());
@@ -243,9 +255,11 @@ async fn open_lazy(
         .min_connections(0)
         .max_connections(settings.max_connections)
         .idle_timeout(Duration::from_secs(settings.idle_timeout_secs))
-        .test_before_acquire_if_idle_for(crate::db::PING_IF_IDLE_FOR)
         .connect_timeout(Duration::from_secs(settings.acquire_timeout_secs))
         .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs));
+    if liveness == crate::db::Liveness::PingIfIdle {
+        options.test_before_acquire_if_idle_for(crate::db::PING_IF_IDLE_FOR);
+    }
     Database::connect(options).await.map_err(|e| e.to_string())
 }
 
