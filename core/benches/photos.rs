@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use opencv::imgcodecs;
 use opencv::prelude::MatTraitConst;
-use sentinela_core::detect::local::LocalDetector;
+use sentinela_core::detect::local::{LocalDetector, iou};
 use sentinela_core::detect::{BBox, VehicleDetection};
 use sentinela_core::domain::{Color, VehicleType};
 
@@ -75,14 +75,6 @@ fn ground_truth() -> Vec<Truth> {
             }
         })
         .collect()
-}
-
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let area = |r: &[f64; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - ix * iy;
-    if union <= 0.0 { 0.0 } else { ix * iy / union }
 }
 
 fn pixels(b: &BBox, w: f64, h: f64) -> [f64; 4] {

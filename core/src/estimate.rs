@@ -170,45 +170,39 @@ async fn estimate_parts(
 ) -> Result<Estimate, sea_orm::DbErr> {
     let millis: i64 = parts.iter().map(|p| p.to_ms - p.from_ms).sum();
     let recordings = parts.len() as u64;
-    if recordings > cache_lookup_limit {
+    let (frames, cached_frames, detector_rate, detector_calls) = if recordings > cache_lookup_limit
+    {
+        // Over the cap and refused: every frame counts as a call, nothing more is read.
         let frames: u64 = parts.iter().map(|p| frames_of(p, request.fps)).sum();
-        return Ok(Estimate {
-            recordings,
-            video_seconds: millis as f64 / 1000.0,
-            frames,
-            cached_frames: 0,
-            detector_rate: 1.0,
-            detector_calls: frames,
-            price_per_call_usd: request.price_per_call_usd,
-            cost_usd: frames as f64 * request.price_per_call_usd,
-        });
-    }
-    let ids: Vec<i64> = parts.iter().map(|p| p.recording_id).collect();
-    let cached = frames::cached_offsets(db, &ids, request.provider).await?;
-    let (mut frames, mut cached_frames) = (0u64, 0u64);
-    for part in &parts {
-        let in_cache: Option<&HashSet<i64>> = cached.get(&part.recording_id);
-        for offset in grid_offsets(part.from_ms, part.to_ms, request.fps) {
-            frames += 1;
-            if in_cache.is_some_and(|c| c.contains(&offset)) {
-                cached_frames += 1;
+        (frames, 0, 1.0, frames)
+    } else {
+        let ids: Vec<i64> = parts.iter().map(|p| p.recording_id).collect();
+        let cached = frames::cached_offsets(db, &ids, request.provider).await?;
+        let (mut frames, mut cached_frames) = (0u64, 0u64);
+        for part in &parts {
+            let in_cache: Option<&HashSet<i64>> = cached.get(&part.recording_id);
+            for offset in grid_offsets(part.from_ms, part.to_ms, request.fps) {
+                frames += 1;
+                if in_cache.is_some_and(|c| c.contains(&offset)) {
+                    cached_frames += 1;
+                }
             }
         }
-    }
-    let detector_rate = match request.detector_rate {
-        Some(rate) => rate,
-        None => searches::observed_detector_rate(db, request.city_id)
-            .await?
-            .unwrap_or(1.0),
-    }
-    .clamp(0.0, 1.0);
-    let per_frame = if request.reads_text && request.provider == "rekognition" {
-        2.0
-    } else {
-        1.0
+        let detector_rate = match request.detector_rate {
+            Some(rate) => rate,
+            None => searches::observed_detector_rate(db, request.city_id)
+                .await?
+                .unwrap_or(1.0),
+        }
+        .clamp(0.0, 1.0);
+        let per_frame = if request.reads_text && request.provider == "rekognition" {
+            2.0
+        } else {
+            1.0
+        };
+        let calls = ((frames - cached_frames) as f64 * detector_rate * per_frame).ceil() as u64;
+        (frames, cached_frames, detector_rate, calls)
     };
-    let detector_calls =
-        ((frames - cached_frames) as f64 * detector_rate * per_frame).ceil() as u64;
     Ok(Estimate {
         recordings,
         video_seconds: millis as f64 / 1000.0,

@@ -5,7 +5,7 @@ use std::path::Path;
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use sentinela_core::detect::criteria::Criteria;
-use sentinela_core::detect::local::LocalDetector;
+use sentinela_core::detect::local::{LocalDetector, iou};
 use sentinela_core::domain::{Color, VehicleType};
 use sentinela_core::video::sampler::{Sampler, SamplerOptions};
 use sentinela_core::video::synth::{self, Scene, Sprite};
@@ -171,13 +171,6 @@ fn boxes(vehicles: &[sentinela_core::detect::VehicleDetection], w: f64, h: f64) 
             ]
         })
         .collect()
-}
-
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let area = |r: &[f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    ix * iy / (area(a) + area(b) - ix * iy)
 }
 
 #[test]

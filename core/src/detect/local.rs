@@ -433,7 +433,9 @@ fn expectation(bins: &[f32]) -> f64 {
         .sum()
 }
 
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+/// Intersection over union of two boxes given as `[x1, y1, x2, y2]` (any unit); 0 for boxes
+/// without area.
+pub fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = ix * iy;
