@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::TimeRange;
-use crate::repo::{frames, recordings, searches};
+use crate::repo::{frames, recordings};
 use crate::video::sampler::grid_offsets;
 
 /// A search's estimated size and cost.
@@ -56,9 +56,10 @@ pub struct EstimateRequest<'a> {
     pub reads_text: bool,
     /// Price of one call.
     pub price_per_call_usd: f64,
-    /// The city's observed detector rate when the caller already has it (a cache); read from
-    /// the city's latest searches otherwise.
-    pub detector_rate: Option<f64>,
+    /// The share of uncached frames expected to reach the detector: the city's observed rate
+    /// (`searches::observed_detector_rate`, 1 without history), which the caller reads (the api
+    /// caches it).
+    pub detector_rate: f64,
 }
 
 /// One recording's part of a search: its id and the sampled offsets' range `[from_ms, to_ms)`.
@@ -188,13 +189,7 @@ async fn estimate_parts(
                 }
             }
         }
-        let detector_rate = match request.detector_rate {
-            Some(rate) => rate,
-            None => searches::observed_detector_rate(db, request.city_id)
-                .await?
-                .unwrap_or(1.0),
-        }
-        .clamp(0.0, 1.0);
+        let detector_rate = request.detector_rate.clamp(0.0, 1.0);
         let per_frame = if request.reads_text && request.provider == "rekognition" {
             2.0
         } else {

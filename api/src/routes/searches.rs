@@ -761,7 +761,7 @@ async fn estimate_request<'a>(
         provider: state.bounds.provider,
         reads_text: v.plate.is_some(),
         price_per_call_usd: state.bounds.price_per_call,
-        detector_rate: Some(detector_rate(state, v).await?),
+        detector_rate: detector_rate(state, v).await?,
     })
 }
 

@@ -168,14 +168,24 @@ pub async fn overlapping_spans(
     window: &TimeRange,
     camera_ids: Option<&[i64]>,
 ) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>)>, DbErr> {
+    spans_query(city_id, window, camera_ids)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// `(id, started_at, ended_at)` of the recordings a new search covers: the select behind
+/// [`overlapping_spans`] and [`in_flight_and_overlapping_spans`].
+fn spans_query(
+    city_id: i64,
+    window: &TimeRange,
+    camera_ids: Option<&[i64]>,
+) -> sea_orm::Select<recording::Entity> {
     of_enabled_cameras(overlapping_query(city_id, window, camera_ids))
         .select_only()
         .column(recording::Column::Id)
         .column(recording::Column::StartedAt)
         .column(recording::Column::EndedAt)
-        .into_tuple()
-        .all(db)
-        .await
 }
 
 /// What a search start reads at once: the city's searches in flight (its quota; see
@@ -210,12 +220,7 @@ pub async fn in_flight_and_overlapping_spans(
         .from(search_load::Entity)
         .and_where(Expr::col(search_load::Column::CityId).eq(city_id))
         .to_owned();
-    let covered = of_enabled_cameras(overlapping_query(city_id, window, camera_ids))
-        .select_only()
-        .column(recording::Column::Id)
-        .column(recording::Column::StartedAt)
-        .column(recording::Column::EndedAt)
-        .into_query();
+    let covered = spans_query(city_id, window, camera_ids).into_query();
     let query = Query::select()
         .column((load.clone(), in_flight))
         .column((spans.clone(), recording::Column::Id))
