@@ -23,6 +23,7 @@ pub mod error;
 pub mod metrics;
 pub mod quota;
 pub mod routes;
+pub mod starts;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -115,6 +116,8 @@ pub struct AppState {
     /// Each city's observed detector rate (calls per analysed frame over its latest searches,
     /// `None` without history), an input of every estimate, trusted for `api.auth_cache_secs`.
     pub detector_rates: Arc<cache::TtlCache<i64, Option<f64>>>,
+    /// Search starts of the cities in the shared database, written and enqueued in batches.
+    pub starts: starts::Starts,
 }
 
 impl AppState {
@@ -202,7 +205,8 @@ pub struct SearchBounds {
 }
 
 impl AppState {
-    /// State from settings and connections.
+    /// State from settings and connections. Must be called within a Tokio runtime (it spawns
+    /// the search starts' runners).
     pub fn new(settings: &Settings, dbs: Arc<Databases>, queue: JobQueue) -> Self {
         let quota = quota::RequestQuota::new(settings.api.requests_per_minute_per_key, &queue);
         let trusted = std::time::Duration::from_secs(settings.api.auth_cache_secs);
@@ -210,6 +214,7 @@ impl AppState {
             keys: Arc::new(cache::TtlCache::new(trusted)),
             cities: Arc::new(cache::TtlCache::new(trusted)),
             detector_rates: Arc::new(cache::TtlCache::new(trusted)),
+            starts: starts::Starts::spawn(dbs.control().clone(), queue.clone()),
             dbs,
             queue,
             snapshot_dir: settings.storage.snapshot_dir.clone(),

@@ -2106,3 +2106,78 @@ async fn administration_changes_and_removes_what_it_created() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     app.finish().await;
 }
+
+/// Starts that arrive together are written and enqueued in batches, yet each answers for itself:
+/// of 48 concurrent starts, the one for a city that does not exist fails alone (its batch is
+/// written again one search at a time), and every other search is written once with exactly one
+/// job on the queue. A second round of 48 valid starts all succeed.
+async fn concurrent_starts_succeed_or_fail_each_on_its_own(test: TestDb, redis: Option<String>) {
+    use sea_orm::EntityTrait;
+    use sentinela_api::starts::{StartError, Starts};
+    use sentinela_core::domain::{TimeRange, VehicleType};
+    use sentinela_core::jobs::SEARCH_QUEUE;
+    use sentinela_core::queue::JobQueue;
+    use sentinela_core::repo::searches::NewSearch;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&test, redis.as_deref(), dir.path());
+    let queue = JobQueue::connect(&settings, &test.db).await.unwrap();
+    let city = sentinela_testkit::city(&test.db, "Cidade").await;
+    let starts = Starts::spawn(test.db.clone(), queue.clone());
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 11, 0, 0).unwrap();
+    let new = |city_id| NewSearch {
+        city_id,
+        user_id: Some("operator".into()),
+        plate: None,
+        color: None,
+        vehicle_type: Some(VehicleType::Bus),
+        window: TimeRange::new(t0, t0 + Span::minutes(5)).unwrap(),
+        camera_ids: None,
+        estimate: None,
+        webhook: None,
+    };
+    let mut started = std::collections::HashSet::new();
+    for round in 0..2 {
+        let bad = (round == 0).then_some(17);
+        let answers = futures::future::join_all(
+            (0..48).map(|i| starts.start(new(if Some(i) == bad { i64::MAX } else { city.id }))),
+        )
+        .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Err(StartError::Db(_)) if Some(i) == bad => {}
+                Ok(search) if Some(i) != bad => {
+                    assert_eq!(search.city_id, city.id);
+                    assert_eq!(search.status, sentinela_core::SearchStatus::Pending);
+                    assert!(started.insert(search.id), "search {} twice", search.id);
+                }
+                other => panic!("round {round}, start {i}: {other:?}"),
+            }
+        }
+        let rows = entity::vehicle_search::Entity::find()
+            .all(&test.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| r.id)
+                .collect::<std::collections::HashSet<_>>(),
+            started
+        );
+        let depth = queue.depth().await.unwrap();
+        let searches = depth.iter().find(|(q, _)| *q == SEARCH_QUEUE).unwrap().1;
+        assert_eq!(searches.pending, started.len() as u64, "one job per search");
+    }
+    assert_eq!(started.len(), 47 + 48);
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_starts_succeed_or_fail_each_on_its_own_on_postgres_and_redis() {
+    let redis = sentinela_testkit::redis_db(14);
+    concurrent_starts_succeed_or_fail_each_on_its_own(TestDb::postgres().await, Some(redis)).await;
+}
+
+#[tokio::test]
+async fn concurrent_starts_succeed_or_fail_each_on_its_own_embedded() {
+    concurrent_starts_succeed_or_fail_each_on_its_own(TestDb::sqlite().await, None).await;
+}

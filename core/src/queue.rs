@@ -158,6 +158,28 @@ impl JobQueue {
         Ok(())
     }
 
+    /// Enqueues several search jobs in one round trip (one Lua script on Redis, one transaction
+    /// on SQLite).
+    ///
+    /// # Errors
+    /// The backend's error (none was enqueued, or on Redis possibly some).
+    pub async fn push_searches(&self, jobs: Vec<SearchVehicle>) -> anyhow::Result<()> {
+        match jobs.len() {
+            0 => return Ok(()),
+            1 => {
+                return self
+                    .push_search(jobs.into_iter().next().expect("one job"))
+                    .await;
+            }
+            _ => {}
+        }
+        match self {
+            Self::Redis { search, .. } => search.clone().push_bulk(jobs).await?,
+            Self::Sqlite { search, .. } => search.clone().push_bulk(jobs).await?,
+        }
+        Ok(())
+    }
+
     /// Enqueues analyse jobs.
     ///
     /// # Errors

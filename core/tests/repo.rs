@@ -679,6 +679,101 @@ async fn a_search_start_reads_its_quota_and_recordings_together_on_sqlite() {
     a_search_start_reads_its_quota_and_recordings_together(TestDb::sqlite().await).await;
 }
 
+/// Searches started together are written in one go: each row as a lone start writes it, with its
+/// directory entry, in the order given, across cities; the city's count in flight follows. A
+/// batch with one row the database refuses (a city that does not exist) writes nothing at all.
+async fn searches_started_together_are_written_all_or_none(test: TestDb) {
+    use sentinela_core::repo::directory;
+    let db = &test.db;
+    let f = fixture(db).await;
+    let other = sentinela_testkit::city(db, "Rio").await;
+    let window = TimeRange::new(t0(), t0() + Duration::minutes(6)).unwrap();
+    let new = |city_id: i64, plate: &str| NewSearch {
+        city_id,
+        user_id: Some(format!("operator-{plate}")),
+        plate: Some(PlatePattern::parse(plate).unwrap()),
+        color: Some(Color::Red),
+        vehicle_type: None,
+        window,
+        camera_ids: (city_id == f.city.id).then(|| vec![f.cameras[0].id]),
+        estimate: Some(serde_json::json!({ "frames": plate.len() })),
+        webhook: (city_id == other.id)
+            .then(|| ("https://hooks.example/x".to_owned(), "s3cret".to_owned())),
+    };
+    let plates = ["AAA1A11", "BBB2B22", "CCC3C33", "DDD4D44", "EEE5E55"];
+    let news: Vec<NewSearch> = plates
+        .iter()
+        .enumerate()
+        .map(|(i, p)| new(if i % 2 == 0 { f.city.id } else { other.id }, p))
+        .collect();
+    let lone = search_over(db, &f, window).await;
+    let rows = searches::create_many_in_shared(db, &news).await.unwrap();
+    assert_eq!(rows.len(), news.len());
+    let mut ids = std::collections::HashSet::from([lone]);
+    for (row, new) in rows.iter().zip(&news) {
+        assert!(ids.insert(row.id), "distinct ids");
+        assert_eq!(row.plate, new.plate.clone().map(String::from));
+        assert_eq!(row.city_id, new.city_id);
+        assert_eq!(row.user_id, new.user_id);
+        assert_eq!(row.status, SearchStatus::Pending);
+        assert_eq!((row.start_date, row.end_date), (t0(), window.end()));
+        assert_eq!(row.estimate, new.estimate);
+        assert_eq!(
+            row.camera_ids,
+            new.camera_ids.as_ref().map(|c| serde_json::json!(c))
+        );
+        assert_eq!(row.webhook_url, new.webhook.as_ref().map(|w| w.0.clone()));
+        assert_eq!(row.webhook_state.is_some(), new.webhook.is_some());
+        assert_eq!(
+            directory::city_of_search(db, row.id).await.unwrap(),
+            Some(new.city_id)
+        );
+        assert_eq!(searches::get(db, row.id).await.unwrap().as_ref(), Some(row));
+    }
+    let in_flight = |city| async move {
+        let (count, _) = recordings::in_flight_and_overlapping_spans(db, city, &window, None)
+            .await
+            .unwrap();
+        count
+    };
+    assert_eq!(in_flight(f.city.id).await, 1 + 3);
+    assert_eq!(in_flight(other.id).await, 2);
+    let before = entity::vehicle_search::Entity::find()
+        .count(db)
+        .await
+        .unwrap();
+    let refused = [new(f.city.id, "FFF6F66"), new(i64::MAX, "GGG7G77")];
+    searches::create_many_in_shared(db, &refused)
+        .await
+        .expect_err("a city that does not exist");
+    assert_eq!(
+        entity::vehicle_search::Entity::find()
+            .count(db)
+            .await
+            .unwrap(),
+        before,
+        "nothing of a refused batch is written"
+    );
+    assert_eq!(in_flight(f.city.id).await, 1 + 3);
+    assert!(
+        searches::create_many_in_shared(db, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn searches_started_together_are_written_all_or_none_on_postgres() {
+    searches_started_together_are_written_all_or_none(TestDb::postgres().await).await;
+}
+
+#[tokio::test]
+async fn searches_started_together_are_written_all_or_none_on_sqlite() {
+    searches_started_together_are_written_all_or_none(TestDb::sqlite().await).await;
+}
+
 /// The quota reads a count the database keeps: it follows a search's every way in and out of
 /// flight (created, planned, failed, cancelled, ended by a bulk update, reopened, deleted,
 /// created concurrently), per city, and a database migrated with searches in flight starts with

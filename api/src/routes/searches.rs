@@ -26,6 +26,7 @@ use super::cameras::listed_databases;
 use crate::AppState;
 use crate::auth::{self, ApiKeyAuth};
 use crate::error::ApiError;
+use crate::starts::StartError;
 
 #[derive(Tags)]
 pub(crate) enum SearchTags {
@@ -942,11 +943,15 @@ async fn start(
             .map(|u| u.trim().to_owned())
             .zip(body.webhook_secret),
     };
-    let search = if v.shared {
-        searches::create_in_shared(&db, new).await?
-    } else {
-        searches::create(state.control(), &db, new).await?
-    };
+    if v.shared {
+        // Written and enqueued with the other starts waiting (see `crate::starts`).
+        return state.starts.start(new).await.map_err(|e| match e {
+            StartError::Db(e) => e.into(),
+            StartError::Queue => queue_unavailable(),
+            StartError::Stopped => ApiError::unavailable("the server is shutting down; try again"),
+        });
+    }
+    let search = searches::create(state.control(), &db, new).await?;
     if let Err(e) = state
         .queue
         .push_search(SearchVehicle {
@@ -955,16 +960,14 @@ async fn start(
         })
         .await
     {
-        // Nothing will ever plan it: say so on the search rather than leave it pending.
-        searches::fail(&db, search.id, "the job queue was unavailable")
-            .await
-            .ok();
-        tracing::error!(search_id = search.id, error = %format!("{e:#}"), "failed to enqueue a search");
-        return Err(ApiError::unavailable(
-            "the job queue is unavailable; try again",
-        ));
+        crate::starts::unqueued(&db, search.id, &e).await;
+        return Err(queue_unavailable());
     }
     Ok(search)
+}
+
+fn queue_unavailable() -> ApiError {
+    ApiError::unavailable("the job queue is unavailable; try again")
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "SearchTags::Searches")]

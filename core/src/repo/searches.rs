@@ -119,6 +119,99 @@ pub async fn create_in_shared(
         .ok_or_else(|| DbErr::RecordNotInserted)
 }
 
+/// [`create_in_shared`] for several searches at once (searches an API replica starts together):
+/// all are written or none, and the rows come back in the order given. On PostgreSQL their ids
+/// are drawn in one statement, and the directory entries and rows written in one more (one
+/// commit for the lot); on SQLite they are written in one transaction.
+///
+/// # Errors
+/// The database error (nothing was written).
+pub async fn create_many_in_shared<C>(
+    db: &C,
+    news: &[NewSearch],
+) -> Result<Vec<vehicle_search::Model>, DbErr>
+where
+    C: ConnectionTrait + sea_orm::TransactionTrait,
+{
+    use sea_orm::sea_query::{CommonTableExpression, Query, WithClause};
+    use sea_orm::{
+        DbBackend, FromQueryResult, Iterable, Statement, StatementBuilder, TransactionSession,
+    };
+    use vehicle_search::Column as C;
+    match news {
+        [] => return Ok(Vec::new()),
+        [one] => return Ok(vec![create_in_shared(db, one.clone()).await?]),
+        _ => {}
+    }
+    if db.get_database_backend() != DbBackend::Postgres {
+        let txn = db.begin().await?;
+        let mut rows = Vec::with_capacity(news.len());
+        for new in news {
+            let id = super::directory::allocate_search(&txn, new.city_id).await?;
+            rows.push(pending(id, new.clone()).insert(&txn).await?);
+        }
+        txn.commit().await?;
+        return Ok(rows);
+    }
+    let ids: Vec<i64> = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT nextval(pg_get_serial_sequence('search_directory', 'id')) \
+             FROM generate_series(1, $1)",
+            [i64::try_from(news.len()).unwrap_or(i64::MAX).into()],
+        ))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index(0))
+        .collect::<Result<_, _>>()?;
+    if ids.len() != news.len() {
+        return Err(DbErr::RecordNotInserted);
+    }
+    let mut directory = Query::insert()
+        .into_table(entity::search_directory::Entity)
+        .columns([
+            entity::search_directory::Column::Id,
+            entity::search_directory::Column::CityId,
+        ])
+        .to_owned();
+    let mut insert = Query::insert()
+        .into_table(vehicle_search::Entity)
+        .columns(C::iter())
+        .returning_all()
+        .to_owned();
+    for (&id, new) in ids.iter().zip(news) {
+        directory.values_panic([id.into(), new.city_id.into()]);
+        let mut row = pending(id, new.clone());
+        // `pending` sets every column.
+        let values = C::iter().map(|column| match row.take(column) {
+            sea_orm::ActiveValue::Set(value) | sea_orm::ActiveValue::Unchanged(value) => {
+                column.save_as(Expr::val(value))
+            }
+            sea_orm::ActiveValue::NotSet => Expr::cust("DEFAULT"),
+        });
+        insert.values_panic(values);
+    }
+    let cte = CommonTableExpression::new()
+        .query(directory)
+        .table_name(sea_orm::sea_query::Alias::new("allocated"))
+        .to_owned();
+    let statement = StatementBuilder::build(
+        &insert.with(WithClause::new().cte(cte).to_owned()),
+        &DbBackend::Postgres,
+    );
+    let mut rows = vehicle_search::Model::find_by_statement(statement)
+        .all(db)
+        .await?;
+    // RETURNING's order is not promised: put the rows back in the order given.
+    let order: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(at, &id)| (id, at)).collect();
+    rows.sort_by_key(|row| order.get(&row.id).copied());
+    if rows.len() != news.len() {
+        return Err(DbErr::RecordNotInserted);
+    }
+    Ok(rows)
+}
+
 /// A new pending search's row.
 fn pending(id: i64, new: NewSearch) -> vehicle_search::ActiveModel {
     vehicle_search::ActiveModel {
