@@ -37,14 +37,24 @@ LUA
 
 finish_searches() {
   local sql="UPDATE vehicle_search SET status = 'completed', frames_analyzed = 10, detector_calls = 1 WHERE status = 'pending'"
+  # On PostgreSQL, through one psql session (as a worker keeps its connection), one UPDATE per
+  # shard of the city's in-flight count (`search_load`, by id modulo 8), each its own
+  # transaction: a transaction then holds one of those rows, as a worker ending a search does. One
+  # UPDATE of every pending search held them all in whatever order it met them, for tens of ms,
+  # and deadlocked with a batch of starts taking them in order (PostgreSQL breaks a deadlock
+  # after 1 s).
+  case $1 in
+    postgres*)
+      # `exec`: killing this job stops psql, and the loop feeding it ends on its next write.
+      exec psql -q "$1" >/dev/null 2>&1 < <(while sleep 0.2; do
+        for k in 0 1 2 3 4 5 6 7; do echo "$sql AND id % 8 = $k;"; done
+      done) ;;
+  esac
   local file=${1#sqlite://}
   file=${file%%\?*}
   while sleep 0.2; do
-    case $1 in
-      postgres*) psql -q "$1" -c "$sql" >/dev/null 2>&1 || true ;;
-      *) python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=5); c.execute(sys.argv[2]); c.commit()' \
-           "$file" "$sql" 2>/dev/null || true ;;
-    esac
+    python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=5); c.execute(sys.argv[2]); c.commit()' \
+      "$file" "$sql" 2>/dev/null || true
   done
 }
 

@@ -28,8 +28,11 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 /// Most searches written in one batch.
 pub const MAX_BATCH: usize = 64;
 
-/// Runners: batches in progress at once (one writes while the next gathers and waits).
-const RUNNERS: usize = 2;
+/// Runners on PostgreSQL: batches in progress at once (one enqueues while the next is written).
+/// Their inserts take the city's `search_load` rows in the same order, so they never deadlock.
+/// On SQLite, which has one writer at a time, one runner: a second would only wait in SQLite's
+/// busy handler, whose sleeps of up to 100 ms made the tail latency.
+const RUNNERS_POSTGRES: usize = 2;
 
 /// Why a start failed.
 #[derive(Debug)]
@@ -57,9 +60,13 @@ impl Starts {
     /// Spawns the runners, which write into `db` (the shared database) and enqueue on `queue`.
     /// Must be called within a Tokio runtime.
     pub fn spawn(db: DatabaseConnection, queue: JobQueue) -> Self {
-        let (inbox, rx) = mpsc::channel(MAX_BATCH * RUNNERS * 4);
+        let runners = match db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => RUNNERS_POSTGRES,
+            _ => 1,
+        };
+        let (inbox, rx) = mpsc::channel(MAX_BATCH * 8);
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..RUNNERS {
+        for _ in 0..runners {
             tokio::spawn(run(Arc::clone(&rx), db.clone(), queue.clone()));
         }
         Self { inbox }

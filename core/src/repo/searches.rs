@@ -179,7 +179,12 @@ where
         .columns(C::iter())
         .returning_all()
         .to_owned();
-    for (&id, new) in ids.iter().zip(news) {
+    // Rows in (city, shard) order: each insert's trigger then takes its city's `search_load`
+    // shard rows (`id % 8`, migration `m20261201_000008_search_load`) in ascending order, as
+    // every other batch does, so two batches wait for each other but never deadlock.
+    let mut rows: Vec<(i64, &NewSearch)> = ids.iter().copied().zip(news).collect();
+    rows.sort_by_key(|(id, new)| (new.city_id, id.rem_euclid(SEARCH_LOAD_SHARDS), *id));
+    for (id, new) in rows {
         directory.values_panic([id.into(), new.city_id.into()]);
         let mut row = pending(id, new.clone());
         // `pending` sets every column.
@@ -211,6 +216,9 @@ where
     }
     Ok(rows)
 }
+
+/// The shards of a city's count of searches in flight (`search_load`, by search id).
+const SEARCH_LOAD_SHARDS: i64 = 8;
 
 /// A new pending search's row.
 fn pending(id: i64, new: NewSearch) -> vehicle_search::ActiveModel {
