@@ -453,13 +453,18 @@ pub fn json_response(
         .body(json.to_string())
 }
 
-/// The answer to a handler that panicked: a logged 500 in the same JSON shape.
-pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
-    let what = panic
+/// What a panic said (its `&str` or `String` payload; empty otherwise).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The answer to a handler that panicked: a logged 500 in the same JSON shape.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
+    let what = panic_message(&*panic);
     tracing::error!(panic = %what, "a request handler panicked");
     json_response(
         poem::http::StatusCode::INTERNAL_SERVER_ERROR,

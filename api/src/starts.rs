@@ -16,9 +16,11 @@
 //! A request that goes away while it waits (the client hung up) does not stop its start: the
 //! search is written and enqueued whole, never left pending without a job.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use entity::vehicle_search;
+use futures::FutureExt;
 use sea_orm::DatabaseConnection;
 use sentinela_core::jobs::SearchVehicle;
 use sentinela_core::queue::JobQueue;
@@ -41,7 +43,7 @@ pub enum StartError {
     Db(sea_orm::DbErr),
     /// The search was written but the queue refused its job; the search is marked failed.
     Queue,
-    /// The runners have stopped (the process is shutting down).
+    /// The runners have stopped (the process is shutting down), or the batch panicked.
     Stopped,
 }
 
@@ -102,7 +104,15 @@ async fn run(rx: Arc<Mutex<mpsc::Receiver<Start>>>, db: DatabaseConnection, queu
             }
             batch
         };
-        write(&db, &queue, batch).await;
+        // A runner outlives a panic in one batch (its requests then answer 503, their reply
+        // channels dropped): on SQLite it is the only runner, and without it no search could start.
+        if let Err(panic) = AssertUnwindSafe(write(&db, &queue, batch))
+            .catch_unwind()
+            .await
+        {
+            let what = crate::error::panic_message(&*panic);
+            tracing::error!(panic = %what, "a batch of search starts panicked");
+        }
     }
 }
 
