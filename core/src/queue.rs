@@ -21,6 +21,9 @@ use crate::settings::Settings;
 pub const MISSED_HEARTBEATS: usize = 5;
 
 /// The two queues on one backend.
+// One per process, built once and cloned into its tasks: the variants' sizes (872 and 624
+// bytes) do not matter here, and boxing them would add an indirection to every push.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum JobQueue {
     /// Distributed.
@@ -250,8 +253,8 @@ impl JobQueue {
 
 /// Reads a queue's depth from apalis-redis' keys: `LLEN {q}:active` plus the jobs of
 /// `{q}:scheduled` already due (a push lands there and a worker's fetch promotes it), the jobs of
-/// `{q}:scheduled` due later (retries with backoff), the in-flight sets of the workers in
-/// `ZRANGE {q}:workers`, `SCARD {q}:done` and `SCARD {q}:dead`.
+/// `{q}:scheduled` due later (retries with backoff), the in-flight sets `{q}:inflight:{name}` of
+/// the workers in `ZRANGE {q}:workers`, `SCARD {q}:done` and `SCARD {q}:dead`.
 ///
 /// # Errors
 /// Redis' error.
@@ -284,8 +287,8 @@ pub async fn redis_depth(
     pipe.cmd("SCARD").arg(format!("{queue}:done"));
     pipe.cmd("SCARD").arg(format!("{queue}:dead"));
     for worker in &workers {
-        // Members are the in-flight set keys themselves.
-        pipe.cmd("SCARD").arg(worker);
+        // Members are worker names; a worker's taken jobs are in `{q}:inflight:{name}`.
+        pipe.cmd("SCARD").arg(format!("{queue}:inflight:{worker}"));
     }
     let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
     Ok(QueueDepth {

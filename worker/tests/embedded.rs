@@ -179,7 +179,7 @@ async fn queue_depth_is_read_from_the_redis_keys() {
     let _: () = redis::cmd("ZADD")
         .arg("sentinela:analyze:workers")
         .arg(0)
-        .arg(inflight)
+        .arg("test-worker")
         .query_async(&mut conn)
         .await
         .unwrap();
