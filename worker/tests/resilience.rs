@@ -190,18 +190,7 @@ async fn postgresql_stopped_for_20_s_mid_search_costs_time_and_nothing_else() {
         .unwrap();
     let redis = RedisServer::start(false);
     let (city, with_bus) = city_with_recordings(&db, dir.path(), 40, 4).await;
-    // The workers' heartbeat is their poll interval, and a worker whose both slots are busy does
-    // not poll, so it misses heartbeats (apalis-core sends them only while it polls). With the
-    // suite's 200 ms, another worker took it for dead after 1 s (5 missed): on a slow machine
-    // that happened even before PostgreSQL stopped, every second, and each time its jobs were
-    // queued again and started again, until their tasks were failed as poison. This test is
-    // about PostgreSQL: 1 s (5 s to be taken for dead) keeps that out of it.
-    let mut cluster = Cluster::start(
-        &url,
-        &redis.url(),
-        dir.path(),
-        &[("SENTINELA__WORKER__POLL_INTERVAL_MS", "1000")],
-    );
+    let mut cluster = Cluster::start(&url, &redis.url(), dir.path(), &[]);
     let base = cluster.base.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

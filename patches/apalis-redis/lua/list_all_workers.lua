@@ -8,7 +8,8 @@ for _, queue_key in ipairs(queues) do
 
     for i = 1, #workers, 2 do
         local name = workers[i]
-        local last_seen = tonumber(workers[i + 1])
+        -- Scores keep the fraction of a second; the listing gives whole seconds.
+        local last_seen = math.floor(tonumber(workers[i + 1]))
 
         local meta_json = redis.call("hget", meta_key, name)
         local backend = ""

@@ -14,7 +14,8 @@ local result = {}
 
 for i = 1, #workers, 2 do
     local name = workers[i]
-    local last_seen = tonumber(workers[i + 1])
+    -- Scores keep the fraction of a second; the listing gives whole seconds.
+    local last_seen = math.floor(tonumber(workers[i + 1]))
     local meta_key = KEYS[2] .. name
 
     local meta = redis.call("hmget", meta_key, "backend_name", "service")

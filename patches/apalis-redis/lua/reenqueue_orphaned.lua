@@ -3,12 +3,13 @@
 -- KEYS[3]: the signal list
 -- KEYS[4]: The workers key prefix
 -- ARGV[1]: the timestamp before which a worker is considered expired
--- ARGV[2]: (optional) restrict to this specific worker only
+-- ARGV[2]: (optional) restrict to this specific worker only; "" for every worker
+-- ARGV[3]: (optional) never this worker (the caller, alive by definition)
 -- Returns: number of jobs processed
 local worker_key_prefix = KEYS[4]
 
 local workers
-if ARGV[2] then
+if ARGV[2] and ARGV[2] ~= "" then
     -- Only consider this worker if it is in fact expired
     local score = redis.call("zscore", KEYS[1], ARGV[2])
     if score and tonumber(score) <= tonumber(ARGV[1]) then
@@ -25,17 +26,19 @@ redis.replicate_commands()
 local processed = 0
 
 for _, worker in ipairs(workers) do
-    local inflight_set_key = worker_key_prefix .. ":" .. worker
-    local jobs = redis.call("smembers", inflight_set_key)
-    local count = table.getn(jobs)
+    if worker ~= ARGV[3] then
+        local inflight_set_key = worker_key_prefix .. ":" .. worker
+        local jobs = redis.call("smembers", inflight_set_key)
+        local count = table.getn(jobs)
 
-    if count > 0 then
-        redis.call("rpush", KEYS[2], unpack(jobs))
-        redis.call("del", inflight_set_key)
-        processed = processed + count
+        if count > 0 then
+            redis.call("rpush", KEYS[2], unpack(jobs))
+            redis.call("del", inflight_set_key)
+            processed = processed + count
+        end
+
+        redis.call("zrem", KEYS[1], worker)
     end
-
-    redis.call("zrem", KEYS[1], worker)
 end
 
 if processed > 0 then

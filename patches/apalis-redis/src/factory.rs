@@ -93,6 +93,7 @@ impl<Args> BackendFactory<Args> for RedisStorageFactory {
             persist: Persisted::new(RedisPersistence { config, conn }),
             codec: JsonCodec::default(),
             cleanup: None,
+            wake: None,
         };
         Ok(PollWith::new(redis_storage, StreamStrategy::new(poller)))
     }

@@ -87,6 +87,9 @@ where
     persist: Persisted<RedisPersistence<Conn>>,
     codec: JsonCodec,
     cleanup: Option<BoxSyncFuture<Result<(), Error>>>,
+    /// Wakes the worker at least once per heartbeat interval while its stream is pending (see
+    /// [`RedisStorage::wake_within_heartbeat`]).
+    wake: Option<apalis_core::timer::Delay>,
 }
 
 impl<Args, Conn> Clone for RedisStorage<Args, Conn>
@@ -99,6 +102,7 @@ where
             persist: self.persist.clone(),
             codec: self.codec.clone(),
             cleanup: None,
+            wake: None,
         }
     }
 }
@@ -115,6 +119,7 @@ where
             persist: Persisted::new(RedisPersistence { config, conn }),
             codec: JsonCodec::default(),
             cleanup: None,
+            wake: None,
         }
     }
 
@@ -126,6 +131,7 @@ where
             persist: self.persist,
             codec: self.codec,
             cleanup: None,
+            wake: None,
         }
     }
 
@@ -137,6 +143,26 @@ where
     /// Get the config used by the storage
     pub fn get_config(&self) -> &Config {
         &self.persist.config
+    }
+
+    /// Makes sure a pending worker is polled again within one heartbeat interval.
+    ///
+    /// apalis-core's heartbeat timer is what wakes an idle worker, and it registers the waker
+    /// only when it is polled in the `Ready` state. When it fires while a fetch is in flight
+    /// (a fetch slower than the interval: Redis loaded, or reconnecting after a restart) and
+    /// the fetch comes back empty, the worker waits for a wake-up that never comes: it stops
+    /// fetching and sending heartbeats for good. This timer of our own, polled whenever the
+    /// stream is pending, wakes it; `poll_ready` then finds its heartbeat due.
+    fn wake_within_heartbeat(&mut self, cx: &mut Context<'_>) {
+        let interval = self.persist.config.heartbeat_interval;
+        let timer = self
+            .wake
+            .get_or_insert_with(|| apalis_core::timer::Delay::new(interval));
+        if Pin::new(&mut *timer).poll(cx).is_ready() {
+            timer.reset(interval);
+            // Registers the waker for the new deadline.
+            let _ = Pin::new(timer).poll(cx);
+        }
     }
 }
 
@@ -162,7 +188,11 @@ where
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
-        self.persist.poll_next(cx, worker)
+        let next = self.persist.poll_next(cx, worker);
+        if next.is_pending() {
+            self.wake_within_heartbeat(cx);
+        }
+        next
     }
 
     fn poll_close(
@@ -177,9 +207,10 @@ where
             let mut conn = self.persist.conn.clone();
             self.cleanup = Some(
                 async move {
+                    // The set's members are worker names (not their in-flight set keys).
                     redis::cmd("ZREM")
                         .arg(config.workers_set())
-                        .arg(config.inflight_set_for(&worker))
+                        .arg(worker.name())
                         .query_async::<u32>(&mut conn)
                         .await?;
                     Ok(())

@@ -1,7 +1,7 @@
 use apalis_core::worker::context::WorkerContext;
 use redis::aio::ConnectionLike;
 
-use crate::{Config, error::Error, queries::current_timestamp};
+use crate::{Config, error::Error, queries::heartbeat_timestamp};
 
 pub(crate) async fn keep_alive<Conn>(
     conn: &mut Conn,
@@ -15,7 +15,7 @@ where
 
     let workers_set = config.workers_set();
 
-    let now = current_timestamp();
+    let now = heartbeat_timestamp();
 
     keep_alive
         .key(workers_set)

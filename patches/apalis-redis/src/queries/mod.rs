@@ -22,6 +22,16 @@ fn current_timestamp() -> u64 {
         .as_secs()
 }
 
+/// Seconds since the epoch with their fraction: the scores of the workers set (last heartbeat).
+/// Whole seconds there made a worker dead up to a second early (its score is floored, the other
+/// worker's "now" too), and any dead-after shorter than two seconds unreliable.
+fn heartbeat_timestamp() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
 pub use fetch_next::CompactTask;
 pub use fetch_next::deserialize_with_meta;
 pub use fetch_next::fetch_next;

@@ -1,7 +1,7 @@
 use apalis_core::backend::WorkerFilter;
 use redis::{Script, aio::ConnectionLike};
 
-use crate::{Config, error::Error, queries::current_timestamp};
+use crate::{Config, error::Error, queries::heartbeat_timestamp};
 
 pub(crate) async fn reenqueue_orphaned<C>(
     conn: &mut C,
@@ -17,10 +17,10 @@ where
 
     let script = Script::new(include_str!("../../lua/reenqueue_orphaned.lua"));
 
-    let now = current_timestamp();
+    let now = heartbeat_timestamp();
     let processed = match worker_filter {
         WorkerFilter::Only(worker_name) => {
-            let dead_for = config.heartbeat_interval.as_secs();
+            let dead_for = config.heartbeat_interval.as_secs_f64();
 
             let expired_before = now - dead_for;
             script
@@ -34,17 +34,20 @@ where
                 .await?
         }
         _ => {
-            let dead_for = config.orphaned_duration().as_secs();
+            let dead_for = config.orphaned_duration().as_secs_f64();
 
             let expired_before = now - dead_for;
-            script
-                .key(worker_set)
+            let mut invocation = script.key(worker_set);
+            invocation
                 .key(active_jobs_list)
                 .key(signal_list)
                 .key(config.inflight_jobs_set())
-                .arg(expired_before)
-                .invoke_async::<u32>(conn)
-                .await?
+                .arg(expired_before);
+            // The caller is alive, however late its own heartbeat was written.
+            if let WorkerFilter::AllExcept(worker_name) = worker_filter {
+                invocation.arg("").arg(worker_name);
+            }
+            invocation.invoke_async::<u32>(conn).await?
         }
     };
 

@@ -1,7 +1,7 @@
 use apalis_core::worker::context::WorkerContext;
 use redis::aio::ConnectionLike;
 
-use crate::{Config, error::Error, queries::current_timestamp};
+use crate::{Config, error::Error, queries::heartbeat_timestamp};
 
 pub(crate) async fn register_worker<Conn>(
     conn: &mut Conn,
@@ -16,14 +16,14 @@ where
 
     let metadata_key = config.worker_metadata_key(worker);
 
-    let now = current_timestamp();
+    let now = heartbeat_timestamp();
 
     register_worker
         .key(workers_set)
         .key(metadata_key)
         .arg(now)
         .arg(worker.name())
-        .arg(config.orphaned_duration().as_secs())
+        .arg(config.orphaned_duration().as_secs_f64())
         .arg("RedisStorage")
         .arg(worker.get_service())
         .invoke_async::<()>(conn)
