@@ -948,7 +948,9 @@ async fn start(
         return state.starts.start(new).await.map_err(|e| match e {
             StartError::Db(e) => e.into(),
             StartError::Queue => queue_unavailable(),
-            StartError::Stopped => ApiError::unavailable("the server is shutting down; try again"),
+            StartError::Stopped => {
+                ApiError::unavailable("the server could not start the search now; try again")
+            }
         });
     }
     let search = searches::create(state.control(), &db, new).await?;

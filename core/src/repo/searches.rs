@@ -67,7 +67,7 @@ pub async fn create_in_shared(
     new: NewSearch,
 ) -> Result<vehicle_search::Model, DbErr> {
     use sea_orm::sea_query::{Alias, CommonTableExpression, Query, WithClause};
-    use sea_orm::{ActiveValue, DbBackend, FromQueryResult, Iterable, StatementBuilder};
+    use sea_orm::{DbBackend, FromQueryResult, Iterable, StatementBuilder};
     use vehicle_search::Column as C;
     if db.get_database_backend() != DbBackend::Postgres {
         return create(db, db, new).await;
@@ -85,30 +85,20 @@ pub async fn create_in_shared(
         .table_name(allocated.clone())
         .to_owned();
     // The row as `create` inserts it, its id read from the allocation.
-    let mut row = pending(0, new);
-    let (mut columns, mut values) = (Vec::new(), Vec::new());
-    for column in C::iter() {
-        if matches!(column, C::Id) {
-            columns.push(column);
-            values.push(Expr::SubQuery(
-                None,
-                Box::new(
-                    Query::select()
-                        .column(entity::search_directory::Column::Id)
-                        .from(allocated.clone())
-                        .to_owned()
-                        .into(),
-                ),
-            ));
-        } else if let ActiveValue::Set(value) | ActiveValue::Unchanged(value) = row.take(column) {
-            columns.push(column);
-            values.push(column.save_as(Expr::val(value)));
-        }
-    }
+    let id = Expr::SubQuery(
+        None,
+        Box::new(
+            Query::select()
+                .column(entity::search_directory::Column::Id)
+                .from(allocated.clone())
+                .to_owned()
+                .into(),
+        ),
+    );
     let insert = Query::insert()
         .into_table(vehicle_search::Entity)
-        .columns(columns)
-        .values_panic(values)
+        .columns(C::iter())
+        .values_panic(pending_values(id, new))
         .returning_all()
         .to_owned()
         .with(WithClause::new().cte(cte).to_owned());
@@ -186,15 +176,7 @@ where
     rows.sort_by_key(|(id, new)| (new.city_id, id.rem_euclid(SEARCH_LOAD_SHARDS), *id));
     for (id, new) in rows {
         directory.values_panic([id.into(), new.city_id.into()]);
-        let mut row = pending(id, new.clone());
-        // `pending` sets every column.
-        let values = C::iter().map(|column| match row.take(column) {
-            sea_orm::ActiveValue::Set(value) | sea_orm::ActiveValue::Unchanged(value) => {
-                column.save_as(Expr::val(value))
-            }
-            sea_orm::ActiveValue::NotSet => Expr::cust("DEFAULT"),
-        });
-        insert.values_panic(values);
+        insert.values_panic(pending_values(Expr::val(id), new.clone()));
     }
     let cte = CommonTableExpression::new()
         .query(directory)
@@ -219,6 +201,24 @@ where
 
 /// The shards of a city's count of searches in flight (`search_load`, by search id).
 const SEARCH_LOAD_SHARDS: i64 = 8;
+
+/// A new pending search's row as values for a statement built by hand (a `WITH` or a multi-row
+/// insert), one per column in `vehicle_search::Column::iter()` order, its id being `id` (a value
+/// or a sub-query).
+fn pending_values(id: Expr, new: NewSearch) -> Vec<Expr> {
+    use sea_orm::{ActiveValue, Iterable};
+    use vehicle_search::Column as C;
+    let mut row = pending(0, new);
+    C::iter()
+        .map(|column| match (column, row.take(column)) {
+            (C::Id, _) => id.clone(),
+            (_, ActiveValue::Set(value) | ActiveValue::Unchanged(value)) => {
+                column.save_as(Expr::val(value))
+            }
+            (_, ActiveValue::NotSet) => Expr::cust("DEFAULT"),
+        })
+        .collect()
+}
 
 /// A new pending search's row.
 fn pending(id: i64, new: NewSearch) -> vehicle_search::ActiveModel {
